@@ -1,0 +1,195 @@
+//! The `Packable` sample trait, WebDataset samples and batches.
+
+use std::ops::Deref;
+
+use crate::error::{Error, Result};
+use crate::schema::Schema;
+
+/// A typed sample: a struct whose fields pack into a msgpack map, byte-identical to Python
+/// atdata's `@packable` dataclasses. Implement it with `#[packable]`.
+///
+/// ```
+/// use atdata_codec::Packable;
+/// # use atdata_derive::packable;
+///
+/// /// A labelled point.
+/// #[packable(crate = "atdata_codec")]
+/// #[derive(Debug, PartialEq)]
+/// struct Point { x: f64, label: String }
+///
+/// let p = Point { x: 1.5, label: "a".into() };
+/// let bytes = p.packed().unwrap();
+/// assert_eq!(Point::from_bytes(&bytes).unwrap(), p);
+/// assert_eq!(Point::schema().description.as_deref(), Some("A labelled point."));
+/// ```
+pub trait Packable: Sized {
+    /// The columns of a batch of this type (generated as `{Name}Columns`).
+    type Columns;
+
+    /// The schema: name, fields in declaration order, description.
+    fn schema() -> Schema;
+
+    /// Appends the msgpack payload to `out`.
+    fn pack_into(&self, out: &mut Vec<u8>) -> Result<()>;
+
+    /// Decodes a msgpack payload. Unknown, missing or repeated keys, values of the wrong kind
+    /// and malformed arrays are errors naming the field.
+    fn from_bytes(bytes: &[u8]) -> Result<Self>;
+
+    /// Stacks samples into batch columns; used by [`SampleBatch::from_samples`].
+    #[doc(hidden)]
+    fn stack(samples: &[Self]) -> Result<Self::Columns>;
+
+    /// The msgpack payload. Fails only when a string, byte string, list or array is longer
+    /// than msgpack's 4 GiB limit.
+    fn packed(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.pack_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// The WebDataset sample: `key` and one member, `msgpack`, holding the payload.
+    ///
+    /// # Panics
+    ///
+    /// When a field is longer than msgpack's 4 GiB limit; use [`packed`](Self::packed) to get
+    /// that as an error instead.
+    fn as_wds(&self, key: &str) -> WdsSample {
+        match self.packed() {
+            Ok(payload) => WdsSample::msgpack(key, payload),
+            Err(e) => panic!("sample `{key}` cannot be packed: {e}"),
+        }
+    }
+}
+
+/// One WebDataset sample: a key and its members (`extension`, bytes), in order.
+///
+/// In a tar shard each member is the file `{key}.{extension}`; atdata samples have one member,
+/// `msgpack`.
+///
+/// ```
+/// use atdata_codec::WdsSample;
+///
+/// let s = WdsSample::msgpack("000001", vec![0x80]);
+/// assert_eq!(s.member("msgpack"), Some(&[0x80][..]));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WdsSample {
+    /// The sample key (`__key__`): the member names up to their first `.`.
+    pub key: String,
+    /// `(extension, bytes)` pairs in tar order.
+    pub members: Vec<(String, Vec<u8>)>,
+}
+
+impl WdsSample {
+    /// A sample with a single `msgpack` member.
+    pub fn msgpack(key: impl Into<String>, payload: Vec<u8>) -> WdsSample {
+        WdsSample {
+            key: key.into(),
+            members: vec![("msgpack".to_owned(), payload)],
+        }
+    }
+
+    /// The bytes of the member with extension `ext`.
+    pub fn member(&self, ext: &str) -> Option<&[u8]> {
+        self.members
+            .iter()
+            .find(|(e, _)| e == ext)
+            .map(|(_, b)| b.as_slice())
+    }
+}
+
+/// A batch of samples: array fields stacked along a new leading axis, every other field
+/// collected into a `Vec` (optional fields as `Vec<Option<_>>`). It dereferences to the
+/// generated `{Name}Columns`; the samples stay reachable through [`samples`](Self::samples).
+///
+/// ```
+/// use atdata_codec::{Packable, SampleBatch};
+/// # use atdata_derive::packable;
+/// use ndarray::Array1;
+///
+/// #[packable(crate = "atdata_codec")]
+/// #[derive(Clone)]
+/// struct Row { features: Array1<f32>, label: i64 }
+///
+/// let rows = vec![Row { features: Array1::zeros(4), label: 1 }, Row { features: Array1::ones(4), label: 2 }];
+/// let batch = SampleBatch::from_samples(rows).unwrap();
+/// assert_eq!(batch.features.shape(), &[2, 4]);
+/// assert_eq!(batch.label, vec![1, 2]);
+/// assert_eq!(batch.samples().len(), 2);
+/// ```
+pub struct SampleBatch<T: Packable> {
+    columns: T::Columns,
+    originals: Vec<T>,
+}
+
+impl<T: Packable> SampleBatch<T> {
+    /// Stacks `samples` into a batch. Fails on an empty list, or when an array field's shapes
+    /// differ between samples (the error names the field).
+    pub fn from_samples(samples: Vec<T>) -> Result<SampleBatch<T>> {
+        if samples.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        Ok(SampleBatch {
+            columns: T::stack(&samples)?,
+            originals: samples,
+        })
+    }
+
+    /// The stacked columns.
+    pub fn columns(&self) -> &T::Columns {
+        &self.columns
+    }
+
+    /// The samples, in batch order.
+    pub fn samples(&self) -> &[T] {
+        &self.originals
+    }
+
+    /// The samples, giving up the columns.
+    pub fn into_samples(self) -> Vec<T> {
+        self.originals
+    }
+
+    /// The number of samples (at least one).
+    pub fn len(&self) -> usize {
+        self.originals.len()
+    }
+
+    /// Always `false`: a batch has at least one sample.
+    pub fn is_empty(&self) -> bool {
+        self.originals.is_empty()
+    }
+}
+
+impl<T: Packable> Deref for SampleBatch<T> {
+    type Target = T::Columns;
+
+    fn deref(&self) -> &T::Columns {
+        &self.columns
+    }
+}
+
+impl<T: Packable + std::fmt::Debug> std::fmt::Debug for SampleBatch<T>
+where
+    T::Columns: std::fmt::Debug,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SampleBatch")
+            .field("columns", &self.columns)
+            .field("samples", &self.originals)
+            .finish()
+    }
+}
+
+impl<T: Packable + Clone> Clone for SampleBatch<T>
+where
+    T::Columns: Clone,
+{
+    fn clone(&self) -> Self {
+        SampleBatch {
+            columns: self.columns.clone(),
+            originals: self.originals.clone(),
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! atdata: typed machine-learning datasets, byte-compatible with the Python library `atdata`.
+//!
+//! Declare a sample type with [`packable`]; its values pack into msgpack payloads that a
+//! Python user reads unchanged, batch into stacked columns ([`SampleBatch`]), and describe
+//! themselves with a [`Schema`] whose records and CIDs match Python's byte for byte.
+//!
+//! ```
+//! use atdata::prelude::*;
+//! use atdata::ndarray::Array1;
+//!
+//! /// One training example.
+//! #[packable]
+//! #[derive(Debug, Clone, PartialEq)]
+//! pub struct TrainingSample {
+//!     pub features: Array1<f32>,
+//!     pub label: i64,
+//!     pub note: Option<String>,
+//! }
+//!
+//! # fn main() -> atdata::Result<()> {
+//! let s = TrainingSample { features: Array1::zeros(4), label: 3, note: None };
+//! let bytes = s.packed()?;
+//! assert_eq!(TrainingSample::from_bytes(&bytes)?, s);
+//!
+//! let batch = SampleBatch::from_samples(vec![s.clone(), s])?;
+//! assert_eq!(batch.features.shape(), &[2, 4]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Crates: `atdata-codec` (samples, arrays, schemas, CIDs) and `atdata-derive`
+//! (`#[packable]`), re-exported here.
+
+#![deny(missing_docs)]
+
+pub use atdata_codec::{
+    ArrayError, ArrayPayload, ByteOrder, Cid, DType, DynamicSample, Element, Error, FieldType,
+    Packable, Primitive, Result, SampleBatch, Schema, SchemaField, SchemaRecord, SchemaRef,
+    SchemaRefForm, Value, WdsSample, cid_of, decode_array, encode_array, entry_cid,
+};
+#[cfg(feature = "derive")]
+pub use atdata_derive::packable;
+/// The `ndarray` version atdata's array fields use.
+pub use ndarray;
+
+#[doc(hidden)]
+pub use atdata_codec::__private;
+
+/// Everything a sample definition and its use need: `use atdata::prelude::*;`.
+pub mod prelude {
+    #[cfg(feature = "derive")]
+    pub use crate::packable;
+    pub use crate::{DynamicSample, Packable, SampleBatch, Schema, SchemaRef};
+}

@@ -1,0 +1,9 @@
+use atdata::prelude::*;
+
+#[packable]
+enum Label {
+    Cat,
+    Dog,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use atdata::prelude::*;
+
+#[packable]
+struct Wrapper<T> {
+    value: T,
+}
+
+fn main() {}

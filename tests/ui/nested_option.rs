@@ -1,0 +1,8 @@
+use atdata::prelude::*;
+
+#[packable]
+struct Sample {
+    note: Option<Option<String>>,
+}
+
+fn main() {}

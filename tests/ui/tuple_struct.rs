@@ -1,0 +1,6 @@
+use atdata::prelude::*;
+
+#[packable]
+struct Pair(i64, String);
+
+fn main() {}

@@ -1,0 +1,6 @@
+use atdata::prelude::*;
+
+#[packable]
+struct Nothing;
+
+fn main() {}

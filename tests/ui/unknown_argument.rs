@@ -1,0 +1,8 @@
+use atdata::prelude::*;
+
+#[packable(rename = "Other")]
+struct Sample {
+    label: String,
+}
+
+fn main() {}
