@@ -6,7 +6,7 @@
 
 use ndarray::{Array, ArrayBase, Data, Dimension, IxDyn, ShapeBuilder};
 
-use crate::dtype::{DType, Element, matches_element};
+use crate::dtype::{DType, DTypeInfo, Element, matches_element};
 use crate::error::ArrayError;
 
 const NPY_MAGIC: &[u8] = b"\x93NUMPY";
@@ -14,14 +14,15 @@ const NPY_MAGIC: &[u8] = b"\x93NUMPY";
 /// The parsed, validated header of a payload and the element bytes it describes.
 #[derive(Debug)]
 pub(crate) struct Parsed<'a> {
-    pub dtype: DType,
-    pub shape: Vec<usize>,
+    pub dtype_text: &'a str,
+    pub dtype: DTypeInfo,
+    pub shape: IxDyn,
     pub fortran_order: bool,
     pub data: &'a [u8],
 }
 
 /// Parses either payload format. On success `data.len()` equals the shape's element count
-/// times the dtype's item size exactly.
+/// times the dtype's item size exactly. Allocates nothing for arrays of up to 4 dimensions.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, ArrayError> {
     if bytes.starts_with(NPY_MAGIC) {
         parse_npy(bytes)
@@ -48,9 +49,9 @@ fn parse_compact(bytes: &[u8]) -> Result<Parsed<'_>, ArrayError> {
             part: " for header",
         });
     }
-    let dtype_text = std::str::from_utf8(&bytes[1..1 + dtype_len]).map_err(|_| {
-        ArrayError::InvalidDtype(String::from_utf8_lossy(&bytes[1..1 + dtype_len]).into_owned())
-    })?;
+    let dtype_bytes = &bytes[1..1 + dtype_len];
+    let dtype_text = std::str::from_utf8(dtype_bytes)
+        .map_err(|_| ArrayError::InvalidDtype(String::from_utf8_lossy(dtype_bytes).into_owned()))?;
     let ndim = usize::from(bytes[1 + dtype_len]);
     let data_start = header + 8 * ndim;
     if len < data_start {
@@ -60,44 +61,50 @@ fn parse_compact(bytes: &[u8]) -> Result<Parsed<'_>, ArrayError> {
             part: " for shape",
         });
     }
-    let dtype = DType::parse(dtype_text)?;
+    let dtype = DTypeInfo::parse(dtype_text)?;
     let dims = bytes[header..data_start]
         .chunks_exact(8)
-        .map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default()))
-        .collect::<Vec<_>>();
-    let shape = checked_shape(&dims)?;
-    check_length(dtype, shape, false, &bytes[data_start..])
+        .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+    let shape = checked_shape(ndim, dims)?;
+    check_length(dtype_text, dtype, shape, false, &bytes[data_start..])
 }
 
-/// Converts header dimensions to a shape, refusing negative or overflowing ones.
-fn checked_shape(dims: &[i64]) -> Result<Vec<usize>, ArrayError> {
-    dims.iter()
-        .map(|&d| usize::try_from(d).map_err(|_| ArrayError::NegativeDimension(d)))
-        .collect()
+/// Converts header dimensions to a shape, refusing negative ones. No allocation up to 4 dims.
+fn checked_shape(ndim: usize, dims: impl Iterator<Item = i64>) -> Result<IxDyn, ArrayError> {
+    let mut shape = IxDyn::zeros(ndim);
+    for (slot, d) in shape.slice_mut().iter_mut().zip(dims) {
+        *slot = usize::try_from(d).map_err(|_| ArrayError::NegativeDimension(d))?;
+    }
+    Ok(shape)
 }
 
-fn check_length(
-    dtype: DType,
-    shape: Vec<usize>,
+/// Checks the element bytes against the shape, refusing shapes whose size overflows.
+fn check_length<'a>(
+    dtype_text: &'a str,
+    dtype: DTypeInfo,
+    shape: IxDyn,
     fortran_order: bool,
-    data: &[u8],
-) -> Result<Parsed<'_>, ArrayError> {
-    let overflow = || ArrayError::ShapeOverflow(shape.iter().map(|&d| d as i64).collect());
+    data: &'a [u8],
+) -> Result<Parsed<'a>, ArrayError> {
     let expected = shape
+        .slice()
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .and_then(|n| n.checked_mul(dtype.itemsize()))
+        .and_then(|n| n.checked_mul(dtype.itemsize))
         .filter(|&n| n <= isize::MAX as usize)
-        .ok_or_else(overflow)?;
+        .ok_or_else(|| {
+            ArrayError::ShapeOverflow(shape.slice().iter().map(|&d| d as i64).collect())
+        })?;
     if data.len() != expected {
         return Err(ArrayError::LengthMismatch {
-            dtype: dtype.as_str().to_owned(),
-            shape,
+            dtype: dtype_text.to_owned(),
+            shape: shape.slice().to_vec(),
             expected,
             found: data.len(),
         });
     }
     Ok(Parsed {
+        dtype_text,
         dtype,
         shape,
         fortran_order,
@@ -131,9 +138,15 @@ fn parse_npy(bytes: &[u8]) -> Result<Parsed<'_>, ArrayError> {
     let header = std::str::from_utf8(&bytes[header_start..header_end])
         .map_err(|_| ArrayError::InvalidNpy("header is not text"))?;
     let dict = npy_header::parse(header)?;
-    let dtype = DType::parse(&dict.descr)?;
-    let shape = checked_shape(&dict.shape)?;
-    check_length(dtype, shape, dict.fortran_order, &bytes[header_end..])
+    let dtype = DTypeInfo::parse(dict.descr)?;
+    let shape = checked_shape(dict.shape.len(), dict.shape.into_iter())?;
+    check_length(
+        dict.descr,
+        dtype,
+        shape,
+        dict.fortran_order,
+        &bytes[header_end..],
+    )
 }
 
 /// A minimal reader for the Python dict literal in a `.npy` header:
@@ -141,14 +154,14 @@ fn parse_npy(bytes: &[u8]) -> Result<Parsed<'_>, ArrayError> {
 mod npy_header {
     use crate::error::ArrayError;
 
-    pub(super) struct Header {
-        pub descr: String,
+    pub(super) struct Header<'a> {
+        pub descr: &'a str,
         pub fortran_order: bool,
         pub shape: Vec<i64>,
     }
 
-    enum Literal {
-        Str(String),
+    enum Literal<'a> {
+        Str(&'a str),
         Bool(bool),
         Tuple(Vec<i64>),
     }
@@ -179,7 +192,7 @@ mod npy_header {
             }
         }
 
-        fn string(&mut self) -> Result<String, ArrayError> {
+        fn string(&mut self) -> Result<&'a str, ArrayError> {
             self.skip_ws();
             let quote = self.0.chars().next().filter(|&q| q == '\'' || q == '"');
             let quote = quote.ok_or(ArrayError::InvalidNpy("expected a quoted string"))?;
@@ -188,10 +201,10 @@ mod npy_header {
                 .find(quote)
                 .ok_or(ArrayError::InvalidNpy("unterminated string"))?;
             self.0 = &rest[end + 1..];
-            Ok(rest[..end].to_owned())
+            Ok(&rest[..end])
         }
 
-        fn literal(&mut self) -> Result<Literal, ArrayError> {
+        fn literal(&mut self) -> Result<Literal<'a>, ArrayError> {
             self.skip_ws();
             if let Some(rest) = self.0.strip_prefix("True") {
                 self.0 = rest;
@@ -228,14 +241,14 @@ mod npy_header {
         }
     }
 
-    pub(super) fn parse(text: &str) -> Result<Header, ArrayError> {
+    pub(super) fn parse(text: &str) -> Result<Header<'_>, ArrayError> {
         let mut cur = Cursor(text);
         let (mut descr, mut fortran_order, mut shape) = (None, None, None);
         cur.expect('{')?;
         while !cur.eat('}') {
             let key = cur.string()?;
             cur.expect(':')?;
-            match (key.as_str(), cur.literal()?) {
+            match (key, cur.literal()?) {
                 ("descr", Literal::Str(s)) => descr = Some(s),
                 ("fortran_order", Literal::Bool(b)) => fortran_order = Some(b),
                 ("shape", Literal::Tuple(t)) => shape = Some(t),
@@ -282,32 +295,33 @@ pub(crate) fn to_typed<A: Element, D: Dimension>(
     if !matches_element::<A>(&p.dtype) {
         return Err(ArrayError::DtypeMismatch {
             expected: A::NAME,
-            found: p.dtype.as_str().to_owned(),
+            found: p.dtype_text.to_owned(),
         });
     }
-    if let Some(ndim) = D::NDIM
-        && ndim != p.shape.len()
+    let ndim = p.shape.ndim();
+    if let Some(expected) = D::NDIM
+        && expected != ndim
     {
         return Err(ArrayError::DimensionMismatch {
-            expected: ndim,
-            found: p.shape.len(),
+            expected,
+            found: ndim,
         });
     }
-    let mut values = Vec::with_capacity(p.data.len() / p.dtype.itemsize().max(1));
-    A::extend_from_bytes(&mut values, p.data, p.dtype.byte_order());
-    let shape = IxDyn(&p.shape);
+    let mut values = Vec::with_capacity(p.data.len() / p.dtype.itemsize.max(1));
+    A::extend_from_bytes(&mut values, p.data, p.dtype.order);
     let array = if p.fortran_order {
-        Array::from_shape_vec(shape.f(), values).map(|a| a.as_standard_layout().into_owned())
+        Array::from_shape_vec(p.shape.clone().f(), values)
+            .map(|a| a.as_standard_layout().into_owned())
     } else {
-        Array::from_shape_vec(shape, values)
+        Array::from_shape_vec(p.shape.clone(), values)
     };
     // The length was checked against the shape in `parse`, and the rank against `D` above.
     array
         .ok()
         .and_then(|a| a.into_dimensionality::<D>().ok())
-        .ok_or_else(|| ArrayError::DimensionMismatch {
-            expected: D::NDIM.unwrap_or(p.shape.len()),
-            found: p.shape.len(),
+        .ok_or(ArrayError::DimensionMismatch {
+            expected: D::NDIM.unwrap_or(ndim),
+            found: ndim,
         })
 }
 
@@ -393,7 +407,8 @@ impl ArrayPayload {
     pub fn from_bytes(bytes: Vec<u8>) -> Result<ArrayPayload, ArrayError> {
         let parsed = parse(&bytes)?;
         let data_start = bytes.len() - parsed.data.len();
-        let (dtype, shape, fortran_order) = (parsed.dtype, parsed.shape, parsed.fortran_order);
+        let dtype = DType::from_parts(parsed.dtype_text, parsed.dtype);
+        let (shape, fortran_order) = (parsed.shape.slice().to_vec(), parsed.fortran_order);
         Ok(ArrayPayload {
             bytes,
             dtype,
@@ -438,8 +453,9 @@ impl ArrayPayload {
     /// Decodes into a typed array (converting big-endian data and Fortran order).
     pub fn to_array<A: Element, D: Dimension>(&self) -> Result<Array<A, D>, ArrayError> {
         to_typed(&Parsed {
-            dtype: self.dtype.clone(),
-            shape: self.shape.clone(),
+            dtype_text: self.dtype.as_str(),
+            dtype: DTypeInfo::parse(self.dtype.as_str())?,
+            shape: IxDyn(&self.shape),
             fortran_order: self.fortran_order,
             data: self.data(),
         })

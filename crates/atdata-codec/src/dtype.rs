@@ -35,14 +35,19 @@ pub enum ByteOrder {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DType {
     text: String,
-    kind: char,
-    itemsize: usize,
-    order: ByteOrder,
+    info: DTypeInfo,
 }
 
-impl DType {
-    /// Parses a numpy `dtype.str`. Object dtypes (`|O`) are refused: they hold pointers, not data.
-    pub fn parse(text: &str) -> Result<DType, ArrayError> {
+/// What a dtype string means, parsed without allocating (the decoding hot path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DTypeInfo {
+    pub kind: char,
+    pub itemsize: usize,
+    pub order: ByteOrder,
+}
+
+impl DTypeInfo {
+    pub fn parse(text: &str) -> Result<DTypeInfo, ArrayError> {
         let invalid = || ArrayError::InvalidDtype(text.to_owned());
         let bytes = text.as_bytes();
         let (order, rest) = match bytes.first() {
@@ -85,12 +90,28 @@ impl DType {
             (_, Some(_)) => return Err(invalid()),
             (_, None) => {}
         }
-        Ok(DType {
-            text: text.to_owned(),
+        Ok(DTypeInfo {
             kind,
             itemsize,
             order,
         })
+    }
+}
+
+impl DType {
+    /// Parses a numpy `dtype.str`. Object dtypes (`|O`) are refused: they hold pointers, not data.
+    pub fn parse(text: &str) -> Result<DType, ArrayError> {
+        Ok(DType {
+            info: DTypeInfo::parse(text)?,
+            text: text.to_owned(),
+        })
+    }
+
+    pub(crate) fn from_parts(text: &str, info: DTypeInfo) -> DType {
+        DType {
+            text: text.to_owned(),
+            info,
+        }
     }
 
     /// The dtype string exactly as given.
@@ -100,22 +121,22 @@ impl DType {
 
     /// The numpy kind character: `b`, `i`, `u`, `f`, `c`, `U`, `S`, `V`, `M` or `m`.
     pub fn kind(&self) -> char {
-        self.kind
+        self.info.kind
     }
 
     /// Bytes per element.
     pub fn itemsize(&self) -> usize {
-        self.itemsize
+        self.info.itemsize
     }
 
     /// The byte order of the element bytes.
     pub fn byte_order(&self) -> ByteOrder {
-        self.order
+        self.info.order
     }
 
     /// The numpy type name (`float32`, `uint8`, `bool`...) for the kinds typed arrays support.
     pub fn name(&self) -> Option<&'static str> {
-        Some(match (self.kind, self.itemsize) {
+        Some(match (self.info.kind, self.info.itemsize) {
             ('b', 1) => "bool",
             ('i', 1) => "int8",
             ('i', 2) => "int16",
@@ -250,8 +271,8 @@ impl Element for bool {
 }
 
 /// Whether the payload dtype `dt` holds elements of type `A` (in either byte order).
-pub(crate) fn matches_element<A: Element>(dt: &DType) -> bool {
-    dt.kind() == A::KIND && dt.itemsize() == std::mem::size_of::<A>()
+pub(crate) fn matches_element<A: Element>(dt: &DTypeInfo) -> bool {
+    dt.kind == A::KIND && dt.itemsize == std::mem::size_of::<A>()
 }
 
 #[cfg(test)]
@@ -309,10 +330,12 @@ mod tests {
 
     #[test]
     fn element_types_match_their_dtype() {
-        assert!(matches_element::<f32>(&DType::parse(">f4").unwrap()));
-        assert!(!matches_element::<f32>(&DType::parse("<f8").unwrap()));
-        assert!(matches_element::<Complex64>(&DType::parse("<c16").unwrap()));
-        assert!(!matches_element::<i32>(&DType::parse("<u4").unwrap()));
+        assert!(matches_element::<f32>(&DTypeInfo::parse(">f4").unwrap()));
+        assert!(!matches_element::<f32>(&DTypeInfo::parse("<f8").unwrap()));
+        assert!(matches_element::<Complex64>(
+            &DTypeInfo::parse("<c16").unwrap()
+        ));
+        assert!(!matches_element::<i32>(&DTypeInfo::parse("<u4").unwrap()));
     }
 
     #[test]

@@ -69,7 +69,8 @@ pub fn expand(sample: &Sample) -> TokenStream {
     let columns = fields.iter().map(|f| {
         let (ident, ty, fvis) = (&f.ident, &f.ty, &f.vis);
         let column = quote_spanned!(ty.span()=> <#ty as #p::Field>::Column);
-        quote!(#fvis #ident: #column)
+        let doc = format!("The `{}` field of every sample in the batch.", f.key);
+        quote!(#[doc = #doc] #fvis #ident: #column)
     });
     let stacks = fields.iter().map(|f| {
         let (ident, key, ty) = (&f.ident, &f.key, &f.ty);
