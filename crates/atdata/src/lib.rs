@@ -46,6 +46,11 @@ pub use ndarray;
 #[doc(hidden)]
 pub use atdata_codec::__private;
 
+/// The README's examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 /// Everything a sample definition and its use need: `use atdata::prelude::*;`.
 pub mod prelude {
     #[cfg(feature = "derive")]
