@@ -3,6 +3,7 @@
 
 mod arrays;
 mod cids;
+mod datasets;
 mod golden;
 mod roundtrip;
 mod samples;

@@ -325,11 +325,20 @@ pub(crate) fn to_typed<A: Element, D: Dimension>(
         })
 }
 
-/// Writes the compact header for an array of `A` with this shape.
-fn write_header<A: Element>(shape: &[usize], out: &mut Vec<u8>) -> Result<(), ArrayError> {
+/// A compact header for `dtype` and `shape`, ready for the element bytes.
+pub(crate) fn compact_header(dtype: &str, shape: &[usize]) -> Result<Vec<u8>, ArrayError> {
+    let mut out = Vec::with_capacity(2 + dtype.len() + 8 * shape.len());
+    push_header(dtype, shape, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the compact header for `dtype` and `shape` to `out`.
+fn push_header(dtype: &str, shape: &[usize], out: &mut Vec<u8>) -> Result<(), ArrayError> {
+    let dtype_len =
+        u8::try_from(dtype.len()).map_err(|_| ArrayError::InvalidDtype(dtype.to_owned()))?;
     let ndim = u8::try_from(shape.len()).map_err(|_| ArrayError::TooManyDimensions(shape.len()))?;
-    out.push(A::DTYPE.len() as u8);
-    out.extend_from_slice(A::DTYPE.as_bytes());
+    out.push(dtype_len);
+    out.extend_from_slice(dtype.as_bytes());
     out.push(ndim);
     for &d in shape {
         out.extend_from_slice(&(d as i64).to_le_bytes());
@@ -349,7 +358,7 @@ pub(crate) fn write_array<A: Element, S: Data<Elem = A>, D: Dimension>(
     array: &ArrayBase<S, D>,
     out: &mut Vec<u8>,
 ) -> Result<(), ArrayError> {
-    write_header::<A>(array.shape(), out)?;
+    push_header(A::DTYPE, array.shape(), out)?;
     match array.as_slice() {
         Some(slice) => A::extend_bytes(out, slice),
         None => {
@@ -459,6 +468,30 @@ impl ArrayPayload {
             fortran_order: self.fortran_order,
             data: self.data(),
         })
+    }
+
+    /// Appends the element bytes in C order (reordering a Fortran-order `.npy` payload).
+    pub(crate) fn extend_c_order(&self, out: &mut Vec<u8>) {
+        if !self.fortran_order || self.shape.len() < 2 {
+            out.extend_from_slice(self.data());
+            return;
+        }
+        // View the bytes as the array's shape plus a trailing axis of item bytes, with
+        // Fortran strides over the array's axes; iterating it gives C order.
+        let item = self.dtype.itemsize();
+        let mut shape = self.shape.clone();
+        shape.push(item);
+        let mut strides = Vec::with_capacity(shape.len());
+        let mut stride = item;
+        for &d in &self.shape {
+            strides.push(stride);
+            stride *= d;
+        }
+        strides.push(1);
+        match ndarray::ArrayView::from_shape(IxDyn(&shape).strides(IxDyn(&strides)), self.data()) {
+            Ok(view) => out.extend(view.iter().copied()),
+            Err(_) => out.extend_from_slice(self.data()),
+        }
     }
 
     /// Whether the payload is a legacy `.npy` file.

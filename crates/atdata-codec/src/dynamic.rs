@@ -3,6 +3,7 @@
 use crate::array::ArrayPayload;
 use crate::error::{Error, Result};
 use crate::msgpack::{Decoder, Encoder, Int, kind_name};
+use crate::sample::SampleType;
 use crate::schema::{FieldType, Primitive, Schema};
 
 /// A field value of a [`DynamicSample`].
@@ -232,5 +233,165 @@ impl DynamicSample {
     /// The fields and values, in payload order.
     pub fn fields(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.fields.iter().map(|(n, v)| (n.as_str(), v))
+    }
+}
+
+/// One column of a [`DynamicBatch`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Column {
+    /// A required array field: every sample's array stacked along a new leading axis (one
+    /// payload, in the samples' shared dtype and byte order, C order).
+    Array(ArrayPayload),
+    /// Any other field: one value per sample (`Value::Nil` where an optional field is absent).
+    Values(Vec<Value>),
+}
+
+/// A batch of [`DynamicSample`]s, column by field name.
+///
+/// Required array fields stack when every sample's dtype and shape agree (otherwise building
+/// the batch fails naming the field); optional arrays and other fields are lists of values, as
+/// for typed batches.
+///
+/// ```
+/// use atdata_codec::{Column, DynamicBatch, DynamicSample, FieldType, Schema, SchemaField};
+///
+/// let schema = Schema {
+///     name: "V".into(),
+///     fields: vec![SchemaField { name: "v".into(), field_type: FieldType::NdArray { dtype: "uint8".into() }, optional: false }],
+///     description: None,
+/// };
+/// // {"v": <|u1 array [7]>}
+/// let payload = b"\x81\xa1v\xc4\x0e\x03|u1\x01\x01\0\0\0\0\0\0\0\x07";
+/// let s = DynamicSample::from_bytes(&schema, payload).unwrap();
+/// let batch = DynamicBatch::from_samples(&schema, vec![s.clone(), s]).unwrap();
+/// let Some(Column::Array(a)) = batch.column("v") else { panic!() };
+/// assert_eq!(a.shape(), &[2, 1]);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynamicBatch {
+    columns: Vec<(String, Column)>,
+    samples: Vec<DynamicSample>,
+}
+
+impl DynamicBatch {
+    /// Builds the columns of `samples` (at least one) by `schema`.
+    pub fn from_samples(schema: &Schema, samples: Vec<DynamicSample>) -> Result<DynamicBatch> {
+        if samples.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        let columns = schema
+            .fields
+            .iter()
+            .map(|f| {
+                let values = samples
+                    .iter()
+                    .map(|s| s.get(&f.name).cloned().unwrap_or(Value::Nil));
+                let column = match (&f.field_type, f.optional) {
+                    (FieldType::NdArray { .. }, false) => {
+                        stack_payloads(samples.iter().map(|s| s.get(&f.name)))
+                            .map(Column::Array)
+                            .map_err(|e| e.in_field(&f.name))?
+                    }
+                    _ => Column::Values(values.collect()),
+                };
+                Ok((f.name.clone(), column))
+            })
+            .collect::<Result<_>>()?;
+        Ok(DynamicBatch { columns, samples })
+    }
+
+    /// The column of field `name`.
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|(n, _)| n == name).map(|(_, c)| c)
+    }
+
+    /// The columns in schema order.
+    pub fn columns(&self) -> impl Iterator<Item = (&str, &Column)> {
+        self.columns.iter().map(|(n, c)| (n.as_str(), c))
+    }
+
+    /// The samples, in batch order.
+    pub fn samples(&self) -> &[DynamicSample] {
+        &self.samples
+    }
+
+    /// The number of samples (at least one).
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Always `false`: a batch has at least one sample.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+}
+
+/// Stacks array payloads of one dtype and shape into one C-order payload.
+fn stack_payloads<'a>(values: impl Iterator<Item = Option<&'a Value>>) -> Result<ArrayPayload> {
+    let arrays: Vec<&ArrayPayload> = values
+        .map(|v| match v {
+            Some(Value::Array(a)) => Ok(a),
+            Some(other) => Err(Error::UnexpectedType {
+                expected: "array",
+                found: value_kind(other),
+            }),
+            None => Err(Error::UnexpectedType {
+                expected: "array",
+                found: "nothing",
+            }),
+        })
+        .collect::<Result<_>>()?;
+    let first = arrays.first().ok_or(Error::EmptyBatch)?;
+    for (index, a) in arrays.iter().enumerate() {
+        if a.dtype() != first.dtype() {
+            return Err(Error::DtypeMismatch {
+                index,
+                expected: first.dtype().as_str().to_owned(),
+                found: a.dtype().as_str().to_owned(),
+            });
+        }
+        if a.shape() != first.shape() {
+            return Err(Error::ShapeMismatch {
+                index,
+                expected: first.shape().to_vec(),
+                found: a.shape().to_vec(),
+            });
+        }
+    }
+    let mut shape = vec![arrays.len()];
+    shape.extend_from_slice(first.shape());
+    let data_len: usize = arrays.iter().map(|a| a.data().len()).sum();
+    let mut out = crate::array::compact_header(first.dtype().as_str(), &shape)?;
+    out.reserve(data_len);
+    for a in &arrays {
+        a.extend_c_order(&mut out);
+    }
+    Ok(ArrayPayload::from_bytes(out)?)
+}
+
+fn value_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Nil => "nil",
+        Value::Bool(_) => "bool",
+        Value::Int(_) | Value::UInt(_) => "int",
+        Value::Float(_) => "float",
+        Value::Str(_) => "str",
+        Value::Bytes(_) => "bin",
+        Value::List(_) => "array",
+        Value::Array(_) => "ndarray",
+    }
+}
+
+impl SampleType for DynamicSample {
+    type Context = Schema;
+    type Batch = DynamicBatch;
+
+    fn decode(schema: &Schema, payload: &[u8]) -> Result<DynamicSample> {
+        DynamicSample::from_bytes(schema, payload)
+    }
+
+    fn batch(schema: &Schema, samples: Vec<DynamicSample>) -> Result<DynamicBatch> {
+        DynamicBatch::from_samples(schema, samples)
     }
 }

@@ -104,6 +104,16 @@ pub enum Error {
         /// The shape of the sample that differs.
         found: Vec<usize>,
     },
+    /// Array fields of one dynamic batch whose dtypes differ.
+    #[error("cannot stack arrays: sample {index} has dtype `{found}`, sample 0 has `{expected}`")]
+    DtypeMismatch {
+        /// The position of the first sample that differs.
+        index: usize,
+        /// The dtype of sample 0.
+        expected: String,
+        /// The dtype of the sample that differs.
+        found: String,
+    },
     /// A batch was asked for with no samples.
     #[error("a batch needs at least one sample")]
     EmptyBatch,

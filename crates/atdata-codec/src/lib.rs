@@ -46,9 +46,9 @@ pub use ::cid::Cid;
 pub use crate::array::{ArrayPayload, decode_array, encode_array};
 pub use crate::cid::{cid_of, entry_cid};
 pub use crate::dtype::{ByteOrder, DType, Element};
-pub use crate::dynamic::{DynamicSample, Value};
+pub use crate::dynamic::{Column, DynamicBatch, DynamicSample, Value};
 pub use crate::error::{ArrayError, Error, Result};
-pub use crate::sample::{Packable, SampleBatch, WdsSample};
+pub use crate::sample::{Packable, SampleBatch, SampleType, WdsSample};
 pub use crate::schema::{FieldType, Primitive, Schema, SchemaField, SchemaRecord};
 pub use crate::schema_ref::{SchemaRef, SchemaRefForm};
 

@@ -193,3 +193,51 @@ where
         }
     }
 }
+
+/// What a dataset can yield: any [`Packable`] type (decoded with no context), or
+/// [`DynamicSample`](crate::DynamicSample) (decoded with its [`Schema`]).
+///
+/// Readers such as `atdata_wds::Dataset` decode and batch through this trait.
+///
+/// ```
+/// use atdata_codec::{Packable, SampleType};
+/// # use atdata_derive::packable;
+///
+/// #[packable(crate = "atdata_codec")]
+/// struct Point { x: f64 }
+///
+/// let bytes = Point { x: 2.0 }.packed().unwrap();
+/// let p = <Point as SampleType>::decode(&(), &bytes).unwrap();
+/// let batch = <Point as SampleType>::batch(&(), vec![p]).unwrap();
+/// assert_eq!(batch.x, vec![2.0]);
+/// ```
+pub trait SampleType: Sized + Send + 'static {
+    /// What decoding needs besides the payload: `()` for `Packable` types, the schema for
+    /// `DynamicSample`.
+    type Context: Send + Sync + 'static;
+    /// A batch of these samples.
+    type Batch: Send + 'static;
+
+    /// Decodes one msgpack payload.
+    fn decode(context: &Self::Context, payload: &[u8]) -> Result<Self>;
+
+    /// Groups samples (at least one) into a batch.
+    fn batch(context: &Self::Context, samples: Vec<Self>) -> Result<Self::Batch>;
+}
+
+impl<T> SampleType for T
+where
+    T: Packable + Send + 'static,
+    T::Columns: Send,
+{
+    type Context = ();
+    type Batch = SampleBatch<T>;
+
+    fn decode(_: &(), payload: &[u8]) -> Result<T> {
+        T::from_bytes(payload)
+    }
+
+    fn batch(_: &(), samples: Vec<T>) -> Result<SampleBatch<T>> {
+        SampleBatch::from_samples(samples)
+    }
+}

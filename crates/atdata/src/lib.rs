@@ -28,18 +28,22 @@
 //! # }
 //! ```
 //!
-//! Crates: `atdata-codec` (samples, arrays, schemas, CIDs) and `atdata-derive`
-//! (`#[packable]`), re-exported here.
+//! Crates: `atdata-codec` (samples, arrays, schemas, CIDs), `atdata-derive` (`#[packable]`)
+//! and `atdata-wds` (tar shards and [`Dataset`], as [`wds`]), re-exported here.
 
 #![deny(missing_docs)]
 
 pub use atdata_codec::{
-    ArrayError, ArrayPayload, ByteOrder, Cid, DType, DynamicSample, Element, Error, FieldType,
-    Packable, Primitive, Result, SampleBatch, Schema, SchemaField, SchemaRecord, SchemaRef,
-    SchemaRefForm, Value, WdsSample, cid_of, decode_array, encode_array, entry_cid,
+    ArrayError, ArrayPayload, ByteOrder, Cid, Column, DType, DynamicBatch, DynamicSample, Element,
+    Error, FieldType, Packable, Primitive, Result, SampleBatch, SampleType, Schema, SchemaField,
+    SchemaRecord, SchemaRef, SchemaRefForm, Value, WdsSample, cid_of, decode_array, encode_array,
+    entry_cid,
 };
 #[cfg(feature = "derive")]
 pub use atdata_derive::packable;
+/// WebDataset shards: `TarWriter`, `TarReader`, `ShardWriter`, `expand_urls` (crate `atdata-wds`).
+pub use atdata_wds as wds;
+pub use atdata_wds::{Dataset, ShardOptions, ShuffleOptions};
 /// The `ndarray` version atdata's array fields use.
 pub use ndarray;
 
@@ -55,5 +59,8 @@ pub struct ReadmeDoctests;
 pub mod prelude {
     #[cfg(feature = "derive")]
     pub use crate::packable;
-    pub use crate::{DynamicSample, Packable, SampleBatch, Schema, SchemaRef};
+    pub use crate::{
+        Dataset, DynamicSample, Packable, SampleBatch, Schema, SchemaRef, ShardOptions,
+        ShuffleOptions,
+    };
 }

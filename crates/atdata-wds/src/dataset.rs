@@ -1,0 +1,452 @@
+//! `Dataset<T>`: typed samples and batches from a set of shards.
+
+use std::sync::Arc;
+
+use atdata_codec::{DynamicSample, SampleType, Schema, WdsSample};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+use crate::opener::{LocalOpener, ShardOpener};
+use crate::pipeline::{MapFn, Pipeline};
+use crate::urls::expand_urls;
+
+/// How [`Dataset::shuffled`] and [`Dataset::shuffled_samples`] shuffle: the shard order, then a
+/// buffer of samples, both from seeded generators.
+///
+/// The order depends only on the seed, the epoch ([`Dataset::set_epoch`]), the split and the
+/// shards: not on the number of threads or on timing.
+///
+/// ```
+/// let opts = atdata_wds::ShuffleOptions::seeded(7);
+/// assert_eq!((opts.seed, opts.buffer_samples), (7, 10_000));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShuffleOptions {
+    /// The seed. Use the same seed on every rank, so ranks agree on each epoch's shard order.
+    pub seed: u64,
+    /// Samples held in the shuffle buffer (default 10,000, as Python atdata). It holds decoded
+    /// samples: lower it for large samples.
+    pub buffer_samples: usize,
+}
+
+impl ShuffleOptions {
+    /// Options with `seed` and the default buffer.
+    pub fn seeded(seed: u64) -> ShuffleOptions {
+        ShuffleOptions {
+            seed,
+            buffer_samples: 10_000,
+        }
+    }
+}
+
+impl Default for ShuffleOptions {
+    /// Seed 0.
+    fn default() -> Self {
+        ShuffleOptions::seeded(0)
+    }
+}
+
+/// A WebDataset read as typed samples: a `#[packable]` type, or [`DynamicSample`] with a
+/// schema.
+///
+/// - The URL is brace-expanded into shards ([`expand_urls`]); constructors do no I/O.
+/// - [`samples`](Self::samples) and [`ordered`](Self::ordered) read shards in order and samples
+///   in tar order; [`shuffled_samples`](Self::shuffled_samples) and
+///   [`shuffled`](Self::shuffled) shuffle reproducibly ([`ShuffleOptions`]).
+/// - [`split`](Self::split) and [`worker_split`](Self::worker_split) give each rank and worker
+///   a disjoint share of the shards: together they read every sample once per epoch.
+/// - Shards are read and decoded on background threads, a few shards ahead, with bounded
+///   queues: memory does not grow with the dataset. Iteration is a plain blocking `Iterator`,
+///   usable from `main` or inside an async runtime.
+/// - Errors are items: a bad sample or a broken shard yields an `Err` naming the shard (and the
+///   sample or member) after everything intact before it, and iteration continues with what
+///   follows.
+///
+/// Shards are opened through `O` ([`LocalOpener`] by default: local paths and `file://`).
+///
+/// ```
+/// use atdata_codec::{Packable, SampleBatch};
+/// # use atdata_derive::packable;
+/// use atdata_wds::{Dataset, ShuffleOptions, TarWriter};
+///
+/// #[packable(crate = "atdata_codec")]
+/// struct Row { id: i64 }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// for shard in 0..2 {
+///     let mut w = TarWriter::create(dir.path().join(format!("rows-{shard}.tar")))?;
+///     for i in 0..5 {
+///         w.write(&Row { id: shard * 5 + i }.as_wds(&format!("{shard}-{i}")))?;
+///     }
+///     w.finish()?.close()?;
+/// }
+/// let ds = Dataset::<Row>::new(dir.path().join("rows-{0..1}.tar").to_str().unwrap())?;
+/// let batches: Vec<SampleBatch<Row>> = ds.ordered(4)?.collect::<Result<_, _>>()?;
+/// assert_eq!(batches.iter().map(|b| b.len()).collect::<Vec<_>>(), [4, 4, 2]);
+/// assert_eq!(batches[1].id, [4, 5, 6, 7]);
+///
+/// let shuffled: Vec<i64> = ds.shuffled_samples(ShuffleOptions::seeded(7))?.map(|r| r.map(|r| r.id)).collect::<Result<_, _>>()?;
+/// let again: Vec<i64> = ds.shuffled_samples(ShuffleOptions::seeded(7))?.map(|r| r.map(|r| r.id)).collect::<Result<_, _>>()?;
+/// assert_eq!(shuffled, again);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Dataset<T: SampleType, O = LocalOpener> {
+    url: String,
+    shards: Vec<String>,
+    opener: Arc<O>,
+    context: Arc<T::Context>,
+    rank: (usize, usize),
+    worker: (usize, usize),
+    epoch: u64,
+    parallelism: usize,
+}
+
+impl<T: SampleType, O> Clone for Dataset<T, O> {
+    fn clone(&self) -> Self {
+        Dataset {
+            url: self.url.clone(),
+            shards: self.shards.clone(),
+            opener: self.opener.clone(),
+            context: self.context.clone(),
+            rank: self.rank,
+            worker: self.worker,
+            epoch: self.epoch,
+            parallelism: self.parallelism,
+        }
+    }
+}
+
+impl<T: SampleType, O> std::fmt::Debug for Dataset<T, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataset")
+            .field("url", &self.url)
+            .field("shards", &self.shards.len())
+            .field("rank", &self.rank)
+            .field("worker", &self.worker)
+            .field("epoch", &self.epoch)
+            .finish()
+    }
+}
+
+fn default_parallelism() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8)
+}
+
+impl<T: SampleType<Context = ()>, O: ShardOpener + Default> Dataset<T, O> {
+    /// The dataset at `url`: a path, `file://` URL or any URL the opener reads, with brace
+    /// patterns (`data-{000000..000009}.tar`). Fails only on a malformed pattern.
+    pub fn new(url: &str) -> Result<Dataset<T, O>> {
+        Dataset::build(url, (), O::default())
+    }
+}
+
+impl<O: ShardOpener + Default> Dataset<DynamicSample, O> {
+    /// The dataset at `url`, decoded by `schema` (a record read back from an index, say).
+    pub fn with_schema(url: &str, schema: Schema) -> Result<Dataset<DynamicSample, O>> {
+        Dataset::build(url, schema, O::default())
+    }
+}
+
+impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
+    fn build(url: &str, context: T::Context, opener: O) -> Result<Dataset<T, O>> {
+        Ok(Dataset {
+            url: url.to_owned(),
+            shards: expand_urls(url)?,
+            opener: Arc::new(opener),
+            context: Arc::new(context),
+            rank: (0, 1),
+            worker: (0, 1),
+            epoch: 0,
+            parallelism: default_parallelism(),
+        })
+    }
+
+    /// The same dataset, opening shards with `opener` (a store's, for `s3://` URLs).
+    pub fn with_opener<O2: ShardOpener>(self, opener: O2) -> Dataset<T, O2> {
+        Dataset {
+            url: self.url,
+            shards: self.shards,
+            opener: Arc::new(opener),
+            context: self.context,
+            rank: self.rank,
+            worker: self.worker,
+            epoch: self.epoch,
+            parallelism: self.parallelism,
+        }
+    }
+
+    /// The URL as given (what an index stores).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The shard URLs this dataset reads in order: the expanded URL, restricted to this rank's
+    /// and worker's share when split.
+    pub fn shard_list(&self) -> Vec<String> {
+        self.assigned(self.shards.clone())
+    }
+
+    /// The decoding context: `()` for typed samples, the schema for `DynamicSample`.
+    pub fn context(&self) -> &T::Context {
+        &self.context
+    }
+
+    /// The opener shards are read through.
+    pub fn opener(&self) -> &O {
+        &self.opener
+    }
+
+    /// This dataset restricted to rank `rank` of `world_size`: shard `i` of each epoch's shard
+    /// order goes to rank `i % world_size` (combined with any worker split). Fails when a rank
+    /// or worker would get no shard.
+    pub fn split(&self, rank: usize, world_size: usize) -> Result<Dataset<T, O>> {
+        let mut ds = self.clone();
+        ds.rank = (rank, world_size);
+        ds.check_split()?;
+        Ok(ds)
+    }
+
+    /// This dataset restricted to data-loader worker `worker` of `num_workers`, within the rank.
+    pub fn worker_split(&self, worker: usize, num_workers: usize) -> Result<Dataset<T, O>> {
+        let mut ds = self.clone();
+        ds.worker = (worker, num_workers);
+        ds.check_split()?;
+        Ok(ds)
+    }
+
+    fn check_split(&self) -> Result<()> {
+        for (index, count) in [self.rank, self.worker] {
+            if index >= count {
+                return Err(Error::InvalidSplit { index, count });
+            }
+        }
+        if self.shards.len() < self.rank.1 * self.worker.1 {
+            return Err(Error::TooFewShards {
+                shards: self.shards.len(),
+                ranks: self.rank.1,
+                workers: self.worker.1,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sets the epoch, which changes the shuffled order (ordered reads are unaffected).
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
+    /// Shards read and decoded at once, each on its own thread (default: the number of cores,
+    /// between 2 and 8). The output order does not depend on it.
+    pub fn with_parallelism(mut self, shards: usize) -> Dataset<T, O> {
+        self.parallelism = shards.max(1);
+        self
+    }
+
+    /// Selects this rank's and worker's shards from an epoch's shard order.
+    fn assigned(&self, order: Vec<String>) -> Vec<String> {
+        let slots = self.rank.1 * self.worker.1;
+        let slot = self.rank.0 * self.worker.1 + self.worker.0;
+        order
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % slots == slot)
+            .map(|(_, s)| s)
+            .collect()
+    }
+
+    /// A generator for `stream` of this epoch and split, from `seed`.
+    fn rng(&self, seed: u64, stream: u64, per_split: bool) -> ChaCha8Rng {
+        let split = if per_split {
+            (self.rank.0 * self.worker.1 + self.worker.0) as u64
+        } else {
+            0
+        };
+        let mut bytes = [0u8; 32];
+        for (i, v) in [seed, self.epoch, stream, split].iter().enumerate() {
+            bytes[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        ChaCha8Rng::from_seed(bytes)
+    }
+
+    fn pipeline<U: Send + 'static>(&self, shards: Vec<String>, map: MapFn<U>) -> Pipeline<U> {
+        let opener: Arc<dyn ShardOpener> = self.opener.clone();
+        Pipeline::new(shards, opener, map, self.parallelism)
+    }
+
+    fn decoder(&self) -> MapFn<T> {
+        let context = self.context.clone();
+        Arc::new(move |shard: &str, sample: WdsSample| {
+            let payload = sample
+                .member("msgpack")
+                .ok_or_else(|| Error::MissingMember {
+                    shard: shard.to_owned(),
+                    key: sample.key.clone(),
+                    ext: "msgpack",
+                })?;
+            T::decode(&context, payload).map_err(|source| Error::Decode {
+                shard: shard.to_owned(),
+                key: sample.key.clone(),
+                source,
+            })
+        })
+    }
+
+    fn shuffled_shards(&self, seed: u64) -> Vec<String> {
+        let mut order = self.shards.clone();
+        let mut rng = self.rng(seed, 0, false);
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.random_range(0..=i));
+        }
+        self.assigned(order)
+    }
+
+    /// Samples in order: shards in expansion order, samples in tar order.
+    pub fn samples(&self) -> Result<Samples<T>> {
+        Ok(Samples::new(
+            self.pipeline(self.shard_list(), self.decoder()),
+            None,
+        ))
+    }
+
+    /// Samples shuffled: each epoch's shard order, then a buffer of `buffer_samples`.
+    pub fn shuffled_samples(&self, options: ShuffleOptions) -> Result<Samples<T>> {
+        let pipeline = self.pipeline(self.shuffled_shards(options.seed), self.decoder());
+        let buffer = Shuffle::new(self.rng(options.seed, 1, true), options.buffer_samples);
+        Ok(Samples::new(pipeline, Some(buffer)))
+    }
+
+    /// Batches of `batch_size` samples in order; the last may be short, and batches span shard
+    /// boundaries. A batch size of 0 is an error.
+    pub fn ordered(&self, batch_size: usize) -> Result<Batches<T>> {
+        Batches::new(self.samples()?, self.context.clone(), batch_size)
+    }
+
+    /// Batches of shuffled samples.
+    pub fn shuffled(&self, batch_size: usize, options: ShuffleOptions) -> Result<Batches<T>> {
+        Batches::new(
+            self.shuffled_samples(options)?,
+            self.context.clone(),
+            batch_size,
+        )
+    }
+
+    /// The raw samples, in order: each key and its members, undecoded (to copy a dataset and
+    /// keep its keys, say).
+    pub fn raw_samples(&self) -> Result<Samples<WdsSample>> {
+        let identity: MapFn<WdsSample> = Arc::new(|_: &str, sample: WdsSample| Ok(sample));
+        Ok(Samples::new(
+            self.pipeline(self.shard_list(), identity),
+            None,
+        ))
+    }
+}
+
+/// A seeded shuffle buffer.
+struct Shuffle<U> {
+    rng: ChaCha8Rng,
+    buffer: Vec<U>,
+    capacity: usize,
+    draining: bool,
+}
+
+impl<U> Shuffle<U> {
+    fn new(rng: ChaCha8Rng, capacity: usize) -> Shuffle<U> {
+        Shuffle {
+            rng,
+            buffer: Vec::new(),
+            capacity: capacity.max(1),
+            draining: false,
+        }
+    }
+
+    fn take(&mut self) -> Option<U> {
+        if self.buffer.is_empty() {
+            return None;
+        }
+        let k = self.rng.random_range(0..self.buffer.len());
+        Some(self.buffer.swap_remove(k))
+    }
+}
+
+/// An iterator of samples from a [`Dataset`], each `Ok` or an error in place.
+pub struct Samples<U> {
+    pipeline: Pipeline<U>,
+    shuffle: Option<Shuffle<U>>,
+}
+
+impl<U: Send + 'static> Samples<U> {
+    fn new(pipeline: Pipeline<U>, shuffle: Option<Shuffle<U>>) -> Samples<U> {
+        Samples { pipeline, shuffle }
+    }
+}
+
+impl<U: Send + 'static> Iterator for Samples<U> {
+    type Item = Result<U>;
+
+    fn next(&mut self) -> Option<Result<U>> {
+        let Some(shuffle) = &mut self.shuffle else {
+            return self.pipeline.next();
+        };
+        while !shuffle.draining && shuffle.buffer.len() < shuffle.capacity {
+            match self.pipeline.next() {
+                Some(Ok(item)) => shuffle.buffer.push(item),
+                Some(Err(e)) => return Some(Err(e)),
+                None => shuffle.draining = true,
+            }
+        }
+        shuffle.take().map(Ok)
+    }
+}
+
+/// An iterator of batches from a [`Dataset`].
+pub struct Batches<T: SampleType> {
+    samples: Samples<T>,
+    context: Arc<T::Context>,
+    batch_size: usize,
+    pending: Vec<T>,
+}
+
+impl<T: SampleType> Batches<T> {
+    fn new(samples: Samples<T>, context: Arc<T::Context>, batch_size: usize) -> Result<Batches<T>> {
+        if batch_size == 0 {
+            return Err(Error::ZeroBatchSize);
+        }
+        Ok(Batches {
+            samples,
+            context,
+            batch_size,
+            pending: Vec::with_capacity(batch_size),
+        })
+    }
+
+    fn emit(&mut self) -> Result<T::Batch> {
+        let samples = std::mem::replace(&mut self.pending, Vec::with_capacity(self.batch_size));
+        T::batch(&self.context, samples).map_err(Error::Batch)
+    }
+}
+
+impl<T: SampleType> Iterator for Batches<T> {
+    type Item = Result<T::Batch>;
+
+    fn next(&mut self) -> Option<Result<T::Batch>> {
+        loop {
+            match self.samples.next() {
+                Some(Ok(sample)) => {
+                    self.pending.push(sample);
+                    if self.pending.len() == self.batch_size {
+                        return Some(self.emit());
+                    }
+                }
+                // The samples gathered so far stay for the next batch.
+                Some(Err(e)) => return Some(Err(e)),
+                None if self.pending.is_empty() => return None,
+                None => return Some(self.emit()),
+            }
+        }
+    }
+}

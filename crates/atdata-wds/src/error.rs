@@ -1,0 +1,151 @@
+//! The errors of shard reading and writing.
+
+use std::io;
+
+/// A `Result` whose error is the shard crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong reading or writing WebDataset shards.
+///
+/// Errors found in a shard name it and, where known, the member (`key.ext`) at fault.
+///
+/// ```
+/// let err = atdata_wds::expand_urls("data-{000..002.tar").unwrap_err();
+/// assert!(matches!(err, atdata_wds::Error::InvalidPattern { .. }));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A shard (or a file to write) could not be opened, read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The shard URL or file path.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The archive ends in the middle of a member or without its end-of-archive marker.
+    #[error("{shard}: truncated tar archive{}", member_suffix(.member))]
+    Truncated {
+        /// The shard.
+        shard: String,
+        /// The member being read when the data ran out, if any.
+        member: Option<String>,
+    },
+    /// A tar header that cannot be valid.
+    #[error("{shard}: corrupt tar header{}: {reason}", member_suffix(.member))]
+    CorruptHeader {
+        /// The shard.
+        shard: String,
+        /// The member whose header is bad, when its name could be read.
+        member: Option<String>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Two members of one sample with the same extension (WebDataset forbids it).
+    #[error("{shard}: sample `{key}` has two `{ext}` members")]
+    DuplicateMember {
+        /// The shard.
+        shard: String,
+        /// The sample key.
+        key: String,
+        /// The repeated extension.
+        ext: String,
+    },
+    /// A sample without the member that holds its payload.
+    #[error("{shard}: sample `{key}` has no `{ext}` member")]
+    MissingMember {
+        /// The shard.
+        shard: String,
+        /// The sample key.
+        key: String,
+        /// The extension looked for.
+        ext: &'static str,
+    },
+    /// A sample whose payload does not decode.
+    #[error("{shard}: sample `{key}`: {source}")]
+    Decode {
+        /// The shard.
+        shard: String,
+        /// The sample key.
+        key: String,
+        /// The codec's error.
+        #[source]
+        source: atdata_codec::Error,
+    },
+    /// Samples that cannot form a batch (array fields of different shapes, say).
+    #[error("cannot batch samples: {0}")]
+    Batch(#[source] atdata_codec::Error),
+    /// A sample key or member name that cannot be written.
+    #[error("invalid sample key `{key}`: {reason}")]
+    InvalidKey {
+        /// The key (or `key.ext`).
+        key: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A URL or shard-name pattern that cannot be expanded.
+    #[error("invalid pattern `{pattern}`: {reason}")]
+    InvalidPattern {
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        reason: String,
+    },
+    /// A URL whose scheme this opener cannot read.
+    #[error(
+        "cannot open `{url}`: unsupported scheme (this reader opens local paths and file:// URLs)"
+    )]
+    UnsupportedUrl {
+        /// The URL.
+        url: String,
+    },
+    /// A batch size of zero.
+    #[error("batch size must be at least 1")]
+    ZeroBatchSize,
+    /// A split that would leave some rank or worker without a shard.
+    #[error(
+        "cannot split {shards} shards over {ranks} ranks x {workers} workers: every worker needs at least one shard"
+    )]
+    TooFewShards {
+        /// Shards in the dataset.
+        shards: usize,
+        /// Ranks (world size).
+        ranks: usize,
+        /// Workers per rank.
+        workers: usize,
+    },
+    /// A rank or worker index outside its count.
+    #[error("invalid split: index {index} is not below {count}")]
+    InvalidSplit {
+        /// The index given.
+        index: usize,
+        /// The count given.
+        count: usize,
+    },
+    /// A member larger than a tar header can describe without extensions (8 GiB).
+    #[error("member `{member}` of {len} bytes is larger than a tar header allows (8 GiB)")]
+    MemberTooLarge {
+        /// The member name.
+        member: String,
+        /// Its size.
+        len: u64,
+    },
+}
+
+fn member_suffix(member: &Option<String>) -> String {
+    member
+        .as_ref()
+        .map(|m| format!(" at member `{m}`"))
+        .unwrap_or_default()
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<String>, source: io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

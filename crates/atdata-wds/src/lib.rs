@@ -1,0 +1,52 @@
+//! WebDataset tar shards for atdata: writing, reading, sharding, brace URLs and the typed
+//! [`Dataset`] reader. Usable on its own: no async runtime, no object store, no index.
+//!
+//! - [`TarWriter`] / [`TarReader`]: one shard, byte-compatible with Python's webdataset.
+//! - [`ShardWriter`]: rolls over to a new shard at `maxcount` samples or `maxsize` bytes.
+//! - [`expand_urls`]: `data-{000000..000009}.tar` brace expansion.
+//! - [`Dataset`]: typed samples and batches from many shards, ordered or shuffled (seeded),
+//!   split by rank and worker, decoded on background threads with bounded memory.
+//!
+//! ```
+//! use atdata_codec::Packable;
+//! # use atdata_derive::packable;
+//! use atdata_wds::{Dataset, ShardOptions, ShardWriter};
+//!
+//! #[packable(crate = "atdata_codec")]
+//! struct Row { id: i64 }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let pattern = dir.path().join("rows-%06d.tar");
+//! let mut writer = ShardWriter::new(pattern.to_str().unwrap(), ShardOptions { maxcount: 3, ..Default::default() })?;
+//! for id in 0..10 {
+//!     writer.write(&Row { id }.as_wds(&format!("{id:06}")))?;
+//! }
+//! assert_eq!(writer.finish()?.len(), 4);
+//!
+//! let url = dir.path().join("rows-{000000..000003}.tar");
+//! let ds = Dataset::<Row>::new(url.to_str().unwrap())?;
+//! let ids: Vec<i64> = ds.samples()?.map(|r| r.map(|r| r.id)).collect::<Result<_, _>>()?;
+//! assert_eq!(ids, (0..10).collect::<Vec<_>>());
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+
+mod dataset;
+mod error;
+mod opener;
+mod pipeline;
+mod reader;
+mod shards;
+mod urls;
+mod writer;
+
+pub use crate::dataset::{Batches, Dataset, Samples, ShuffleOptions};
+pub use crate::error::{Error, Result};
+pub use crate::opener::{LocalOpener, ShardOpener};
+pub use crate::reader::TarReader;
+pub use crate::shards::{FileSinks, ShardOptions, ShardWriter, SinkFactory};
+pub use crate::urls::expand_urls;
+pub use crate::writer::{ShardFile, TarWriter};

@@ -1,0 +1,161 @@
+//! Reading and decoding shards on background threads, delivered in shard order.
+//!
+//! Up to `parallelism` shards are in flight at once, each read and decoded by its own thread
+//! into its own bounded queue of chunks. The consumer drains the queues in shard order, so the
+//! output order depends only on the shard list, never on thread timing, and memory is bounded
+//! by `parallelism × (QUEUE_DEPTH + 1)` chunks of at most `CHUNK_SAMPLES` samples or
+//! `CHUNK_BYTES` bytes. Dropping the consumer stops the threads at their next send.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread;
+
+use atdata_codec::WdsSample;
+
+use crate::error::{Error, Result};
+use crate::opener::ShardOpener;
+use crate::reader::TarReader;
+
+/// Samples per chunk at most.
+const CHUNK_SAMPLES: usize = 256;
+/// Member bytes per chunk before it is sent.
+const CHUNK_BYTES: usize = 4 << 20;
+/// Chunks a shard thread may queue ahead of the consumer.
+const QUEUE_DEPTH: usize = 2;
+
+/// Turns one raw sample of a shard into an item (decodes it, usually).
+pub(crate) type MapFn<U> = Arc<dyn Fn(&str, WdsSample) -> Result<U> + Send + Sync>;
+
+enum Msg<U> {
+    Chunk(Vec<U>),
+    Failed(Error),
+}
+
+enum Source<U> {
+    Running(Receiver<Msg<U>>),
+    /// The thread could not be started.
+    NotStarted(Option<Error>),
+}
+
+pub(crate) struct Pipeline<U> {
+    shards: std::vec::IntoIter<String>,
+    in_flight: VecDeque<Source<U>>,
+    buffer: std::vec::IntoIter<U>,
+    opener: Arc<dyn ShardOpener>,
+    map: MapFn<U>,
+    parallelism: usize,
+}
+
+impl<U: Send + 'static> Pipeline<U> {
+    pub(crate) fn new(
+        shards: Vec<String>,
+        opener: Arc<dyn ShardOpener>,
+        map: MapFn<U>,
+        parallelism: usize,
+    ) -> Pipeline<U> {
+        Pipeline {
+            shards: shards.into_iter(),
+            in_flight: VecDeque::new(),
+            buffer: Vec::new().into_iter(),
+            opener,
+            map,
+            parallelism: parallelism.max(1),
+        }
+    }
+
+    fn fill(&mut self) {
+        while self.in_flight.len() < self.parallelism {
+            let Some(shard) = self.shards.next() else {
+                break;
+            };
+            let (tx, rx) = sync_channel(QUEUE_DEPTH);
+            let (opener, map) = (self.opener.clone(), self.map.clone());
+            let started = thread::Builder::new()
+                .name("atdata-shard".into())
+                .spawn(move || read_shard(&shard, &*opener, &*map, &tx));
+            self.in_flight.push_back(match started {
+                Ok(_) => Source::Running(rx),
+                Err(e) => Source::NotStarted(Some(Error::io("starting a shard reader thread", e))),
+            });
+        }
+    }
+}
+
+impl<U: Send + 'static> Iterator for Pipeline<U> {
+    type Item = Result<U>;
+
+    fn next(&mut self) -> Option<Result<U>> {
+        loop {
+            if let Some(item) = self.buffer.next() {
+                return Some(Ok(item));
+            }
+            self.fill();
+            match self.in_flight.front_mut()? {
+                Source::Running(rx) => match rx.recv() {
+                    Ok(Msg::Chunk(items)) => self.buffer = items.into_iter(),
+                    Ok(Msg::Failed(e)) => return Some(Err(e)),
+                    Err(_) => {
+                        self.in_flight.pop_front();
+                    }
+                },
+                Source::NotStarted(error) => {
+                    let error = error.take();
+                    self.in_flight.pop_front();
+                    if let Some(e) = error {
+                        return Some(Err(e));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads one shard into `tx`. Errors are sent in place (a bad sample does not stop the shard;
+/// a broken archive ends it, after its intact samples). Returns when done or when the consumer
+/// is gone.
+fn read_shard<U>(
+    shard: &str,
+    opener: &dyn ShardOpener,
+    map: &(dyn Fn(&str, WdsSample) -> Result<U> + Send + Sync),
+    tx: &SyncSender<Msg<U>>,
+) {
+    let input = match opener.open(shard) {
+        Ok(input) => input,
+        Err(e) => {
+            let _ = tx.send(Msg::Failed(e));
+            return;
+        }
+    };
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    for sample in TarReader::new(input, shard) {
+        let item = sample.and_then(|s| {
+            bytes += s.members.iter().map(|(_, d)| d.len()).sum::<usize>();
+            map(shard, s)
+        });
+        match item {
+            Ok(item) => {
+                chunk.push(item);
+                if chunk.len() >= CHUNK_SAMPLES || bytes >= CHUNK_BYTES {
+                    bytes = 0;
+                    if tx.send(Msg::Chunk(std::mem::take(&mut chunk))).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                if !chunk.is_empty() && tx.send(Msg::Chunk(std::mem::take(&mut chunk))).is_err() {
+                    return;
+                }
+                bytes = 0;
+                if tx.send(Msg::Failed(e)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.send(Msg::Chunk(chunk));
+    }
+}

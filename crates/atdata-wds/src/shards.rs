@@ -1,0 +1,238 @@
+//! Writing a dataset as numbered shards that roll over at a sample count or byte size.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use atdata_codec::WdsSample;
+
+use crate::error::{Error, Result};
+use crate::writer::{ShardFile, TarWriter, validate_key};
+
+/// How [`ShardWriter`] cuts shards. The defaults are WebDataset's.
+///
+/// ```
+/// let opts = atdata_wds::ShardOptions { maxcount: 10_000, ..Default::default() };
+/// assert_eq!(opts.maxsize, 3_000_000_000);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardOptions {
+    /// Samples per shard at most (default 100,000).
+    pub maxcount: usize,
+    /// Payload bytes per shard before rolling over (default 3e9). As in WebDataset, the check
+    /// is made before each write, so a shard may exceed it by one sample.
+    pub maxsize: u64,
+    /// The tar members' mtime in seconds since the epoch; `None` means now.
+    pub mtime: Option<u64>,
+}
+
+impl Default for ShardOptions {
+    fn default() -> Self {
+        ShardOptions {
+            maxcount: 100_000,
+            maxsize: 3_000_000_000,
+            mtime: None,
+        }
+    }
+}
+
+/// Where [`ShardWriter`] puts its shards: it asks for a sink per shard and hands it back when
+/// the shard is complete. [`FileSinks`] writes files; a data store can stream each shard into
+/// an upload instead.
+pub trait SinkFactory {
+    /// What a shard is written to.
+    type Sink: Write;
+    /// What a completed shard is reported as (a path, a URL...).
+    type Shard;
+
+    /// A sink for shard number `index` (0, 1, 2...).
+    fn create(&mut self, index: usize) -> Result<Self::Sink>;
+
+    /// Completes shard `index`, whose tar bytes have all been written to `sink`.
+    fn close(&mut self, index: usize, sink: Self::Sink) -> Result<Self::Shard>;
+}
+
+/// Shard files named by a printf-style pattern: `out/data-%06d.tar` gives `out/data-000000.tar`,
+/// `out/data-000001.tar`... (`%d` and `%0Nd` are accepted; `%%` is a literal `%`). Parent
+/// folders are created; names ending in `.gz` or `.tgz` are gzip-compressed.
+///
+/// ```
+/// let sinks = atdata_wds::FileSinks::new("out/data-%06d.tar").unwrap();
+/// assert_eq!(sinks.path(12), std::path::PathBuf::from("out/data-000012.tar"));
+/// assert!(atdata_wds::FileSinks::new("out/data.tar").is_err());
+/// ```
+#[derive(Debug, Clone)]
+pub struct FileSinks {
+    before: String,
+    width: usize,
+    after: String,
+}
+
+impl FileSinks {
+    /// Parses the pattern, which must hold exactly one `%d` or `%0Nd`.
+    pub fn new(pattern: &str) -> Result<FileSinks> {
+        let invalid = |reason: &str| Error::InvalidPattern {
+            pattern: pattern.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let (mut before, mut after) = (String::new(), String::new());
+        let mut width = None;
+        let mut chars = pattern.chars().peekable();
+        while let Some(c) = chars.next() {
+            let out = if width.is_some() {
+                &mut after
+            } else {
+                &mut before
+            };
+            if c != '%' {
+                out.push(c);
+                continue;
+            }
+            if chars.peek() == Some(&'%') {
+                chars.next();
+                out.push('%');
+                continue;
+            }
+            let mut spec = String::new();
+            while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                spec.push(d);
+                chars.next();
+            }
+            if chars.next() != Some('d')
+                || (!spec.is_empty() && !spec.starts_with('0') && spec != "0")
+            {
+                return Err(invalid("only %d and %0Nd are supported"));
+            }
+            if width.is_some() {
+                return Err(invalid("more than one shard number"));
+            }
+            width = Some(spec.parse::<usize>().unwrap_or(0));
+        }
+        let width = width.ok_or_else(|| invalid("needs a shard number such as %06d"))?;
+        Ok(FileSinks {
+            before,
+            width,
+            after,
+        })
+    }
+
+    /// The path of shard `index`.
+    pub fn path(&self, index: usize) -> PathBuf {
+        PathBuf::from(format!(
+            "{}{index:0w$}{}",
+            self.before,
+            self.after,
+            w = self.width
+        ))
+    }
+}
+
+impl SinkFactory for FileSinks {
+    type Sink = ShardFile;
+    type Shard = PathBuf;
+
+    fn create(&mut self, index: usize) -> Result<ShardFile> {
+        ShardFile::create(&self.path(index))
+    }
+
+    fn close(&mut self, index: usize, sink: ShardFile) -> Result<PathBuf> {
+        sink.close()?;
+        Ok(self.path(index))
+    }
+}
+
+/// Writes samples across numbered shards, starting a new shard before a write once the current
+/// one holds `maxcount` samples or `maxsize` payload bytes (WebDataset's rule). Shards are
+/// opened only when a sample needs one, so there is never a trailing empty shard, and no shard
+/// at all for no samples.
+///
+/// ```
+/// use atdata_codec::WdsSample;
+/// use atdata_wds::{ShardOptions, ShardWriter};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let pattern = dir.path().join("part-%03d.tar");
+/// let mut w = ShardWriter::new(pattern.to_str().unwrap(), ShardOptions { maxcount: 2, ..Default::default() }).unwrap();
+/// for i in 0..5 {
+///     w.write(&WdsSample::msgpack(format!("{i:04}"), vec![0x80])).unwrap();
+/// }
+/// let paths = w.finish().unwrap();
+/// assert_eq!(paths.len(), 3);
+/// assert!(paths[2].ends_with("part-002.tar"));
+/// ```
+pub struct ShardWriter<S: SinkFactory = FileSinks> {
+    sinks: S,
+    options: ShardOptions,
+    current: Option<TarWriter<S::Sink>>,
+    index: usize,
+    count: usize,
+    size: u64,
+    shards: Vec<S::Shard>,
+}
+
+impl ShardWriter<FileSinks> {
+    /// Shards written to files named by `pattern` (see [`FileSinks`]).
+    pub fn new(pattern: &str, options: ShardOptions) -> Result<ShardWriter<FileSinks>> {
+        Ok(ShardWriter::with_sinks(FileSinks::new(pattern)?, options))
+    }
+}
+
+impl<S: SinkFactory> ShardWriter<S> {
+    /// Shards written to the sinks `sinks` makes.
+    pub fn with_sinks(sinks: S, options: ShardOptions) -> ShardWriter<S> {
+        ShardWriter {
+            sinks,
+            options,
+            current: None,
+            index: 0,
+            count: 0,
+            size: 0,
+            shards: Vec::new(),
+        }
+    }
+
+    /// Appends a sample, rolling over to a new shard first if the current one is full.
+    pub fn write(&mut self, sample: &WdsSample) -> Result<()> {
+        validate_key(&sample.key)?;
+        if self.current.is_some()
+            && (self.count >= self.options.maxcount || self.size >= self.options.maxsize)
+        {
+            self.close_current()?;
+        }
+        let writer = match &mut self.current {
+            Some(w) => w,
+            None => {
+                let sink = self.sinks.create(self.index)?;
+                let mut w = TarWriter::new(sink);
+                if let Some(mtime) = self.options.mtime {
+                    w = w.mtime(mtime);
+                }
+                self.count = 0;
+                self.size = 0;
+                self.current.insert(w)
+            }
+        };
+        writer.write(sample)?;
+        self.count += 1;
+        self.size += sample
+            .members
+            .iter()
+            .map(|(_, d)| d.len() as u64)
+            .sum::<u64>();
+        Ok(())
+    }
+
+    fn close_current(&mut self) -> Result<()> {
+        if let Some(w) = self.current.take() {
+            let sink = w.finish()?;
+            self.shards.push(self.sinks.close(self.index, sink)?);
+            self.index += 1;
+        }
+        Ok(())
+    }
+
+    /// Completes the last shard and returns every shard written, in order.
+    pub fn finish(mut self) -> Result<Vec<S::Shard>> {
+        self.close_current()?;
+        Ok(self.shards)
+    }
+}
