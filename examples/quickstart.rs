@@ -1,10 +1,12 @@
-//! Quickstart: define a sample type, pack and unpack samples, batch them, and describe the
-//! type with a schema record and the dataset with a CID, exactly as Python atdata would.
+//! Quickstart: define a sample type, pack and unpack samples, write them as WebDataset shards,
+//! read them back in batches (ordered and shuffled), and describe the type with a schema record
+//! and the dataset with a CID, exactly as Python atdata would.
 //!
 //! Run with `cargo run --example quickstart`. Needs no services.
 
 use atdata::ndarray::Array1;
 use atdata::prelude::*;
+use atdata::wds::ShardWriter;
 use atdata::{SchemaRecord, SchemaRefForm, entry_cid};
 
 /// One training example: a feature vector and its label.
@@ -18,12 +20,12 @@ struct TrainingSample {
 }
 
 fn main() -> anyhow::Result<()> {
-    let samples: Vec<TrainingSample> = (0..4)
+    let samples: Vec<TrainingSample> = (0..100)
         .map(|i| TrainingSample {
             features: Array1::from_iter((0..8).map(|j| (i * 8 + j) as f32 / 10.0)),
-            label: i % 2,
+            label: i % 10,
             source: "synthetic".into(),
-            note: (i == 3).then(|| "the last one".into()),
+            note: (i == 3).then(|| "the odd one".into()),
         })
         .collect();
 
@@ -42,16 +44,8 @@ fn main() -> anyhow::Result<()> {
     let err = TrainingSample::from_bytes(&payload[..payload.len() - 3]).unwrap_err();
     println!("a truncated payload fails cleanly: {err}");
 
-    // The WebDataset form: the key plus one `msgpack` member, ready for a tar shard.
-    let wds = samples[1].as_wds("000001");
-    println!(
-        "webdataset sample {:?} with members {:?}",
-        wds.key,
-        wds.members.iter().map(|(ext, _)| ext).collect::<Vec<_>>()
-    );
-
     // Batches stack array fields along a leading axis and collect the rest.
-    let batch = SampleBatch::from_samples(samples.clone())?;
+    let batch = SampleBatch::from_samples(samples[..4].to_vec())?;
     println!(
         "batch of {}: features {:?}, labels {:?}, notes {:?}",
         batch.len(),
@@ -60,14 +54,55 @@ fn main() -> anyhow::Result<()> {
         batch.note
     );
 
+    // Write the samples as WebDataset tar shards of at most 30 samples each.
+    let dir = std::env::temp_dir().join(format!("atdata-quickstart-{}", std::process::id()));
+    let pattern = dir.join("train-%06d.tar");
+    let options = ShardOptions {
+        maxcount: 30,
+        ..Default::default()
+    };
+    let mut writer = ShardWriter::new(pattern.to_str().expect("a UTF-8 temp dir"), options)?;
+    for (i, s) in samples.iter().enumerate() {
+        writer.write(&s.as_wds(&format!("{i:06}")))?;
+    }
+    let shards = writer.finish()?;
+    println!("wrote {} shards to {}", shards.len(), dir.display());
+
+    // Read them back: a brace pattern names every shard; batches span shard boundaries.
+    let url = dir.join(format!("train-{{000000..{:06}}}.tar", shards.len() - 1));
+    let url = url.to_str().expect("a UTF-8 temp dir");
+    let ds = Dataset::<TrainingSample>::new(url)?;
+    let mut seen = 0;
+    for batch in ds.ordered(32)? {
+        let batch = batch?;
+        seen += batch.len();
+        println!(
+            "ordered batch: features {:?}, labels {:?}...",
+            batch.features.shape(),
+            &batch.label[..4]
+        );
+    }
+    assert_eq!(seen, samples.len());
+    let shuffled = ds
+        .shuffled(8, ShuffleOptions::seeded(7))?
+        .next()
+        .expect("a batch")?;
+    println!(
+        "first shuffled batch (seed 7: the same every run): labels {:?}",
+        shuffled.label
+    );
+
     // The schema record the index stores (JSON text identical to Python's for the same type).
-    let schema = TrainingSample::schema();
-    let record = SchemaRecord::new(schema, "1.0.0", "2025-01-02T03:04:05.678901+00:00");
+    let record = SchemaRecord::new(
+        TrainingSample::schema(),
+        "1.0.0",
+        "2025-01-02T03:04:05.678901+00:00",
+    );
     println!("schema record: {}", record.to_json());
 
     // An entry's CID covers its schema reference and shard URLs, as Python computes it.
     let schema_ref = SchemaRef::new("TrainingSample", "1.0.0");
-    let urls = vec!["data-{000000..000009}.tar".to_string()];
+    let urls = vec![url.to_owned()];
     println!("schema ref: {schema_ref}");
     println!(
         "entry CID (seed ref form): {}",
@@ -77,5 +112,7 @@ fn main() -> anyhow::Result<()> {
         "entry CID (Python ref form): {}",
         entry_cid(&schema_ref.format(SchemaRefForm::Python), &urls)?
     );
+
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

@@ -296,12 +296,15 @@ impl<R: BufRead> Members<R> {
     /// Applies the `path` and `size` records of a PAX extended header to the next member.
     fn apply_pax(&mut self, mut records: &[u8], member: &str) -> Result<()> {
         while !records.is_empty() {
-            let space = records.iter().position(|&b| b == b' ');
-            let len = space
-                .and_then(|i| std::str::from_utf8(&records[..i]).ok())
-                .and_then(|s| s.parse::<usize>().ok())
-                .filter(|&len| len > 0 && len <= records.len());
-            let (Some(space), Some(len)) = (space, len) else {
+            // "<len> <key>=<value>\n", where <len> counts the whole record.
+            let parsed = records.iter().position(|&b| b == b' ').and_then(|space| {
+                let len = std::str::from_utf8(&records[..space])
+                    .ok()?
+                    .parse::<usize>()
+                    .ok()?;
+                (len > space && len <= records.len()).then_some((space, len))
+            });
+            let Some((space, len)) = parsed else {
                 return Err(self.corrupt(Some(member), "malformed PAX record"));
             };
             let record = &records[space + 1..len];
@@ -362,6 +365,29 @@ fn split_name(name: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn malformed_pax_records_are_errors() {
+        for records in [
+            &b"2 path=x\n"[..],
+            b"999 path=x\n",
+            b"x path=x\n",
+            b"nospace",
+            b"0 \n",
+        ] {
+            let mut m = Members::new(&b""[..], "s.tar".into());
+            assert!(
+                matches!(
+                    m.apply_pax(records, "pax"),
+                    Err(Error::CorruptHeader { .. })
+                ),
+                "{records:?}"
+            );
+        }
+        let mut m = Members::new(&b""[..], "s.tar".into());
+        m.apply_pax(b"12 path=abc\n9 size=7\n", "pax").unwrap();
+        assert_eq!((m.long_name.as_deref(), m.pax_size), (Some("abc"), Some(7)));
+    }
 
     #[test]
     fn names_split_as_webdataset_splits_them() {
