@@ -205,22 +205,24 @@ macro_rules! pod_element {
             const KIND: char = $kind;
 
             fn extend_from_bytes(out: &mut Vec<Self>, bytes: &[u8], order: ByteOrder) {
-                let start = out.len();
-                out.resize(
-                    start + bytes.len() / std::mem::size_of::<$ty>(),
-                    <$ty>::default(),
-                );
-                let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut out[start..]);
-                dst.copy_from_slice(bytes);
                 let native = if cfg!(target_endian = "little") {
                     ByteOrder::Little
                 } else {
                     ByteOrder::Big
                 };
-                if order != native && $swap_unit > 1 {
-                    for unit in dst.chunks_exact_mut($swap_unit) {
-                        unit.reverse();
-                    }
+                let items = bytes.chunks_exact(std::mem::size_of::<$ty>());
+                // One pass, straight into the vector's spare capacity (no zero-fill first).
+                if order == native || $swap_unit == 1 {
+                    out.extend(items.map(bytemuck::pod_read_unaligned::<$ty>));
+                } else {
+                    out.extend(items.map(|item| {
+                        let mut value = bytemuck::pod_read_unaligned::<$ty>(item);
+                        for unit in bytemuck::bytes_of_mut(&mut value).chunks_exact_mut($swap_unit)
+                        {
+                            unit.reverse();
+                        }
+                        value
+                    }));
                 }
             }
 

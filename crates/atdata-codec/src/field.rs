@@ -3,7 +3,7 @@
 //! `#[packable]` expands to calls into these traits; users never name them, but the compiler
 //! does when a field has an unsupported type, hence the `on_unimplemented` messages.
 
-use ndarray::{Array, ArrayView, Axis, Dimension};
+use ndarray::{Array, ArrayView, Dimension, IxDyn};
 
 use crate::array::{payload_len, to_typed, write_array};
 use crate::dtype::Element;
@@ -280,10 +280,24 @@ pub(crate) fn stack_views<A: Element, D: Dimension>(
             found: v.shape().to_vec(),
         });
     }
-    // Shapes agree, so `stack` cannot fail; map its error anyway rather than panic.
-    ndarray::stack(Axis(0), views).map_err(|_| Error::ShapeMismatch {
-        index: 0,
-        expected: first.shape().to_vec(),
-        found: first.shape().to_vec(),
-    })
+    // One copy per sample, a memcpy when its elements are contiguous.
+    let mut data = Vec::with_capacity(views.len() * first.len());
+    for v in views {
+        match v.as_slice() {
+            Some(slice) => data.extend_from_slice(slice),
+            None => data.extend(v.iter().copied()),
+        }
+    }
+    let mut shape = Vec::with_capacity(first.ndim() + 1);
+    shape.push(views.len());
+    shape.extend_from_slice(first.shape());
+    // The shapes agree and the data fills them, so this cannot fail; map it rather than panic.
+    Array::from_shape_vec(IxDyn(&shape), data)
+        .ok()
+        .and_then(|a| a.into_dimensionality::<D::Larger>().ok())
+        .ok_or(Error::ShapeMismatch {
+            index: 0,
+            expected: first.shape().to_vec(),
+            found: first.shape().to_vec(),
+        })
 }

@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::{Error, Result};
 use crate::opener::{LocalOpener, ShardOpener};
 use crate::pipeline::{MapFn, Pipeline};
+use crate::reader::Sample;
 use crate::urls::expand_urls;
 
 /// How [`Dataset::shuffled`] and [`Dataset::shuffled_samples`] shuffle: the shard order, then a
@@ -280,17 +281,17 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
 
     fn decoder(&self) -> MapFn<T> {
         let context = self.context.clone();
-        Arc::new(move |shard: &str, sample: WdsSample| {
+        Arc::new(move |shard: &str, sample: Sample<'_>| {
             let payload = sample
                 .member("msgpack")
                 .ok_or_else(|| Error::MissingMember {
                     shard: shard.to_owned(),
-                    key: sample.key.clone(),
+                    key: sample.key.to_owned(),
                     ext: "msgpack",
                 })?;
             T::decode(&context, payload).map_err(|source| Error::Decode {
                 shard: shard.to_owned(),
-                key: sample.key.clone(),
+                key: sample.key.to_owned(),
                 source,
             })
         })
@@ -338,7 +339,8 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     /// The raw samples, in order: each key and its members, undecoded (to copy a dataset and
     /// keep its keys, say).
     pub fn raw_samples(&self) -> Result<Samples<WdsSample>> {
-        let identity: MapFn<WdsSample> = Arc::new(|_: &str, sample: WdsSample| Ok(sample));
+        let identity: MapFn<WdsSample> =
+            Arc::new(|_: &str, sample: Sample<'_>| Ok(sample.to_owned_sample()));
         Ok(Samples::new(
             self.pipeline(self.shard_list(), identity),
             None,

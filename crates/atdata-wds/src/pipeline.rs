@@ -11,11 +11,9 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
 
-use atdata_codec::WdsSample;
-
 use crate::error::{Error, Result};
 use crate::opener::ShardOpener;
-use crate::reader::TarReader;
+use crate::reader::{Grouper, Sample};
 
 /// Samples per chunk at most.
 const CHUNK_SAMPLES: usize = 256;
@@ -24,8 +22,9 @@ const CHUNK_BYTES: usize = 4 << 20;
 /// Chunks a shard thread may queue ahead of the consumer.
 const QUEUE_DEPTH: usize = 2;
 
-/// Turns one raw sample of a shard into an item (decodes it, usually).
-pub(crate) type MapFn<U> = Arc<dyn Fn(&str, WdsSample) -> Result<U> + Send + Sync>;
+/// Turns one sample of a shard (borrowed from the reader's buffers) into an item: decodes it,
+/// usually.
+pub(crate) type MapFn<U> = Arc<dyn Fn(&str, Sample<'_>) -> Result<U> + Send + Sync>;
 
 enum Msg<U> {
     Chunk(Vec<U>),
@@ -117,7 +116,7 @@ impl<U: Send + 'static> Iterator for Pipeline<U> {
 fn read_shard<U>(
     shard: &str,
     opener: &dyn ShardOpener,
-    map: &(dyn Fn(&str, WdsSample) -> Result<U> + Send + Sync),
+    map: &(dyn Fn(&str, Sample<'_>) -> Result<U> + Send + Sync),
     tx: &SyncSender<Msg<U>>,
 ) {
     let input = match opener.open(shard) {
@@ -129,10 +128,12 @@ fn read_shard<U>(
     };
     let mut chunk = Vec::new();
     let mut bytes = 0;
-    for sample in TarReader::new(input, shard) {
-        let item = sample.and_then(|s| {
-            bytes += s.members.iter().map(|(_, d)| d.len()).sum::<usize>();
-            map(shard, s)
+    let mut samples = Grouper::new(input, shard.to_owned());
+    while let Some(read) = samples.advance() {
+        let item = read.and_then(|()| {
+            let sample = samples.sample();
+            bytes += sample.len();
+            map(samples.shard(), sample)
         });
         match item {
             Ok(item) => {

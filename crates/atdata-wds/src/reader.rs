@@ -1,4 +1,8 @@
 //! Reading tar shards as a stream of WebDataset samples.
+//!
+//! [`Grouper`] does the work with buffers that are reused from sample to sample, so reading
+//! allocates nothing per member once warm (allocation churn across threads was the main cost of
+//! reading small samples). [`TarReader`] is its public, owning face.
 
 use std::io::{self, BufRead, BufReader, Read};
 
@@ -41,15 +45,81 @@ const TRUSTED_CAPACITY: u64 = 16 << 20;
 /// assert_eq!(keys, ["a", "b"]);
 /// ```
 pub struct TarReader<'a> {
-    members: Members<Box<dyn BufRead + Send + 'a>>,
-    current: Option<WdsSample>,
-    error: Option<Error>,
-    done: bool,
+    grouper: Grouper<'a>,
 }
 
 impl<'a> TarReader<'a> {
     /// A reader over `input`; `shard` names it in errors.
     pub fn new(input: impl Read + Send + 'a, shard: impl Into<String>) -> TarReader<'a> {
+        TarReader {
+            grouper: Grouper::new(input, shard.into()),
+        }
+    }
+}
+
+impl Iterator for TarReader<'_> {
+    type Item = Result<WdsSample>;
+
+    fn next(&mut self) -> Option<Result<WdsSample>> {
+        Some(
+            self.grouper
+                .advance()?
+                .map(|()| self.grouper.sample().to_owned_sample()),
+        )
+    }
+}
+
+/// A sample borrowed from a [`Grouper`]'s buffers.
+pub(crate) struct Sample<'s> {
+    pub key: &'s str,
+    pub members: &'s [(String, Vec<u8>)],
+}
+
+impl Sample<'_> {
+    /// The bytes of the member with extension `ext`.
+    pub fn member(&self, ext: &str) -> Option<&[u8]> {
+        self.members
+            .iter()
+            .find(|(e, _)| e == ext)
+            .map(|(_, d)| d.as_slice())
+    }
+
+    /// Payload bytes in all members.
+    pub fn len(&self) -> usize {
+        self.members.iter().map(|(_, d)| d.len()).sum()
+    }
+
+    pub fn to_owned_sample(&self) -> WdsSample {
+        WdsSample {
+            key: self.key.to_owned(),
+            members: self.members.to_vec(),
+        }
+    }
+}
+
+/// A member read ahead: it belongs to the next sample.
+#[derive(Default)]
+struct Member {
+    key: String,
+    ext: String,
+    data: Vec<u8>,
+}
+
+/// Groups a shard's members into samples, reusing its buffers from sample to sample.
+pub(crate) struct Grouper<'a> {
+    members: Members<Box<dyn BufRead + Send + 'a>>,
+    key: String,
+    /// `slots[..len]` hold the current sample's members; the rest keep their capacity.
+    slots: Vec<(String, Vec<u8>)>,
+    len: usize,
+    next: Member,
+    has_next: bool,
+    error: Option<Error>,
+    done: bool,
+}
+
+impl<'a> Grouper<'a> {
+    pub fn new(input: impl Read + Send + 'a, shard: String) -> Grouper<'a> {
         let mut buffered = BufReader::with_capacity(256 << 10, input);
         let gzip = buffered
             .fill_buf()
@@ -62,75 +132,106 @@ impl<'a> TarReader<'a> {
         } else {
             Box::new(buffered)
         };
-        TarReader {
-            members: Members::new(stream, shard.into()),
-            current: None,
+        Grouper {
+            members: Members::new(stream, shard),
+            key: String::new(),
+            slots: Vec::new(),
+            len: 0,
+            next: Member::default(),
+            has_next: false,
             error: None,
             done: false,
         }
     }
-}
 
-impl Iterator for TarReader<'_> {
-    type Item = Result<WdsSample>;
+    pub fn shard(&self) -> &str {
+        &self.members.shard
+    }
 
-    fn next(&mut self) -> Option<Result<WdsSample>> {
+    /// The sample [`advance`](Self::advance) last read.
+    pub fn sample(&self) -> Sample<'_> {
+        Sample {
+            key: &self.key,
+            members: &self.slots[..self.len],
+        }
+    }
+
+    /// Moves the next member into a slot of the current sample, keeping the slot's old buffers
+    /// for the next read.
+    fn take_next(&mut self) {
+        if self.len == self.slots.len() {
+            self.slots.push((String::new(), Vec::new()));
+        }
+        let slot = &mut self.slots[self.len];
+        std::mem::swap(&mut slot.0, &mut self.next.ext);
+        std::mem::swap(&mut slot.1, &mut self.next.data);
+        self.len += 1;
+        self.has_next = false;
+    }
+
+    /// Reads the next sample into the buffers; `None` at the end.
+    pub fn advance(&mut self) -> Option<Result<()>> {
         if let Some(e) = self.error.take() {
             return Some(Err(e));
         }
         if self.done {
             return None;
         }
-        loop {
-            match self.members.next() {
-                None => {
+        if !self.has_next {
+            match self.members.next_into(&mut self.next) {
+                Ok(true) => {}
+                Ok(false) => {
                     self.done = true;
-                    return self.current.take().map(Ok);
+                    return None;
                 }
-                Some(Err(e)) => {
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        std::mem::swap(&mut self.key, &mut self.next.key);
+        self.len = 0;
+        self.take_next();
+        loop {
+            match self.members.next_into(&mut self.next) {
+                Ok(true) if self.next.key == self.key => {
+                    if self.slots[..self.len]
+                        .iter()
+                        .any(|(e, _)| *e == self.next.ext)
+                    {
+                        self.done = true;
+                        return Some(Err(Error::DuplicateMember {
+                            shard: self.members.shard.clone(),
+                            key: self.key.clone(),
+                            ext: self.next.ext.clone(),
+                        }));
+                    }
+                    self.take_next();
+                }
+                Ok(true) => {
+                    self.has_next = true;
+                    return Some(Ok(()));
+                }
+                Ok(false) => {
+                    self.done = true;
+                    return Some(Ok(()));
+                }
+                Err(e) => {
                     // Yield the sample read intact before the failure, then the error.
                     self.done = true;
-                    return Some(match self.current.take() {
-                        Some(sample) => {
-                            self.error = Some(e);
-                            Ok(sample)
-                        }
-                        None => Err(e),
-                    });
+                    self.error = Some(e);
+                    return Some(Ok(()));
                 }
-                Some(Ok((key, ext, data))) => match &mut self.current {
-                    Some(sample) if sample.key == key => {
-                        if sample.members.iter().any(|(e, _)| *e == ext) {
-                            self.done = true;
-                            self.current = None;
-                            return Some(Err(Error::DuplicateMember {
-                                shard: self.members.shard.clone(),
-                                key,
-                                ext,
-                            }));
-                        }
-                        sample.members.push((ext, data));
-                    }
-                    _ => {
-                        let next = WdsSample {
-                            key,
-                            members: vec![(ext, data)],
-                        };
-                        if let Some(finished) = self.current.replace(next) {
-                            return Some(Ok(finished));
-                        }
-                    }
-                },
             }
         }
     }
 }
 
-/// The data members of an archive: `(key, ext, bytes)`, grouping rules not yet applied.
+/// The data members of an archive, grouping rules not yet applied.
 struct Members<R: BufRead> {
     input: R,
     shard: String,
-    finished: bool,
     /// A name from a PAX `path` record or a GNU long-name member, for the next member.
     long_name: Option<String>,
     /// A size from a PAX `size` record, for the next member.
@@ -142,7 +243,6 @@ impl<R: BufRead> Members<R> {
         Members {
             input,
             shard,
-            finished: false,
             long_name: None,
             pax_size: None,
         }
@@ -163,9 +263,9 @@ impl<R: BufRead> Members<R> {
         }
     }
 
-    fn io_error(&self, e: io::Error, member: Option<&str>) -> Error {
+    fn io_error(&self, e: io::Error, member: &str) -> Error {
         match e.kind() {
-            io::ErrorKind::UnexpectedEof => self.truncated(member),
+            io::ErrorKind::UnexpectedEof => self.truncated(Some(member)),
             _ => Error::io(self.shard.clone(), e),
         }
     }
@@ -188,23 +288,23 @@ impl<R: BufRead> Members<R> {
         Ok(Some(block))
     }
 
-    /// Reads `size` bytes of member data and the padding after them.
-    fn data(&mut self, size: u64, member: &str) -> Result<Vec<u8>> {
-        let mut buf = Vec::with_capacity(size.min(TRUSTED_CAPACITY) as usize);
+    /// Reads `size` bytes of member data into `out` (replacing its contents), then the padding.
+    fn data(&mut self, size: u64, out: &mut Vec<u8>, member: &str) -> Result<()> {
+        out.clear();
+        out.reserve(size.min(TRUSTED_CAPACITY) as usize);
         let read = (&mut self.input)
             .take(size)
-            .read_to_end(&mut buf)
-            .map_err(|e| self.io_error(e, Some(member)))?;
+            .read_to_end(out)
+            .map_err(|e| self.io_error(e, member))?;
         if (read as u64) < size {
             return Err(self.truncated(Some(member)));
         }
-        self.skip_padding(size, member)?;
-        Ok(buf)
+        self.skip_padding(size, member)
     }
 
     fn skip(&mut self, size: u64, member: &str) -> Result<()> {
         let skipped = io::copy(&mut (&mut self.input).take(size), &mut io::sink())
-            .map_err(|e| self.io_error(e, Some(member)))?;
+            .map_err(|e| self.io_error(e, member))?;
         if skipped < size {
             return Err(self.truncated(Some(member)));
         }
@@ -216,79 +316,56 @@ impl<R: BufRead> Members<R> {
         let mut zeros = [0u8; BLOCK];
         self.input
             .read_exact(&mut zeros[..pad as usize])
-            .map_err(|e| self.io_error(e, Some(member)))
+            .map_err(|e| self.io_error(e, member))
     }
 
-    fn member(&mut self) -> Result<Option<(String, String, Vec<u8>)>> {
+    /// Reads the next data member into `out`; `false` at the end of the archive.
+    fn next_into(&mut self, out: &mut Member) -> Result<bool> {
         loop {
             let Some(block) = self.header()? else {
-                return Ok(None);
+                return Ok(false);
             };
             let header = tar::Header::from_byte_slice(&block);
-            let raw_name = String::from_utf8_lossy(&header.path_bytes()).into_owned();
-            let stored: u32 = block[148..156]
-                .iter()
-                .filter(|b| b.is_ascii_digit())
-                .fold(0u32, |acc, &b| {
-                    acc.wrapping_mul(8).wrapping_add(u32::from(b - b'0'))
-                });
-            let unsigned: u32 = block
-                .iter()
-                .enumerate()
-                .map(|(i, &b)| {
-                    if (148..156).contains(&i) {
-                        32
-                    } else {
-                        u32::from(b)
-                    }
-                })
-                .sum();
-            let signed: i32 = block
-                .iter()
-                .enumerate()
-                .map(|(i, &b)| {
-                    if (148..156).contains(&i) {
-                        32
-                    } else {
-                        i32::from(b as i8)
-                    }
-                })
-                .sum();
-            if stored != unsigned && stored as i32 != signed {
-                return Err(self.corrupt(Some(&raw_name), "checksum mismatch"));
+            let path = header.path_bytes();
+            if !checksum_matches(&block) {
+                let shown = String::from_utf8_lossy(&path).into_owned();
+                return Err(self.corrupt(Some(&shown), "checksum mismatch"));
             }
-            let name = self.long_name.take().unwrap_or(raw_name);
+            let long_name = self.long_name.take();
+            let lossy;
+            let name: &str = match &long_name {
+                Some(name) => name,
+                None => match std::str::from_utf8(&path) {
+                    Ok(name) => name,
+                    Err(_) => {
+                        lossy = String::from_utf8_lossy(&path).into_owned();
+                        &lossy
+                    }
+                },
+            };
             let size = match self.pax_size.take() {
                 Some(s) => s,
                 None => header
                     .entry_size()
-                    .map_err(|e| self.corrupt(Some(&name), e.to_string()))?,
+                    .map_err(|e| self.corrupt(Some(name), e.to_string()))?,
             };
             match block[156] {
                 b'x' => {
-                    let data = self.data(size, &name)?;
-                    self.apply_pax(&data, &name)?;
+                    let mut records = Vec::new();
+                    self.data(size, &mut records, name)?;
+                    self.apply_pax(&records, name)?;
                 }
-                b'g' => self.skip(size, &name)?,
                 b'L' => {
-                    let data = self.data(size, &name)?;
-                    let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
-                    self.long_name = Some(String::from_utf8_lossy(&data[..end]).into_owned());
+                    let mut long = Vec::new();
+                    self.data(size, &mut long, name)?;
+                    let end = long.iter().position(|&b| b == 0).unwrap_or(long.len());
+                    self.long_name = Some(String::from_utf8_lossy(&long[..end]).into_owned());
                 }
-                b'0' | 0 | b'7' => {
-                    let keyed = split_name(&name);
-                    let data = match keyed {
-                        Some(_) => self.data(size, &name)?,
-                        None => {
-                            self.skip(size, &name)?;
-                            continue;
-                        }
-                    };
-                    if let Some((key, ext)) = keyed {
-                        return Ok(Some((key, ext, data)));
-                    }
+                b'0' | 0 | b'7' if split_name(name, &mut out.key, &mut out.ext) => {
+                    self.data(size, &mut out.data, name)?;
+                    return Ok(true);
                 }
-                _ => self.skip(size, &name)?,
+                _ => self.skip(size, name)?,
             }
         }
     }
@@ -328,38 +405,48 @@ impl<R: BufRead> Members<R> {
     }
 }
 
-impl<R: BufRead> Iterator for Members<R> {
-    type Item = Result<(String, String, Vec<u8>)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.finished {
-            return None;
-        }
-        let item = self.member().transpose();
-        if !matches!(item, Some(Ok(_))) {
-            self.finished = true;
-        }
-        item
+/// Whether a header's stored checksum matches its bytes: the sum of all bytes with the checksum
+/// field counted as spaces (some writers sum signed bytes; that is accepted too).
+fn checksum_matches(block: &[u8; BLOCK]) -> bool {
+    let stored = block[148..156]
+        .iter()
+        .filter(|b| b.is_ascii_digit())
+        .fold(0u32, |acc, &b| {
+            acc.wrapping_mul(8).wrapping_add(u32::from(b - b'0'))
+        });
+    let field: u32 = block[148..156].iter().map(|&b| u32::from(b)).sum();
+    let unsigned = block.iter().map(|&b| u32::from(b)).sum::<u32>() - field + 8 * 32;
+    if stored == unsigned {
+        return true;
     }
+    let field: i32 = block[148..156].iter().map(|&b| i32::from(b as i8)).sum();
+    let signed = block.iter().map(|&b| i32::from(b as i8)).sum::<i32>() - field + 8 * 32;
+    stored as i32 == signed
 }
 
-/// WebDataset's key and extension of a member name, or `None` for names it skips.
-fn split_name(name: &str) -> Option<(String, String)> {
+/// Writes WebDataset's key and (lowercased) extension of a member name into `key` and `ext`;
+/// `false` for names it skips.
+fn split_name(name: &str, key: &mut String, ext: &mut String) -> bool {
     let (dir, base) = match name.rfind('/') {
         Some(i) => name.split_at(i + 1),
         None => ("", name),
     };
     if dir.is_empty() && base.len() >= 4 && base.starts_with("__") && base.ends_with("__") {
-        return None;
+        return false;
     }
-    let dot = base.find('.')?;
-    if dot == 0 {
-        return None;
+    let Some(dot) = base.find('.').filter(|&d| d > 0) else {
+        return false;
+    };
+    key.clear();
+    key.push_str(&name[..dir.len() + dot]);
+    ext.clear();
+    let rest = &base[dot + 1..];
+    if rest.is_ascii() {
+        ext.extend(rest.chars().map(|c| c.to_ascii_lowercase()));
+    } else {
+        ext.push_str(&rest.to_lowercase());
     }
-    Some((
-        format!("{dir}{}", &base[..dot]),
-        base[dot + 1..].to_lowercase(),
-    ))
+    true
 }
 
 #[cfg(test)]
@@ -391,10 +478,14 @@ mod tests {
 
     #[test]
     fn names_split_as_webdataset_splits_them() {
-        let s = |n: &str| split_name(n).map(|(k, e)| format!("{k}|{e}"));
+        let s = |n: &str| {
+            let (mut key, mut ext) = (String::new(), String::new());
+            split_name(n, &mut key, &mut ext).then(|| format!("{key}|{ext}"))
+        };
         assert_eq!(s("000001.msgpack").as_deref(), Some("000001|msgpack"));
         assert_eq!(s("a/b/c.seg.PNG").as_deref(), Some("a/b/c|seg.png"));
         assert_eq!(s("a.b/c.txt").as_deref(), Some("a.b/c|txt"));
+        assert_eq!(s("k.ÄB").as_deref(), Some("k|äb"));
         assert_eq!(s("__index__"), None);
         assert_eq!(s("noext"), None);
         assert_eq!(s(".hidden"), None);

@@ -190,14 +190,21 @@ fn header(name: &str, size: u64, mode: u32, mtime: u64, typeflag: u8, owner: &st
     u.cksum = [b' '; 8];
     let sum: u32 = h.as_bytes().iter().map(|&b| u32::from(b)).sum();
     let mut bytes = *h.as_bytes();
-    bytes[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    // Python writes the checksum as six octal digits, NUL, space.
+    octal(&mut bytes[148..155], u64::from(sum));
+    bytes[155] = b' ';
     bytes
 }
 
+/// Writes `value` as zero-padded octal filling all but the last byte of `field`, then NUL (the
+/// low digits when it does not fit; callers check sizes first).
 fn octal(field: &mut [u8], value: u64) {
     let digits = field.len() - 1;
-    let text = format!("{value:0digits$o}");
-    field[..digits].copy_from_slice(&text.as_bytes()[text.len() - digits..]);
+    let mut v = value;
+    for d in field[..digits].iter_mut().rev() {
+        *d = b'0' + (v & 7) as u8;
+        v >>= 3;
+    }
     field[digits] = 0;
 }
 

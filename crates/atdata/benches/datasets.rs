@@ -44,8 +44,15 @@ struct Sizes {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--rss-child") {
-        return rss_child(&args[i + 1]);
+    // `--read-child tabular|image URL`: one ordered read in this process, then its peak RSS
+    // (used for the 2 GB RSS check, and handy under a profiler).
+    if let Some(i) = args.iter().position(|a| a == "--read-child") {
+        let (kind, url) = (args.get(i + 1), args.get(i + 2));
+        return match (kind.map(String::as_str), url) {
+            (Some("tabular"), Some(url)) => read_child::<Tabular>(url),
+            (Some("image"), Some(url)) => read_child::<Image>(url),
+            _ => anyhow::bail!("usage: --read-child tabular|image URL"),
+        };
     }
     let full = args.iter().any(|a| a == "--bench");
     let sizes = if full {
@@ -66,7 +73,10 @@ fn main() -> anyhow::Result<()> {
             images_per_shard: 10,
         }
     };
-    let dir = tempfile::tempdir()?;
+    // ATDATA_BENCH_DIR keeps the shards in that folder (to profile reads with --read-child).
+    let kept = std::env::var_os("ATDATA_BENCH_DIR").map(PathBuf::from);
+    let temp = tempfile::tempdir()?;
+    let dir = kept.as_deref().unwrap_or(temp.path());
     println!(
         "{:<28} {:>9} {:>9} {:>12} {:>10} {:>14} {:>9}",
         "benchmark", "samples", "seconds", "samples/s", "MB/s", "ceiling MB/s", "of ceiling"
@@ -78,17 +88,13 @@ fn main() -> anyhow::Result<()> {
         label: 7,
         source: "synthetic/benchmark".into(),
     };
-    let (shards, secs) = write(
-        dir.path(),
-        "tab",
-        sizes.tabular,
-        sizes.tabular_per_shard,
-        |i| row.as_wds(&format!("{i:09}")),
-    )?;
+    let (shards, secs) = write(dir, "tab", sizes.tabular, sizes.tabular_per_shard, |i| {
+        row.as_wds(&format!("{i:09}"))
+    })?;
     let bytes = total_size(&shards)?;
     report("tabular write", sizes.tabular, secs, bytes, None);
     let raw = raw_read(&shards)?;
-    let url = pattern(dir.path(), "tab", shards.len());
+    let url = pattern(dir, "tab", shards.len());
     let secs = time(|| read::<Tabular>(&url, sizes.tabular))?;
     report(
         "tabular read (batch 32)",
@@ -103,19 +109,15 @@ fn main() -> anyhow::Result<()> {
         image: Array3::from_shape_fn((224, 224, 3), |(y, x, c)| (y + x + c) as f32),
         label: "n01440764".into(),
     };
-    let (shards, secs) = write(
-        dir.path(),
-        "img",
-        sizes.images_rss,
-        sizes.images_per_shard,
-        |i| img.as_wds(&format!("{i:09}")),
-    )?;
+    let (shards, secs) = write(dir, "img", sizes.images_rss, sizes.images_per_shard, |i| {
+        img.as_wds(&format!("{i:09}"))
+    })?;
     let rss_bytes = total_size(&shards)?;
     report("image write", sizes.images_rss, secs, rss_bytes, None);
     let timed = &shards[..sizes.images / sizes.images_per_shard];
     let bytes = total_size(timed)?;
     let raw = raw_read(timed)?;
-    let url = pattern(dir.path(), "img", timed.len());
+    let url = pattern(dir, "img", timed.len());
     let secs = time(|| read::<Image>(&url, sizes.images))?;
     report(
         "image read (batch 32)",
@@ -126,9 +128,9 @@ fn main() -> anyhow::Result<()> {
     );
 
     // Peak RSS of an ordered read of the whole image dataset, in a fresh process.
-    let url = pattern(dir.path(), "img", shards.len());
+    let url = pattern(dir, "img", shards.len());
     let out = Command::new(std::env::current_exe()?)
-        .args(["--rss-child", &url])
+        .args(["--read-child", "image", &url])
         .output()?;
     anyhow::ensure!(
         out.status.success(),
@@ -186,7 +188,7 @@ fn total_size(paths: &[PathBuf]) -> anyhow::Result<u64> {
 
 /// Reads every sample in batches; checks the count.
 fn read<T: BatchLen<Context = ()>>(url: &str, expected: usize) -> anyhow::Result<()> {
-    let ds = Dataset::<T>::new(url)?;
+    let ds = dataset::<T>(url)?;
     let mut n = 0;
     for batch in ds.ordered(BATCH)? {
         let batch = batch?;
@@ -194,6 +196,20 @@ fn read<T: BatchLen<Context = ()>>(url: &str, expected: usize) -> anyhow::Result
     }
     anyhow::ensure!(n == expected, "read {n} samples, expected {expected}");
     Ok(())
+}
+
+/// The dataset at `url`; ATDATA_BENCH_PARALLELISM overrides its default parallelism.
+fn dataset<T: BatchLen<Context = ()>>(url: &str) -> anyhow::Result<Dataset<T>> {
+    let ds = Dataset::<T>::new(url)?;
+    Ok(
+        match std::env::var("ATDATA_BENCH_PARALLELISM")
+            .ok()
+            .and_then(|p| p.parse().ok())
+        {
+            Some(p) => ds.with_parallelism(p),
+            None => ds,
+        },
+    )
 }
 
 /// The ceiling: the files' bytes copied to a sink, in MB/s.
@@ -241,11 +257,11 @@ fn peak_rss_mb() -> anyhow::Result<f64> {
     Ok(kb / 1024.0)
 }
 
-fn rss_child(url: &str) -> anyhow::Result<()> {
-    let ds = Dataset::<Image>::new(url)?;
+fn read_child<T: BatchLen<Context = ()>>(url: &str) -> anyhow::Result<()> {
+    let ds = dataset::<T>(url)?;
     let mut n = 0;
     for batch in ds.ordered(BATCH)? {
-        n += batch?.len();
+        n += T::batch_len(&batch?);
     }
     println!("{:.1} MB ({n} samples read)", peak_rss_mb()?);
     Ok(())
