@@ -411,6 +411,25 @@ fn gzip_shards_write_and_read() {
     assert_eq!(&std::fs::read(&paths[0]).unwrap()[..2], &[0x1f, 0x8b]);
     let ds = Dataset::<Row>::new(dir.path().join("z-{00..01}.tar.gz").to_str().unwrap()).unwrap();
     assert_eq!(ids(ds.samples().unwrap()), [0, 1, 2, 3, 4]);
+
+    // `finish` alone completes a gzip shard: it is readable while the file is still open.
+    let path = dir.path().join("single.tgz");
+    let mut w = TarWriter::create(&path).unwrap();
+    w.write(
+        &Row {
+            id: 9,
+            text: "z".into(),
+        }
+        .as_wds("k"),
+    )
+    .unwrap();
+    let open_file = w.finish().unwrap();
+    let mut tar = Vec::new();
+    let gz = flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap());
+    std::io::Read::read_to_end(&mut { gz }, &mut tar)
+        .expect("a complete gzip stream, trailer included");
+    assert_eq!(tar.len() % 10240, 0);
+    open_file.close().unwrap();
 }
 
 #[test]

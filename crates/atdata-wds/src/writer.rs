@@ -273,7 +273,9 @@ impl Write for ShardFile {
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.inner {
             FileKind::Plain(w) => w.flush(),
-            FileKind::Gzip(w) => w.flush(),
+            // The writer flushes once, at the end of the archive: finish the gzip stream there,
+            // so `TarWriter::finish` alone leaves a complete file.
+            FileKind::Gzip(w) => w.try_finish().and_then(|()| w.get_mut().flush()),
         }
     }
 }
