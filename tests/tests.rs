@@ -8,4 +8,5 @@ mod golden;
 mod roundtrip;
 mod samples;
 mod schemas;
+mod stores;
 mod ui;

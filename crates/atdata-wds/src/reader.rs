@@ -121,9 +121,11 @@ pub(crate) struct Grouper<'a> {
 impl<'a> Grouper<'a> {
     pub fn new(input: impl Read + Send + 'a, shard: String) -> Grouper<'a> {
         let mut buffered = BufReader::with_capacity(256 << 10, input);
-        let gzip = buffered
-            .fill_buf()
-            .is_ok_and(|b| b.starts_with(&[0x1f, 0x8b]));
+        // Sniff for gzip; an error here (a missing object, say) is reported as the first item.
+        let (gzip, error) = match buffered.fill_buf() {
+            Ok(head) => (head.starts_with(&[0x1f, 0x8b]), None),
+            Err(e) => (false, Some(Error::io(shard.clone(), e))),
+        };
         let stream: Box<dyn BufRead + Send + 'a> = if gzip {
             Box::new(BufReader::with_capacity(
                 256 << 10,
@@ -139,8 +141,8 @@ impl<'a> Grouper<'a> {
             len: 0,
             next: Member::default(),
             has_next: false,
-            error: None,
-            done: false,
+            done: error.is_some(),
+            error,
         }
     }
 
@@ -452,6 +454,22 @@ fn split_name(name: &str, key: &mut String, ext: &mut String) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_on_the_first_read_is_reported_not_taken_for_the_end() {
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::new(io::ErrorKind::NotFound, "gone"))
+            }
+        }
+        let items: Vec<_> = TarReader::new(Failing, "s.tar").collect();
+        assert_eq!(items.len(), 1);
+        assert!(
+            matches!(&items[0], Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound),
+            "{items:?}"
+        );
+    }
 
     #[test]
     fn malformed_pax_records_are_errors() {

@@ -41,9 +41,22 @@ pub use atdata_codec::{
 };
 #[cfg(feature = "derive")]
 pub use atdata_derive::packable;
+/// Data stores: S3, local disk, memory (crate `atdata-store`).
+pub use atdata_store as store;
+pub use atdata_store::{
+    Credentials, DataStore, DataStoreExt, LocalDiskStore, MemoryStore, S3DataStore, StoreOpener,
+    WrittenShards,
+};
 /// WebDataset shards: `TarWriter`, `TarReader`, `ShardWriter`, `expand_urls` (crate `atdata-wds`).
 pub use atdata_wds as wds;
-pub use atdata_wds::{Dataset, ShardOptions, ShuffleOptions};
+pub use atdata_wds::{ShardOptions, ShuffleOptions};
+
+mod opener;
+pub use crate::opener::DefaultOpener;
+
+/// A dataset read through [`DefaultOpener`]: local paths, `file://` and `s3://` URLs
+/// (credentials from the environment). See [`atdata_wds::Dataset`] for the API.
+pub type Dataset<T> = atdata_wds::Dataset<T, DefaultOpener>;
 /// The `ndarray` version atdata's array fields use.
 pub use ndarray;
 
@@ -60,7 +73,7 @@ pub mod prelude {
     #[cfg(feature = "derive")]
     pub use crate::packable;
     pub use crate::{
-        Dataset, DynamicSample, Packable, SampleBatch, Schema, SchemaRef, ShardOptions,
-        ShuffleOptions,
+        Credentials, DataStore, DataStoreExt, Dataset, DynamicSample, LocalDiskStore, Packable,
+        S3DataStore, SampleBatch, Schema, SchemaRef, ShardOptions, ShuffleOptions,
     };
 }

@@ -1,0 +1,181 @@
+//! S3 credentials from a map, a `.env` file or the environment.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Credentials and endpoint for an S3-compatible server.
+///
+/// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are required; `AWS_ENDPOINT` is optional
+/// (AWS itself when absent; `http://` endpoints are allowed), and so are `AWS_REGION` (default
+/// `us-east-1`) and `AWS_SESSION_TOKEN`. The secret and the token never appear in `Debug`
+/// output, logs or error messages.
+///
+/// ```
+/// use atdata_store::Credentials;
+///
+/// let c = Credentials::from_map([
+///     ("AWS_ENDPOINT", "http://localhost:9000"),
+///     ("AWS_ACCESS_KEY_ID", "minioadmin"),
+///     ("AWS_SECRET_ACCESS_KEY", "very-secret"),
+/// ]).unwrap();
+/// assert_eq!(c.endpoint(), Some("http://localhost:9000"));
+/// assert!(!format!("{c:?}").contains("very-secret"));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    endpoint: Option<String>,
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: Option<String>,
+    region: String,
+}
+
+impl Credentials {
+    /// From key-value pairs named like the environment variables.
+    pub fn from_map<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Credentials> {
+        let map: BTreeMap<String, String> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        let required = |key: &str| {
+            map.get(key)
+                .cloned()
+                .ok_or_else(|| Error::Credentials(format!("{key} is missing")))
+        };
+        Ok(Credentials {
+            endpoint: map
+                .get("AWS_ENDPOINT")
+                .or_else(|| map.get("AWS_ENDPOINT_URL"))
+                .cloned(),
+            access_key_id: required("AWS_ACCESS_KEY_ID")?,
+            secret_access_key: required("AWS_SECRET_ACCESS_KEY")?,
+            session_token: map.get("AWS_SESSION_TOKEN").cloned(),
+            region: map
+                .get("AWS_REGION")
+                .or_else(|| map.get("AWS_DEFAULT_REGION"))
+                .cloned()
+                .unwrap_or_else(|| "us-east-1".to_owned()),
+        })
+    }
+
+    /// From a `.env` file (read with dotenvy; the process environment is not changed).
+    pub fn from_env_file(path: impl AsRef<Path>) -> Result<Credentials> {
+        let path = path.as_ref();
+        let pairs = dotenvy::from_path_iter(path)
+            .map_err(|e| Error::Credentials(format!("{}: {}", path.display(), describe(&e))))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Credentials(format!("{}: {}", path.display(), describe(&e))))?;
+        Credentials::from_map(pairs)
+    }
+
+    /// From the process environment.
+    pub fn from_env() -> Result<Credentials> {
+        Credentials::from_map(std::env::vars().filter(|(k, _)| k.starts_with("AWS_")))
+    }
+
+    /// The endpoint, or `None` for AWS itself.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    /// The region.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The access key id (not secret).
+    pub fn access_key_id(&self) -> &str {
+        &self.access_key_id
+    }
+
+    pub(crate) fn secret_access_key(&self) -> &str {
+        &self.secret_access_key
+    }
+
+    pub(crate) fn session_token(&self) -> Option<&str> {
+        self.session_token.as_deref()
+    }
+}
+
+/// A dotenvy error without the line's content (which may hold a secret).
+fn describe(e: &dotenvy::Error) -> String {
+    match e {
+        dotenvy::Error::LineParse(_, index) => format!("cannot parse line at byte {index}"),
+        dotenvy::Error::Io(io) => io.to_string(),
+        _ => "cannot read the file".to_owned(),
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("region", &self.region)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_files_are_read_without_touching_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(&path, "AWS_ACCESS_KEY_ID=id\nAWS_SECRET_ACCESS_KEY=s3cr3t-value\n# comment\nAWS_REGION=eu-west-1\n").unwrap();
+        let c = Credentials::from_env_file(&path).unwrap();
+        assert_eq!(
+            (c.access_key_id(), c.region(), c.endpoint()),
+            ("id", "eu-west-1", None)
+        );
+        assert!(std::env::var("AWS_SECRET_ACCESS_KEY").map_or(true, |v| v != "s3cr3t-value"));
+    }
+
+    #[test]
+    fn secrets_never_show() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(
+            &path,
+            "AWS_ACCESS_KEY_ID=id\nAWS_SECRET_ACCESS_KEY='s3cr3t-value\n",
+        )
+        .unwrap();
+        let err = Credentials::from_env_file(&path).unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+        let c = Credentials::from_map([
+            ("AWS_ACCESS_KEY_ID", "id"),
+            ("AWS_SECRET_ACCESS_KEY", "s3cr3t"),
+            ("AWS_SESSION_TOKEN", "t0ken"),
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("t0ken"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn missing_keys_are_named() {
+        let err = Credentials::from_map([("AWS_SECRET_ACCESS_KEY", "x")]).unwrap_err();
+        assert_eq!(err.to_string(), "credentials: AWS_ACCESS_KEY_ID is missing");
+        let err = Credentials::from_env_file("/no/such/.env").unwrap_err();
+        assert!(
+            err.to_string().starts_with("credentials: /no/such/.env"),
+            "{err}"
+        );
+    }
+}

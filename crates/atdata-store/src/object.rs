@@ -1,0 +1,560 @@
+//! The stores: one object_store-backed implementation behind three constructors.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
+use sha2::{Digest, Sha256};
+use tokio::runtime::{Handle, Runtime};
+use tokio::task::JoinHandle;
+
+use crate::credentials::Credentials;
+use crate::error::{Error, Result};
+use crate::store::{DataStore, ShardUpload};
+
+/// Bytes per uploaded part (S3 requires at least 5 MiB for all but the last).
+const PART_SIZE: usize = 8 << 20;
+/// Parts uploading at once per shard; with the part being filled, the memory bound per shard.
+const PARTS_IN_FLIGHT: usize = 2;
+/// Chunks of a download buffered ahead of the reader.
+const READ_AHEAD: usize = 8;
+
+/// The runtime a store's I/O runs on: its own, so blocking callers never `block_on` a runtime
+/// they are inside. Dropped without blocking, so a store may be dropped inside async code.
+#[derive(Debug)]
+struct IoRuntime {
+    runtime: Option<Runtime>,
+    handle: Handle,
+}
+
+impl IoRuntime {
+    fn new() -> Result<IoRuntime> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("atdata-store-io")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Runtime(e.to_string()))?;
+        Ok(IoRuntime {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        })
+    }
+
+    fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+}
+
+impl Drop for IoRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Runs `fut` on the store's runtime and waits for it from any thread: a plain thread, a
+/// `Dataset` thread, or (blocking it, as any synchronous I/O would) an async task's thread.
+fn wait<T: Send + 'static>(
+    handle: &Handle,
+    fut: impl Future<Output = T> + Send + 'static,
+) -> Result<T> {
+    // `unconstrained`: inside a tokio task, nested polls would spend that task's coop budget,
+    // which never resets while we block, and then stay pending forever.
+    futures::executor::block_on(tokio::task::unconstrained(handle.spawn(fut)))
+        .map_err(|e| Error::Runtime(e.to_string()))
+}
+
+/// Where keys live, for URLs.
+#[derive(Debug, Clone)]
+enum Location {
+    S3 { bucket: String },
+    Disk { root: PathBuf },
+    Memory,
+}
+
+/// The shared implementation.
+#[derive(Clone)]
+struct Backend {
+    store: Arc<dyn ObjectStore>,
+    location: Location,
+    runtime: Arc<IoRuntime>,
+    short_ids: bool,
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backend {
+    fn new(store: Arc<dyn ObjectStore>, location: Location) -> Result<Backend> {
+        Ok(Backend {
+            short_ids: matches!(location, Location::Disk { .. }),
+            store,
+            location,
+            runtime: Arc::new(IoRuntime::new()?),
+        })
+    }
+
+    fn prefix(&self) -> String {
+        match &self.location {
+            Location::S3 { bucket } => format!("s3://{bucket}/"),
+            Location::Disk { root } => format!("{}/", root.display()),
+            Location::Memory => "memory:///".to_owned(),
+        }
+    }
+
+    fn key<'u>(&self, url: &'u str) -> Result<&'u str> {
+        let prefix = self.prefix();
+        url.strip_prefix(&prefix).ok_or_else(|| Error::ForeignUrl {
+            url: url.to_owned(),
+            expected: prefix,
+        })
+    }
+
+    fn path(&self, url: &str) -> Result<Path> {
+        Path::parse(self.key(url)?).map_err(|e| Error::store(url, e.into()))
+    }
+}
+
+#[async_trait]
+impl DataStore for Backend {
+    fn url(&self, key: &str) -> String {
+        format!("{}{}", self.prefix(), key.trim_start_matches('/'))
+    }
+
+    fn open_shard(&self, url: &str) -> Result<Box<dyn Read + Send>> {
+        let path = self.path(url)?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
+        let (store, shown) = (self.store.clone(), url.to_owned());
+        self.runtime.handle().spawn(async move {
+            let stream = match store.get(&path).await {
+                Ok(get) => get.into_stream(),
+                Err(e) => {
+                    let _ = tx.send(Err(io_error(Error::store(shown, e)))).await;
+                    return;
+                }
+            };
+            futures::pin_mut!(stream);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| io_error(Error::store(shown.clone(), e)));
+                let failed = chunk.is_err();
+                if tx.send(chunk).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Box::new(ChunkReader {
+            chunks: rx,
+            current: Bytes::new(),
+            _runtime: self.runtime.clone(),
+        }))
+    }
+
+    fn create_shard(&self, key: &str) -> Result<Box<dyn ShardUpload>> {
+        let url = self.url(key);
+        let path = Path::parse(key.trim_start_matches('/'))
+            .map_err(|e| Error::store(url.clone(), e.into()))?;
+        let handle = self.runtime.handle();
+        let store = self.store.clone();
+        let upload = wait(&handle, async move { store.put_multipart(&path).await })?
+            .map_err(|e| Error::store(url.clone(), e))?;
+        Ok(Box::new(Upload {
+            handle,
+            url,
+            upload: Some(upload),
+            buffer: Vec::with_capacity(PART_SIZE),
+            parts: 0,
+            in_flight: VecDeque::new(),
+            hasher: Sha256::new(),
+            committed: false,
+        }))
+    }
+
+    async fn delete(&self, url: &str) -> Result<()> {
+        let path = self.path(url)?;
+        let store = self.store.clone();
+        let shown = url.to_owned();
+        let result = self
+            .runtime
+            .handle()
+            .spawn(async move { store.delete(&path).await })
+            .await
+            .map_err(|e| Error::Runtime(e.to_string()))?;
+        match result {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::store(shown, e)),
+        }
+    }
+
+    fn supports_streaming(&self) -> bool {
+        true
+    }
+
+    fn shard_key(&self, prefix: &str, id: &uuid::Uuid, index: usize) -> String {
+        // LocalDiskStore names shards as Python's does: the first 8 hex digits of the id.
+        let id = if self.short_ids {
+            id.simple().to_string()[..8].to_owned()
+        } else {
+            id.to_string()
+        };
+        let name = format!("data--{id}--{index:06}.tar");
+        if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        }
+    }
+
+    fn clone_store(&self) -> Box<dyn DataStore> {
+        Box::new(self.clone())
+    }
+}
+
+fn io_error(e: Error) -> io::Error {
+    match e {
+        Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, e.to_string()),
+        e => io::Error::other(e.to_string()),
+    }
+}
+
+/// A blocking reader over the chunks a download task sends.
+struct ChunkReader {
+    chunks: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+    /// Keeps the download's runtime alive as long as the reader, even if the store is dropped.
+    _runtime: Arc<IoRuntime>,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match futures::executor::block_on(tokio::task::unconstrained(self.chunks.recv())) {
+                Some(chunk) => self.current = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// A multipart upload fed through `Write`.
+struct Upload {
+    handle: Handle,
+    url: String,
+    upload: Option<Box<dyn MultipartUpload>>,
+    buffer: Vec<u8>,
+    parts: usize,
+    in_flight: VecDeque<JoinHandle<object_store::Result<()>>>,
+    hasher: Sha256,
+    committed: bool,
+}
+
+impl Upload {
+    fn send_part(&mut self) -> io::Result<()> {
+        let Some(upload) = self.upload.as_mut() else {
+            return Err(io::Error::other(format!(
+                "{}: upload already ended",
+                self.url
+            )));
+        };
+        let data = std::mem::replace(&mut self.buffer, Vec::with_capacity(PART_SIZE));
+        let part = upload.put_part(PutPayload::from(Bytes::from(data)));
+        self.in_flight.push_back(self.handle.spawn(part));
+        self.parts += 1;
+        while self.in_flight.len() > PARTS_IN_FLIGHT {
+            self.wait_oldest()?;
+        }
+        Ok(())
+    }
+
+    fn wait_oldest(&mut self) -> io::Result<()> {
+        if let Some(part) = self.in_flight.pop_front() {
+            let result = futures::executor::block_on(tokio::task::unconstrained(part))
+                .map_err(io::Error::other)?;
+            result.map_err(|e| io_error(Error::store(self.url.clone(), e)))?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for Upload {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.hasher.update(buf);
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let room = PART_SIZE - self.buffer.len();
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            self.buffer.extend_from_slice(now);
+            rest = later;
+            if self.buffer.len() == PART_SIZE {
+                self.send_part()?;
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ShardUpload for Upload {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let to_error = |e: io::Error, url: &str| Error::Io {
+            path: url.to_owned(),
+            source: e,
+        };
+        if !self.buffer.is_empty() || self.parts == 0 {
+            self.send_part().map_err(|e| to_error(e, &self.url))?;
+        }
+        while !self.in_flight.is_empty() {
+            self.wait_oldest().map_err(|e| to_error(e, &self.url))?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        let upload = self
+            .upload
+            .take()
+            .ok_or_else(|| Error::Runtime(format!("{}: upload already ended", self.url)))?;
+        let (upload, result) = wait(&self.handle, async move {
+            let mut upload = upload;
+            let result = upload.complete().await;
+            (upload, result)
+        })?;
+        match result {
+            Ok(_) => {
+                self.committed = true;
+                Ok(())
+            }
+            Err(e) => {
+                self.upload = Some(upload);
+                Err(Error::store(self.url.clone(), e))
+            }
+        }
+    }
+
+    fn sha256(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+}
+
+impl Drop for Upload {
+    /// An upload that was not committed is aborted (retried a few times, best effort), so no
+    /// orphaned parts are left behind when the server answers.
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        let Some(upload) = self.upload.take() else {
+            return;
+        };
+        for part in self.in_flight.drain(..) {
+            part.abort();
+        }
+        let _ = wait(&self.handle, async move {
+            let mut upload = upload;
+            for attempt in 0..3u32 {
+                if upload.abort().await.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+            }
+        });
+    }
+}
+
+/// Declares a public store type wrapping the shared implementation.
+macro_rules! store_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name(Backend);
+
+        #[async_trait]
+        impl DataStore for $name {
+            fn url(&self, key: &str) -> String {
+                self.0.url(key)
+            }
+
+            fn open_shard(&self, url: &str) -> Result<Box<dyn Read + Send>> {
+                self.0.open_shard(url)
+            }
+
+            fn create_shard(&self, key: &str) -> Result<Box<dyn ShardUpload>> {
+                self.0.create_shard(key)
+            }
+
+            async fn delete(&self, url: &str) -> Result<()> {
+                self.0.delete(url).await
+            }
+
+            fn supports_streaming(&self) -> bool {
+                self.0.supports_streaming()
+            }
+
+            fn shard_key(&self, prefix: &str, id: &uuid::Uuid, index: usize) -> String {
+                self.0.shard_key(prefix, id, index)
+            }
+
+            fn clone_store(&self) -> Box<dyn DataStore> {
+                Box::new(self.clone())
+            }
+        }
+    };
+}
+
+store_type! {
+    /// Shards in an S3 bucket on AWS or any S3-compatible server (MinIO, SeaweedFS, R2...).
+    ///
+    /// Path-style requests when an endpoint is given; `http://` endpoints are allowed. URLs are
+    /// `s3://{bucket}/{key}`.
+    ///
+    /// ```
+    /// use atdata_store::{Credentials, DataStore, S3DataStore};
+    ///
+    /// let creds = Credentials::from_map([
+    ///     ("AWS_ENDPOINT", "http://localhost:9000"),
+    ///     ("AWS_ACCESS_KEY_ID", "minioadmin"),
+    ///     ("AWS_SECRET_ACCESS_KEY", "minioadmin"),
+    /// ]).unwrap();
+    /// let store = S3DataStore::new(creds, "my-bucket").unwrap(); // no I/O yet
+    /// assert_eq!(store.url("datasets/a.tar"), "s3://my-bucket/datasets/a.tar");
+    /// ```
+    S3DataStore
+}
+
+impl S3DataStore {
+    /// A store for `bucket` with `credentials`. Does no I/O.
+    pub fn new(credentials: Credentials, bucket: &str) -> Result<S3DataStore> {
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_region(credentials.region())
+            .with_access_key_id(credentials.access_key_id())
+            .with_secret_access_key(credentials.secret_access_key());
+        if let Some(token) = credentials.session_token() {
+            builder = builder.with_token(token);
+        }
+        if let Some(endpoint) = credentials.endpoint() {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        let store = builder
+            .build()
+            .map_err(|e| Error::store(format!("s3://{bucket}"), e))?;
+        Ok(S3DataStore(Backend::new(
+            Arc::new(store),
+            Location::S3 {
+                bucket: bucket.to_owned(),
+            },
+        )?))
+    }
+
+    /// A store for `bucket`, credentials from the environment (`AWS_*`).
+    pub fn from_env(bucket: &str) -> Result<S3DataStore> {
+        S3DataStore::new(Credentials::from_env()?, bucket)
+    }
+}
+
+store_type! {
+    /// Shards in a local folder: the embedded default. URLs are absolute paths, so any
+    /// `Dataset` reads them directly; shards are named `data--{8 hex}--{000000}.tar` as Python's
+    /// `LocalDiskStore` names them.
+    ///
+    /// ```
+    /// use atdata_store::{DataStore, LocalDiskStore};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = LocalDiskStore::new(dir.path()).unwrap();
+    /// assert!(store.url("a.tar").ends_with("/a.tar"));
+    /// ```
+    LocalDiskStore
+}
+
+impl LocalDiskStore {
+    /// A store rooted at `root`, created if missing.
+    pub fn new(root: impl AsRef<FsPath>) -> Result<LocalDiskStore> {
+        let root = root.as_ref();
+        let io = |e| Error::Io {
+            path: root.display().to_string(),
+            source: e,
+        };
+        std::fs::create_dir_all(root).map_err(io)?;
+        let root = root.canonicalize().map_err(io)?;
+        let store = LocalFileSystem::new_with_prefix(&root)
+            .map_err(|e| Error::store(root.display().to_string(), e))?;
+        Ok(LocalDiskStore(Backend::new(
+            Arc::new(store),
+            Location::Disk { root },
+        )?))
+    }
+}
+
+store_type! {
+    /// Shards in memory, for tests and examples. URLs are `memory:///{key}`.
+    ///
+    /// ```
+    /// let store = atdata_store::MemoryStore::new().unwrap();
+    /// ```
+    MemoryStore
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Result<MemoryStore> {
+        Ok(MemoryStore(Backend::new(
+            Arc::new(InMemory::new()),
+            Location::Memory,
+        )?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reading a many-chunk object synchronously from inside a tokio task must not hang (tokio's
+    /// coop budget would otherwise starve the nested waits).
+    #[tokio::test(flavor = "current_thread")]
+    async fn blocking_reads_inside_a_tokio_task_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDiskStore::new(dir.path()).unwrap();
+        let mut upload = store.create_shard("a/b.tar").unwrap();
+        upload.write_all(&vec![7u8; 3 << 20]).unwrap();
+        upload.finish().unwrap();
+        upload.commit().unwrap();
+        let mut out = Vec::new();
+        store
+            .open_shard(upload.url())
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out.len(), 3 << 20);
+    }
+}

@@ -1,0 +1,216 @@
+//! The `DataStore` trait and the generic shard writer on top of it.
+
+use std::fmt;
+use std::io::{Read, Write};
+
+use async_trait::async_trait;
+use atdata_codec::SampleType;
+use atdata_wds::{Dataset, ShardOpener, ShardOptions, ShardWriter, SinkFactory};
+
+use crate::error::{Error, Result};
+
+/// A place shards live: an S3 bucket, a local folder, memory.
+///
+/// The object-safe core, in object_store's shape: open a shard URL for streaming reads, create a
+/// shard upload, delete. The generic conveniences ([`DataStoreExt::write_shards`]) build on it.
+/// All I/O runs on a runtime the store owns, so the blocking methods are safe from any
+/// non-async thread, including the threads of a `Dataset` inside a tokio program.
+///
+/// ```
+/// use atdata_store::{DataStore, MemoryStore};
+///
+/// let store = MemoryStore::new().unwrap();
+/// assert_eq!(store.url("a/b.tar"), "memory:///a/b.tar");
+/// assert!(store.supports_streaming());
+/// ```
+#[async_trait]
+pub trait DataStore: Send + Sync + fmt::Debug + 'static {
+    /// The URL of the object `key` (`s3://bucket/key`, an absolute path, `memory:///key`).
+    fn url(&self, key: &str) -> String;
+
+    /// A streaming reader over the object at `url`. A missing object is an error on the first
+    /// read, naming the URL. Call it from a blocking thread, not an async task.
+    fn open_shard(&self, url: &str) -> Result<Box<dyn Read + Send>>;
+
+    /// Starts writing the object `key`. Nothing is visible under `key` until the upload is
+    /// committed; an upload dropped uncommitted is aborted. Call it from a blocking thread.
+    fn create_shard(&self, key: &str) -> Result<Box<dyn ShardUpload>>;
+
+    /// Deletes the object at `url`; deleting a missing object succeeds.
+    async fn delete(&self, url: &str) -> Result<()>;
+
+    /// Whether shards can be read as a stream without downloading them first (all ours can).
+    fn supports_streaming(&self) -> bool;
+
+    /// The object key of shard `index` of one `write_shards` call, `id` identifying the call:
+    /// `{prefix}/data--{id}--{index:06}.tar`.
+    fn shard_key(&self, prefix: &str, id: &uuid::Uuid, index: usize) -> String {
+        let name = format!("data--{id}--{index:06}.tar");
+        if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        }
+    }
+
+    /// An owned handle on the same store, for the writer thread.
+    fn clone_store(&self) -> Box<dyn DataStore>;
+}
+
+/// A shard being written to a store: bytes go in through `Write` (buffered and uploaded in
+/// parts as they come, so memory stays bounded), and a SHA-256 of them is kept.
+pub trait ShardUpload: Write + Send {
+    /// The URL the object will have.
+    fn url(&self) -> &str;
+
+    /// Stores every byte written so far; the object is still not visible.
+    fn finish(&mut self) -> Result<()>;
+
+    /// Makes the object visible under its URL (call after [`finish`](Self::finish)).
+    fn commit(&mut self) -> Result<()>;
+
+    /// The SHA-256 (hex) of the bytes written.
+    fn sha256(&self) -> String;
+}
+
+/// The shards one `write_shards` call stored: their URLs and a SHA-256 each.
+///
+/// ```
+/// # async fn demo(store: &atdata_store::MemoryStore, ds: &atdata_wds::Dataset<atdata_codec::DynamicSample>) -> atdata_store::Result<()> {
+/// use atdata_store::DataStoreExt;
+/// let written = store.write_shards(ds, "datasets/v1", Default::default()).await?;
+/// for (url, sum) in written.urls().iter().zip(written.checksums()) {
+///     println!("{url} {sum}");
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenShards {
+    urls: Vec<String>,
+    checksums: Vec<String>,
+}
+
+impl WrittenShards {
+    /// The shard URLs, in order.
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    /// The SHA-256 (hex) of each shard, in the order of [`urls`](Self::urls).
+    pub fn checksums(&self) -> &[String] {
+        &self.checksums
+    }
+}
+
+/// Conveniences over any [`DataStore`].
+#[async_trait]
+pub trait DataStoreExt: DataStore {
+    /// Writes `dataset` into this store as tar shards named `{prefix}/data--{uuid}--{000000}.tar`,
+    /// cut by `options` (maxcount, maxsize, mtime), streaming each shard into a multipart upload
+    /// with bounded memory and hashing it on the way. Samples keep their keys.
+    ///
+    /// Nothing becomes visible until every shard is complete: a failure aborts the uploads this
+    /// call started; if a failure strikes between completions, the completed shards are deleted
+    /// (best effort) and named in the error.
+    async fn write_shards<T, O>(
+        &self,
+        dataset: &Dataset<T, O>,
+        prefix: &str,
+        options: ShardOptions,
+    ) -> Result<WrittenShards>
+    where
+        T: SampleType,
+        O: ShardOpener,
+    {
+        let store = self.clone_store();
+        let dataset = dataset.clone();
+        let prefix = prefix.trim_matches('/').to_owned();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // The dataset reader and the tar writer are blocking: they run on a thread of their own,
+        // and this future only waits (on any executor).
+        std::thread::Builder::new()
+            .name("atdata-write-shards".into())
+            .spawn(move || {
+                let _ = tx.send(write_blocking(&*store, &dataset, &prefix, options));
+            })
+            .map_err(|e| Error::Runtime(format!("cannot start the writer thread: {e}")))?;
+        rx.await
+            .map_err(|_| Error::Runtime("the writer thread ended early".into()))?
+    }
+}
+
+impl<S: DataStore + ?Sized> DataStoreExt for S {}
+
+/// Shard sinks that are uploads to a store.
+struct UploadSinks<'s> {
+    store: &'s dyn DataStore,
+    prefix: &'s str,
+    id: uuid::Uuid,
+}
+
+impl SinkFactory for UploadSinks<'_> {
+    type Sink = Box<dyn ShardUpload>;
+    type Shard = Box<dyn ShardUpload>;
+
+    fn create(&mut self, index: usize) -> atdata_wds::Result<Box<dyn ShardUpload>> {
+        let key = self.store.shard_key(self.prefix, &self.id, index);
+        self.store
+            .create_shard(&key)
+            .map_err(|e| atdata_wds::Error::Io {
+                path: self.store.url(&key),
+                source: std::io::Error::other(e),
+            })
+    }
+
+    fn close(
+        &mut self,
+        _index: usize,
+        mut sink: Box<dyn ShardUpload>,
+    ) -> atdata_wds::Result<Box<dyn ShardUpload>> {
+        sink.finish().map_err(|e| atdata_wds::Error::Io {
+            path: sink.url().to_owned(),
+            source: std::io::Error::other(e),
+        })?;
+        Ok(sink)
+    }
+}
+
+fn write_blocking<T: SampleType, O: ShardOpener>(
+    store: &dyn DataStore,
+    dataset: &Dataset<T, O>,
+    prefix: &str,
+    options: ShardOptions,
+) -> Result<WrittenShards> {
+    let sinks = UploadSinks {
+        store,
+        prefix,
+        id: uuid::Uuid::new_v4(),
+    };
+    let mut writer = ShardWriter::with_sinks(sinks, options);
+    for sample in dataset.raw_samples()? {
+        writer.write(&sample?)?;
+    }
+    // Every shard's bytes are stored; none is visible yet. Dropping an upload uncommitted aborts it.
+    let mut uploads = writer.finish()?;
+    let mut urls = Vec::with_capacity(uploads.len());
+    let mut checksums = Vec::with_capacity(uploads.len());
+    for upload in &mut uploads {
+        if let Err(e) = upload.commit() {
+            let deleted = delete_blocking(store, &urls);
+            return Err(Error::PartialCommit {
+                completed: urls,
+                deleted,
+                source: Box::new(e),
+            });
+        }
+        urls.push(upload.url().to_owned());
+        checksums.push(upload.sha256());
+    }
+    Ok(WrittenShards { urls, checksums })
+}
+
+/// Deletes `urls` from a blocking thread; whether every delete succeeded.
+fn delete_blocking(store: &dyn DataStore, urls: &[String]) -> bool {
+    urls.iter()
+        .all(|url| futures::executor::block_on(store.delete(url)).is_ok())
+}

@@ -1,0 +1,30 @@
+//! The facade's default shard opener.
+
+use std::io::Read;
+
+use atdata_store::StoreOpener;
+use atdata_wds::{LocalOpener, ShardOpener};
+
+/// Opens local paths and `file://` URLs directly, and `s3://bucket/...` URLs through an
+/// `S3DataStore` per bucket with credentials from the environment (`AWS_*`), made on first use.
+///
+/// ```
+/// use atdata::DefaultOpener;
+/// use atdata::wds::ShardOpener;
+///
+/// assert!(DefaultOpener::default().open("/no/such/shard.tar").is_err());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct DefaultOpener {
+    s3: StoreOpener,
+}
+
+impl ShardOpener for DefaultOpener {
+    fn open(&self, url: &str) -> atdata_wds::Result<Box<dyn Read + Send>> {
+        if url.starts_with("s3://") {
+            self.s3.open(url)
+        } else {
+            LocalOpener.open(url)
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! One conformance suite that every store runs: memory, local disk, and a real S3 server
+//! (SeaweedFS from `scripts/services.sh`; the S3 cases fail, loudly, without it).
+
+use std::io::Read;
+
+use atdata::prelude::*;
+use atdata::wds::{TarReader, TarWriter};
+use atdata_store::{
+    Credentials, DataStore, DataStoreExt, LocalDiskStore, MemoryStore, S3DataStore, StoreOpener,
+};
+use sha2::{Digest, Sha256};
+
+#[packable]
+#[derive(Debug, Clone, PartialEq)]
+struct Blob {
+    id: i64,
+    data: Vec<u8>,
+}
+
+/// The S3 server the services script started, or a clear failure.
+fn s3_store() -> S3DataStore {
+    let missing = "S3 tests need the test services: run `bash scripts/test.sh`, or \
+                   `eval \"$(bash scripts/services.sh)\"` before `cargo test` (AWS_ENDPOINT, AWS_BUCKET, ...)";
+    let bucket = std::env::var("AWS_BUCKET").expect(missing);
+    let credentials = Credentials::from_env().expect(missing);
+    assert!(credentials.endpoint().is_some(), "{missing}");
+    S3DataStore::new(credentials, &bucket).unwrap()
+}
+
+/// Writes `n` blobs of `size` bytes to a local shard and returns its dataset.
+fn source(dir: &std::path::Path, n: i64, size: usize) -> Dataset<Blob> {
+    let path = dir.join("source.tar");
+    let mut w = TarWriter::create(&path).unwrap();
+    for id in 0..n {
+        let data = (0..size).map(|i| (i as i64 * 31 + id) as u8).collect();
+        w.write(&Blob { id, data }.as_wds(&format!("blob{id:04}")))
+            .unwrap();
+    }
+    w.finish().unwrap().close().unwrap();
+    Dataset::new(path.to_str().unwrap()).unwrap()
+}
+
+fn read_all(store: &dyn DataStore, url: &str) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    store
+        .open_shard(url)
+        .unwrap()
+        .read_to_end(&mut bytes)
+        .unwrap();
+    bytes
+}
+
+async fn conformance<S: DataStore + Clone>(store: S, short_ids: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("conformance/{}", std::process::id());
+
+    // write_shards: names, checksums, content and keys.
+    let ds = source(dir.path(), 25, 100);
+    let written = store
+        .write_shards(
+            &ds,
+            &prefix,
+            ShardOptions {
+                maxcount: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(written.urls().len(), 3);
+    for (i, (url, sum)) in written.urls().iter().zip(written.checksums()).enumerate() {
+        let name = url.rsplit('/').next().unwrap();
+        let id = name.split("--").nth(1).unwrap();
+        assert!(url.starts_with(&store.url(&prefix)), "{url}");
+        assert_eq!(name, format!("data--{id}--{i:06}.tar"));
+        assert_eq!(id.len(), if short_ids { 8 } else { 36 }, "{name}");
+        assert_eq!(
+            hex::encode(Sha256::digest(read_all(&store, url))),
+            *sum,
+            "{url}"
+        );
+    }
+    let keys: Vec<String> = written
+        .urls()
+        .iter()
+        .flat_map(|u| {
+            TarReader::new(store.open_shard(u).unwrap(), u.clone())
+                .map(|s| s.unwrap().key)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        (0..25).map(|i| format!("blob{i:04}")).collect::<Vec<_>>(),
+        "keys are kept"
+    );
+    let url = format!("{{{}}}", written.urls().join(","));
+    let stored = atdata::wds::Dataset::<Blob>::new(&url)
+        .unwrap()
+        .with_opener(StoreOpener::new(store.clone()));
+    let back: Vec<Blob> = stored.samples().unwrap().map(Result::unwrap).collect();
+    let original: Vec<Blob> = ds.samples().unwrap().map(Result::unwrap).collect();
+    assert_eq!(back, original);
+
+    // A shard of several multipart parts (8 MiB each) round-trips exactly.
+    let big = source(dir.path(), 20, 1 << 20);
+    let written_big = store
+        .write_shards(&big, &prefix, ShardOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(written_big.urls().len(), 1);
+    let bytes = read_all(&store, &written_big.urls()[0]);
+    assert!(bytes.len() > 20 << 20, "{} bytes", bytes.len());
+    let samples: Vec<_> = TarReader::new(&bytes[..], "big")
+        .map(Result::unwrap)
+        .collect();
+    let expected: Vec<_> = big.raw_samples().unwrap().map(Result::unwrap).collect();
+    assert_eq!(samples, expected);
+
+    // A missing object is an error naming its URL, on first read.
+    let missing = store.url(&format!("{prefix}/missing.tar"));
+    let err = store
+        .open_shard(&missing)
+        .unwrap()
+        .read(&mut [0; 16])
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    assert!(err.to_string().contains(&missing), "{err}");
+    let through_dataset = atdata::wds::Dataset::<Blob>::new(&missing)
+        .unwrap()
+        .with_opener(StoreOpener::new(store.clone()));
+    let err = through_dataset
+        .samples()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap_err();
+    assert!(err.to_string().contains(&missing), "{err}");
+
+    // Deleting removes; deleting a missing object succeeds; foreign URLs are refused.
+    for url in written.urls().iter().chain(written_big.urls()) {
+        store.delete(url).await.unwrap();
+        let err = store
+            .open_shard(url)
+            .unwrap()
+            .read(&mut [0; 16])
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{url}");
+    }
+    store.delete(&missing).await.unwrap();
+    assert!(matches!(
+        store.open_shard("elsewhere://x/y.tar"),
+        Err(atdata_store::Error::ForeignUrl { .. })
+    ));
+}
+
+#[tokio::test]
+async fn memory_store_conforms() {
+    conformance(MemoryStore::new().unwrap(), false).await;
+}
+
+#[tokio::test]
+async fn local_disk_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalDiskStore::new(dir.path().join("store")).unwrap();
+    conformance(store.clone(), true).await;
+    // Its URLs are plain absolute paths: any Dataset reads them without the store.
+    let src = tempfile::tempdir().unwrap();
+    let written = store
+        .write_shards(&source(src.path(), 3, 10), "plain", ShardOptions::default())
+        .await
+        .unwrap();
+    assert!(written.urls()[0].starts_with('/'));
+    assert_eq!(
+        Dataset::<Blob>::new(&written.urls()[0])
+            .unwrap()
+            .samples()
+            .unwrap()
+            .count(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn s3_store_conforms() {
+    conformance(s3_store(), false).await;
+}
+
+#[test]
+fn s3_shards_read_from_a_plain_sync_main() {
+    let store = s3_store();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let written = rt
+        .block_on(store.write_shards(
+            &source(dir.path(), 12, 64),
+            &format!("sync/{}", std::process::id()),
+            ShardOptions {
+                maxcount: 5,
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    drop(rt);
+    let url = format!("{{{}}}", written.urls().join(","));
+    let ds = atdata::wds::Dataset::<Blob>::new(&url)
+        .unwrap()
+        .with_opener(StoreOpener::new(store));
+    let ids: Vec<i64> = ds
+        .ordered(4)
+        .unwrap()
+        .flat_map(|b| b.unwrap().id.clone())
+        .collect();
+    assert_eq!(ids, (0..12).collect::<Vec<_>>());
+}
+
+#[test]
+fn s3_urls_open_with_credentials_from_the_environment() {
+    let store = s3_store();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let written = rt
+        .block_on(store.write_shards(
+            &source(dir.path(), 3, 8),
+            &format!("env/{}", std::process::id()),
+            ShardOptions::default(),
+        ))
+        .unwrap();
+    // The facade's Dataset opens s3:// URLs as given, credentials from the environment.
+    let ds = Dataset::<Blob>::new(&written.urls()[0]).unwrap();
+    assert_eq!(ds.samples().unwrap().map(Result::unwrap).count(), 3);
+    let missing = written.urls()[0].replace("data--", "nothing--");
+    let err = Dataset::<Blob>::new(&missing)
+        .unwrap()
+        .samples()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap_err();
+    assert!(err.to_string().contains(&missing), "{err}");
+}
