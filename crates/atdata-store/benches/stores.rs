@@ -1,0 +1,187 @@
+//! Store throughput against the S3 server of `scripts/services.sh`: `write_shards` and a
+//! streaming read of the stored shards, next to raw `object_store` multipart puts and streaming
+//! gets of the same bytes in the same run, with this process's peak RSS.
+//!
+//! `cargo bench -p atdata-store --bench stores` writes about 1 GB (figures in
+//! docs/performance.md); without `--bench` (as `cargo test --benches` runs it) about 24 MB.
+//! Needs the services' environment (`eval "$(bash scripts/services.sh)"`).
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Instant;
+
+use atdata_codec::Packable;
+use atdata_derive::packable;
+use atdata_store::{Credentials, DataStore, DataStoreExt, S3DataStore, StoreOpener};
+use atdata_wds::{Dataset, ShardOptions, ShardWriter};
+use futures::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+
+/// A 1 MiB sample.
+#[packable(crate = "atdata_codec")]
+struct Blob {
+    id: i64,
+    data: Vec<u8>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> Result<(), BoxError> {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (samples, shard_mb) = if full { (1000, 100) } else { (24, 8) };
+    let bucket = std::env::var("AWS_BUCKET").map_err(
+        |_| "the store benchmark needs the test services: eval \"$(bash scripts/services.sh)\"",
+    )?;
+    let credentials = Credentials::from_env()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+
+    // The source: local shards of 1 MiB samples.
+    let dir = tempfile::tempdir()?;
+    let pattern = dir.path().join("src-%04d.tar");
+    let mut writer = ShardWriter::new(
+        pattern.to_str().ok_or("utf-8")?,
+        ShardOptions {
+            maxsize: shard_mb << 20,
+            ..Default::default()
+        },
+    )?;
+    for id in 0..samples {
+        let data = (0..1 << 20).map(|i: usize| (i as i64 ^ id) as u8).collect();
+        writer.write(&Blob { id, data }.as_wds(&format!("{id:06}")))?;
+    }
+    let local = writer.finish()?;
+    let bytes: u64 = local
+        .iter()
+        .map(|p| p.metadata().map(|m| m.len()))
+        .sum::<std::io::Result<u64>>()?;
+    let url = format!(
+        "{{{}}}",
+        local
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let source = Dataset::<Blob>::new(&url)?;
+    let mb = bytes as f64 / 1e6;
+    println!("{} samples, {} shards, {:.0} MB", samples, local.len(), mb);
+
+    // Raw object_store: multipart puts of the same shard files, then streaming gets.
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+    if let Some(endpoint) = credentials.endpoint() {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false);
+    }
+    let raw: Arc<dyn ObjectStore> = Arc::new(builder.build()?);
+    let prefix = format!("bench/{}", std::process::id());
+    let start = Instant::now();
+    let raw_paths: Vec<Path> = rt.block_on(async {
+        let mut paths = Vec::new();
+        for (i, file) in local.iter().enumerate() {
+            let path = Path::from(format!("{prefix}/raw-{i:04}.tar"));
+            let upload = raw.put_multipart(&path).await?;
+            let mut write = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+            let mut f = std::fs::File::open(file)?;
+            let mut buf = vec![0u8; 8 << 20];
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                write.wait_for_capacity(2).await?;
+                write.put(PutPayload::from(buf[..n].to_vec()).into());
+            }
+            write.finish().await?;
+            paths.push(path);
+        }
+        Ok::<_, BoxError>(paths)
+    })?;
+    let raw_put = mb / start.elapsed().as_secs_f64();
+
+    // write_shards of the same samples.
+    let store = S3DataStore::new(credentials, &bucket)?;
+    let start = Instant::now();
+    let written = rt.block_on(store.write_shards(
+        &source,
+        &prefix,
+        ShardOptions {
+            maxsize: shard_mb << 20,
+            ..Default::default()
+        },
+    ))?;
+    let put = mb / start.elapsed().as_secs_f64();
+
+    let start = Instant::now();
+    let got: u64 = rt.block_on(async {
+        let mut total = 0u64;
+        for path in &raw_paths {
+            let mut stream = raw.get(path).await?.into_stream();
+            while let Some(chunk) = stream.next().await {
+                total += chunk?.len() as u64;
+            }
+        }
+        Ok::<_, BoxError>(total)
+    })?;
+    let raw_get = got as f64 / 1e6 / start.elapsed().as_secs_f64();
+
+    // Streaming read through a Dataset (raw samples: the store path, not the codec).
+    let stored = format!("{{{}}}", written.urls().join(","));
+    let start = Instant::now();
+    let dataset = Dataset::<Blob>::new(&stored)?.with_opener(StoreOpener::new(store.clone()));
+    let mut read = 0u64;
+    for sample in dataset.raw_samples()? {
+        read += sample?
+            .members
+            .iter()
+            .map(|(_, d)| d.len() as u64)
+            .sum::<u64>();
+    }
+    let get = mb / start.elapsed().as_secs_f64();
+    if read != samples as u64 * ((1 << 20) + 12) && read < samples as u64 * (1 << 20) {
+        return Err(format!("read back {read} payload bytes").into());
+    }
+
+    println!(
+        "{:<34} {:>10} {:>14} {:>10}",
+        "", "MB/s", "raw MB/s", "of raw"
+    );
+    println!(
+        "{:<34} {put:>10.0} {raw_put:>14.0} {:>9.0}%",
+        "write_shards (multipart, sha256)",
+        100.0 * put / raw_put
+    );
+    println!(
+        "{:<34} {get:>10.0} {raw_get:>14.0} {:>9.0}%",
+        "streaming read (Dataset)",
+        100.0 * get / raw_get
+    );
+    println!("peak RSS of this process: {:.0} MB", peak_rss_mb()?);
+
+    rt.block_on(async {
+        for path in &raw_paths {
+            raw.delete(path).await?;
+        }
+        for url in written.urls() {
+            store.delete(url).await?;
+        }
+        Ok::<_, BoxError>(())
+    })?;
+    Ok(())
+}
+
+fn peak_rss_mb() -> Result<f64, BoxError> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or("no VmHWM")?;
+    Ok(kb / 1024.0)
+}
