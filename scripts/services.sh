@@ -9,7 +9,7 @@
 #
 # Progress goes to stderr; stdout carries only `export NAME=value` lines.
 # Tunables (env): S3_PORT REDIS_PORT S3_ACCESS_KEY S3_SECRET_KEY S3_BUCKET
-#   SERVICES_DIR (state, venv, logs) S3_DATA_DIR SEAWEEDFS_VERSION
+#   SERVICES_DIR (state, venv, logs) S3_DATA_DIR SEAWEEDFS_VERSION SEAWEEDFS_VENV (reuse a venv)
 #   WEED_MASTER_PORT WEED_VOLUME_PORT WEED_FILER_PORT WEED_ADMIN_PORT (each also uses port+10000 for gRPC)
 # Adapted from the tested recipe in the project's shared services notes.
 set -euo pipefail
@@ -28,7 +28,7 @@ WEED_FILER_PORT="${WEED_FILER_PORT:-8888}"
 WEED_ADMIN_PORT="${WEED_ADMIN_PORT:-23646}"
 HOST=127.0.0.1
 
-VENV="$SERVICES_DIR/seaweedfs-venv"
+VENV="${SEAWEEDFS_VENV:-$SERVICES_DIR/seaweedfs-venv}"
 WEED="$VENV/bin/weed"
 WEED_PIDFILE="$SERVICES_DIR/weed-$S3_PORT.pid"
 WEED_LOG="$SERVICES_DIR/weed-$S3_PORT.log"

@@ -4,6 +4,7 @@
 mod arrays;
 mod cids;
 mod datasets;
+mod faults;
 mod golden;
 mod roundtrip;
 mod samples;

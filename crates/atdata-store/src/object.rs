@@ -364,25 +364,25 @@ impl ShardUpload for Upload {
 }
 
 impl Drop for Upload {
-    /// An upload that was not committed is aborted (retried a few times, best effort), so no
-    /// orphaned parts are left behind when the server answers.
+    /// An upload that was not committed is aborted in the background on the store's runtime,
+    /// retried with backoff (up to about five minutes) so that its parts are cleared once the
+    /// server answers again, while the error that dropped it is returned at once.
     fn drop(&mut self) {
         if self.committed {
             return;
         }
-        let Some(upload) = self.upload.take() else {
+        let Some(mut upload) = self.upload.take() else {
             return;
         };
         for part in self.in_flight.drain(..) {
             part.abort();
         }
-        let _ = wait(&self.handle, async move {
-            let mut upload = upload;
-            for attempt in 0..3u32 {
-                if upload.abort().await.is_ok() {
-                    return;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+        self.handle.spawn(async move {
+            let mut delay = std::time::Duration::from_millis(200);
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
+            while upload.abort().await.is_err() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(10));
             }
         });
     }
@@ -465,7 +465,15 @@ impl S3DataStore {
                 .with_allow_http(endpoint.starts_with("http://"))
                 .with_virtual_hosted_style_request(false);
         }
+        // Retry transient failures with backoff, but give up on a dead server within seconds
+        // rather than object_store's default of three minutes.
+        let retry = object_store::RetryConfig {
+            max_retries: 5,
+            retry_timeout: std::time::Duration::from_secs(30),
+            ..Default::default()
+        };
         let store = builder
+            .with_retry(retry)
             .build()
             .map_err(|e| Error::store(format!("s3://{bucket}"), e))?;
         Ok(S3DataStore(Backend::new(

@@ -1,0 +1,265 @@
+//! Faults against a real S3 server of the test's own: SeaweedFS started on spare ports with
+//! `scripts/services.sh` (its own state folder), killed in the middle of `write_shards`, then
+//! started again.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use atdata::prelude::*;
+use atdata::wds::TarWriter;
+use atdata_store::StoreOpener;
+use futures::StreamExt;
+use object_store::ObjectStore;
+
+#[packable]
+struct Blob {
+    id: i64,
+    data: Vec<u8>,
+}
+
+const BUCKET: &str = "fault";
+
+/// A SeaweedFS of this test's own.
+struct OwnS3 {
+    env: Vec<(String, String)>,
+    port: u16,
+    state: PathBuf,
+}
+
+impl OwnS3 {
+    fn start(state: &Path) -> OwnS3 {
+        let weed = std::env::var("WEED_BIN").expect(
+            "the fault test needs the test services (for the SeaweedFS binary): run `bash scripts/test.sh`, \
+             or `eval \"$(bash scripts/services.sh)\"` before `cargo test`",
+        );
+        let venv = Path::new(&weed)
+            .parent()
+            .and_then(Path::parent)
+            .expect("weed lives in a venv's bin/")
+            .to_owned();
+        let base = spare_ports();
+        let env = vec![
+            ("S3_PORT".into(), base.to_string()),
+            ("WEED_MASTER_PORT".into(), (base + 1).to_string()),
+            ("WEED_VOLUME_PORT".into(), (base + 2).to_string()),
+            ("WEED_FILER_PORT".into(), (base + 3).to_string()),
+            ("WEED_ADMIN_PORT".into(), (base + 4).to_string()),
+            ("S3_BUCKET".into(), BUCKET.into()),
+            ("SERVICES_DIR".into(), state.display().to_string()),
+            ("SEAWEEDFS_VENV".into(), venv.display().to_string()),
+        ];
+        let s3 = OwnS3 {
+            env,
+            port: base,
+            state: state.to_owned(),
+        };
+        s3.script(&[]);
+        s3
+    }
+
+    fn script(&self, args: &[&str]) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .args(args)
+            .envs(self.env.iter().cloned())
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "services.sh {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server at once (no clean shutdown).
+    fn kill(&self) {
+        let pid = std::fs::read_to_string(self.state.join(format!("weed-{}.pid", self.port)))
+            .expect("pid file");
+        let status = Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Multipart uploads still open in the bucket (ListMultipartUploads, signed with curl).
+    fn open_uploads(&self) -> usize {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "10",
+                "--aws-sigv4",
+                "aws:amz:us-east-1:s3",
+                "--user",
+                "minioadmin:minioadmin",
+            ])
+            // `uploads=`: curl signs a bare `?uploads` differently from S3's canonical query.
+            .arg(format!("{}/{BUCKET}?uploads=", self.endpoint()))
+            .output()
+            .expect("curl runs");
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            body.contains("<ListMultipartUploadsResult"),
+            "ListMultipartUploads failed: {body}"
+        );
+        body.matches("<UploadId>").count()
+    }
+}
+
+impl Drop for OwnS3 {
+    fn drop(&mut self) {
+        self.script(&["stop"]);
+    }
+}
+
+/// A base port p with p..p+5 and p+10000..p+10005 free (SeaweedFS binds both).
+fn spare_ports() -> u16 {
+    let start = 20_000 + (std::process::id() % 900) as u16 * 10;
+    (0..100)
+        .map(|i| start.wrapping_add(i * 10) % 9_000 + 20_000)
+        .find(|&p| {
+            (0..5).all(|o| {
+                TcpListener::bind(("127.0.0.1", p + o)).is_ok()
+                    && TcpListener::bind(("127.0.0.1", p + o + 10_000)).is_ok()
+            })
+        })
+        .expect("a free block of ports")
+}
+
+fn raw_store(s3: &OwnS3) -> object_store::aws::AmazonS3 {
+    object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(s3.endpoint())
+        .with_allow_http(true)
+        .with_bucket_name(BUCKET)
+        .with_region("us-east-1")
+        .with_access_key_id("minioadmin")
+        .with_secret_access_key("minioadmin")
+        .build()
+        .unwrap()
+}
+
+fn source(dir: &Path, n: i64) -> Dataset<Blob> {
+    let path = dir.join("source.tar");
+    let mut w = TarWriter::create(&path).unwrap();
+    for id in 0..n {
+        w.write(
+            &Blob {
+                id,
+                data: vec![id as u8; 1 << 20],
+            }
+            .as_wds(&format!("b{id:05}")),
+        )
+        .unwrap();
+    }
+    w.finish().unwrap().close().unwrap();
+    Dataset::new(path.to_str().unwrap()).unwrap()
+}
+
+#[test]
+fn a_server_killed_mid_write_leaves_nothing_visible_and_the_write_succeeds_after_restart() {
+    let state = tempfile::tempdir().unwrap();
+    let s3 = OwnS3::start(state.path());
+    let credentials = Credentials::from_map([
+        ("AWS_ENDPOINT", s3.endpoint().as_str()),
+        ("AWS_ACCESS_KEY_ID", "minioadmin"),
+        ("AWS_SECRET_ACCESS_KEY", "minioadmin"),
+    ])
+    .unwrap();
+    let store = S3DataStore::new(credentials, BUCKET).unwrap();
+
+    // The probe of open uploads sees a real one (so its zero below means something).
+    let rt_probe = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt_probe.block_on(async {
+        let raw = raw_store(&s3);
+        let mut upload = object_store::ObjectStoreExt::put_multipart(&raw, &"probe.tar".into())
+            .await
+            .unwrap();
+        upload.put_part(vec![0u8; 1024].into()).await.unwrap();
+        assert_eq!(s3.open_uploads(), 1);
+        upload.abort().await.unwrap();
+        assert_eq!(s3.open_uploads(), 0);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let ds = source(dir.path(), 300); // 300 MB: a couple of seconds to upload
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = ShardOptions {
+        maxsize: 32 << 20,
+        ..Default::default()
+    };
+
+    let write = {
+        let (store, ds, options) = (store.clone(), ds.clone(), options.clone());
+        rt.spawn(async move { store.write_shards(&ds, "killed", options).await })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        !write.is_finished(),
+        "the write ended before the server was killed; make the source larger"
+    );
+    let open_before = s3.open_uploads();
+    s3.kill();
+    let started = Instant::now();
+    let err = rt
+        .block_on(write)
+        .unwrap()
+        .expect_err("a write to a dead server fails");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "failed only after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.to_string().contains("s3://fault/killed/"),
+        "the error names the shard: {err}"
+    );
+
+    s3.script(&[]); // start again, same data
+    // No object is visible under the final names.
+    let raw = raw_store(&s3);
+    let listed: Vec<_> = rt.block_on(raw.list(Some(&"killed".into())).collect::<Vec<_>>());
+    assert!(listed.is_empty(), "objects left visible: {listed:?}");
+    // The uploads it started are aborted once the server answers again.
+    assert!(
+        open_before > 0,
+        "the write had multipart uploads open when the server died"
+    );
+    eprintln!(
+        "multipart uploads open: {open_before} before the kill, {} after the restart",
+        s3.open_uploads()
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while s3.open_uploads() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} multipart uploads still open",
+            s3.open_uploads()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // A rerun succeeds, and reads back.
+    let written = rt
+        .block_on(store.write_shards(&ds, "rerun", options))
+        .unwrap();
+    assert_eq!(written.urls().len(), 10);
+    let url = format!("{{{}}}", written.urls().join(","));
+    let back = atdata::wds::Dataset::<Blob>::new(&url)
+        .unwrap()
+        .with_opener(StoreOpener::new(store.clone()));
+    assert_eq!(back.samples().unwrap().map(Result::unwrap).count(), 300);
+}
