@@ -2,6 +2,7 @@
 //! `scripts/services.sh` (its own state folder), killed in the middle of `write_shards`, then
 //! started again.
 
+use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +13,7 @@ use atdata::wds::TarWriter;
 use atdata_store::StoreOpener;
 use futures::StreamExt;
 use object_store::ObjectStore;
+use sha2::{Digest, Sha256};
 
 #[packable]
 struct Blob {
@@ -29,7 +31,8 @@ struct OwnS3 {
 }
 
 impl OwnS3 {
-    fn start(state: &Path) -> OwnS3 {
+    /// Starts a server; `salt` keeps concurrently running tests on different ports.
+    fn start(state: &Path, salt: u32) -> OwnS3 {
         let weed = std::env::var("WEED_BIN").expect(
             "the fault test needs the test services (for the SeaweedFS binary): run `bash scripts/test.sh`, \
              or `eval \"$(bash scripts/services.sh)\"` before `cargo test`",
@@ -39,7 +42,7 @@ impl OwnS3 {
             .and_then(Path::parent)
             .expect("weed lives in a venv's bin/")
             .to_owned();
-        let base = spare_ports();
+        let base = spare_ports(salt);
         let env = vec![
             ("S3_PORT".into(), base.to_string()),
             ("WEED_MASTER_PORT".into(), (base + 1).to_string()),
@@ -121,8 +124,8 @@ impl Drop for OwnS3 {
 }
 
 /// A base port p with p..p+5 and p+10000..p+10005 free (SeaweedFS binds both).
-fn spare_ports() -> u16 {
-    let start = 20_000 + (std::process::id() % 900) as u16 * 10;
+fn spare_ports(salt: u32) -> u16 {
+    let start = 20_000 + ((std::process::id() + salt) % 900) as u16 * 10;
     (0..100)
         .map(|i| start.wrapping_add(i * 10) % 9_000 + 20_000)
         .find(|&p| {
@@ -132,6 +135,15 @@ fn spare_ports() -> u16 {
             })
         })
         .expect("a free block of ports")
+}
+
+fn credentials(s3: &OwnS3) -> Credentials {
+    Credentials::from_map([
+        ("AWS_ENDPOINT", s3.endpoint().as_str()),
+        ("AWS_ACCESS_KEY_ID", "minioadmin"),
+        ("AWS_SECRET_ACCESS_KEY", "minioadmin"),
+    ])
+    .unwrap()
 }
 
 fn raw_store(s3: &OwnS3) -> object_store::aws::AmazonS3 {
@@ -166,14 +178,8 @@ fn source(dir: &Path, n: i64) -> Dataset<Blob> {
 #[test]
 fn a_server_killed_mid_write_leaves_nothing_visible_and_the_write_succeeds_after_restart() {
     let state = tempfile::tempdir().unwrap();
-    let s3 = OwnS3::start(state.path());
-    let credentials = Credentials::from_map([
-        ("AWS_ENDPOINT", s3.endpoint().as_str()),
-        ("AWS_ACCESS_KEY_ID", "minioadmin"),
-        ("AWS_SECRET_ACCESS_KEY", "minioadmin"),
-    ])
-    .unwrap();
-    let store = S3DataStore::new(credentials, BUCKET).unwrap();
+    let s3 = OwnS3::start(state.path(), 0);
+    let store = S3DataStore::new(credentials(&s3), BUCKET).unwrap();
 
     // The probe of open uploads sees a real one (so its zero below means something).
     let rt_probe = tokio::runtime::Builder::new_current_thread()
@@ -262,4 +268,33 @@ fn a_server_killed_mid_write_leaves_nothing_visible_and_the_write_succeeds_after
         .unwrap()
         .with_opener(StoreOpener::new(store.clone()));
     assert_eq!(back.samples().unwrap().map(Result::unwrap).count(), 300);
+}
+
+#[test]
+fn a_download_broken_off_by_a_server_restart_resumes_where_it_stopped() {
+    let state = tempfile::tempdir().unwrap();
+    let s3 = OwnS3::start(state.path(), 450);
+    let store = S3DataStore::new(credentials(&s3), BUCKET).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let written = rt
+        .block_on(store.write_shards(&source(dir.path(), 64), "resume", ShardOptions::default()))
+        .unwrap();
+    let (url, checksum) = (&written.urls()[0], &written.checksums()[0]);
+
+    let mut reader = store.open_shard(url).unwrap();
+    let mut bytes = vec![0u8; 1 << 20];
+    reader.read_exact(&mut bytes).unwrap();
+    s3.kill();
+    s3.script(&[]); // start again
+    reader.read_to_end(&mut bytes).unwrap();
+    assert!(bytes.len() > 64 << 20);
+    assert_eq!(
+        hex::encode(Sha256::digest(&bytes)),
+        *checksum,
+        "the resumed download is the stored shard"
+    );
 }

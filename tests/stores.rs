@@ -7,6 +7,7 @@ use atdata::prelude::*;
 use atdata::wds::{TarReader, TarWriter};
 use atdata_store::{
     Credentials, DataStore, DataStoreExt, LocalDiskStore, MemoryStore, S3DataStore, StoreOpener,
+    WriteOptions,
 };
 use sha2::{Digest, Sha256};
 
@@ -101,6 +102,40 @@ async fn conformance<S: DataStore + Clone>(store: S, short_ids: bool) {
     let back: Vec<Blob> = stored.samples().unwrap().map(Result::unwrap).collect();
     let original: Vec<Blob> = ds.samples().unwrap().map(Result::unwrap).collect();
     assert_eq!(back, original);
+
+    // Staged (cache_local) and streamed writes of the same samples and mtime store the same bytes.
+    let fixed = ShardOptions {
+        maxcount: 10,
+        mtime: Some(1_700_000_000),
+        ..Default::default()
+    };
+    let streamed = store
+        .write_shards(&ds, &prefix, fixed.clone())
+        .await
+        .unwrap();
+    let staged = store
+        .write_shards(
+            &ds,
+            &prefix,
+            WriteOptions {
+                shards: fixed,
+                cache_local: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(staged.checksums(), streamed.checksums());
+    assert_ne!(staged.urls(), streamed.urls());
+    for (url, sum) in staged.urls().iter().zip(staged.checksums()) {
+        assert_eq!(
+            hex::encode(Sha256::digest(read_all(&store, url))),
+            *sum,
+            "{url}"
+        );
+    }
+    for url in staged.urls().iter().chain(streamed.urls()) {
+        store.delete(url).await.unwrap();
+    }
 
     // A shard of several multipart parts (8 MiB each) round-trips exactly.
     let big = source(dir.path(), 20, 1 << 20);

@@ -51,4 +51,4 @@ pub use crate::credentials::Credentials;
 pub use crate::error::{Error, Result};
 pub use crate::object::{LocalDiskStore, MemoryStore, S3DataStore};
 pub use crate::opener::StoreOpener;
-pub use crate::store::{DataStore, DataStoreExt, ShardUpload, WrittenShards};
+pub use crate::store::{DataStore, DataStoreExt, ShardUpload, WriteOptions, WrittenShards};

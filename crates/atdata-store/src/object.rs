@@ -14,7 +14,9 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{
+    GetOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload,
+};
 use sha2::{Digest, Sha256};
 use tokio::runtime::{Handle, Runtime};
 use tokio::task::JoinHandle;
@@ -143,23 +145,9 @@ impl DataStore for Backend {
         let path = self.path(url)?;
         let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
         let (store, shown) = (self.store.clone(), url.to_owned());
-        self.runtime.handle().spawn(async move {
-            let stream = match store.get(&path).await {
-                Ok(get) => get.into_stream(),
-                Err(e) => {
-                    let _ = tx.send(Err(io_error(Error::store(shown, e)))).await;
-                    return;
-                }
-            };
-            futures::pin_mut!(stream);
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| io_error(Error::store(shown.clone(), e)));
-                let failed = chunk.is_err();
-                if tx.send(chunk).await.is_err() || failed {
-                    return;
-                }
-            }
-        });
+        self.runtime
+            .handle()
+            .spawn(download(store, path, shown, tx));
         Ok(Box::new(ChunkReader {
             chunks: rx,
             current: Bytes::new(),
@@ -224,6 +212,66 @@ impl DataStore for Backend {
 
     fn clone_store(&self) -> Box<dyn DataStore> {
         Box::new(self.clone())
+    }
+}
+
+/// Times a download that breaks off is resumed (from where it stopped, with a ranged request)
+/// before the error reaches the reader. Each request is itself retried by object_store.
+const DOWNLOAD_RESUMES: u32 = 5;
+
+/// Streams the object at `path` into `tx`, resuming with ranged requests when the body breaks
+/// off; a missing object or an error that persists is sent as the last item.
+async fn download(
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    url: String,
+    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+) {
+    let mut offset = 0u64;
+    let mut resumes = 0;
+    loop {
+        let options = GetOptions {
+            range: (offset > 0).then_some(GetRange::Offset(offset)),
+            ..Default::default()
+        };
+        let failure = match store.get_opts(&path, options).await {
+            Ok(get) => {
+                let stream = get.into_stream();
+                futures::pin_mut!(stream);
+                let mut failure = None;
+                while let Some(chunk) = stream.next().await {
+                    match chunk {
+                        Ok(bytes) => {
+                            offset += bytes.len() as u64;
+                            if tx.send(Ok(bytes)).await.is_err() {
+                                return; // the reader is gone
+                            }
+                        }
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    }
+                }
+                match failure {
+                    None => return,
+                    Some(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        let permanent = matches!(
+            failure,
+            object_store::Error::NotFound { .. }
+                | object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+        );
+        if permanent || resumes == DOWNLOAD_RESUMES {
+            let _ = tx.send(Err(io_error(Error::store(url, failure)))).await;
+            return;
+        }
+        resumes += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(250 << resumes)).await;
     }
 }
 

@@ -1,11 +1,12 @@
 //! The `DataStore` trait and the generic shard writer on top of it.
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::{self, BufWriter, Read, Seek, Write};
 
 use async_trait::async_trait;
 use atdata_codec::SampleType;
 use atdata_wds::{Dataset, ShardOpener, ShardOptions, ShardWriter, SinkFactory};
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -78,7 +79,7 @@ pub trait ShardUpload: Write + Send {
 /// ```
 /// # async fn demo(store: &atdata_store::MemoryStore, ds: &atdata_wds::Dataset<atdata_codec::DynamicSample>) -> atdata_store::Result<()> {
 /// use atdata_store::DataStoreExt;
-/// let written = store.write_shards(ds, "datasets/v1", Default::default()).await?;
+/// let written = store.write_shards(ds, "datasets/v1", atdata_wds::ShardOptions::default()).await?;
 /// for (url, sum) in written.urls().iter().zip(written.checksums()) {
 ///     println!("{url} {sum}");
 /// }
@@ -102,6 +103,36 @@ impl WrittenShards {
     }
 }
 
+/// How [`DataStoreExt::write_shards`] writes: where shards are cut, and whether each shard is
+/// staged in a local temporary file before it is uploaded.
+///
+/// `write_shards` takes these or plain [`ShardOptions`].
+///
+/// ```
+/// use atdata_store::WriteOptions;
+///
+/// let opts = WriteOptions { cache_local: true, ..Default::default() };
+/// assert_eq!(opts.shards.maxcount, 100_000);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Where shards are cut, and their mtime.
+    pub shards: ShardOptions,
+    /// Stage each shard in a temporary file, then upload it (useful when the source is slow and
+    /// the connection is not: the upload then runs at full speed). The checksum is the same
+    /// either way.
+    pub cache_local: bool,
+}
+
+impl From<ShardOptions> for WriteOptions {
+    fn from(shards: ShardOptions) -> WriteOptions {
+        WriteOptions {
+            shards,
+            cache_local: false,
+        }
+    }
+}
+
 /// Conveniences over any [`DataStore`].
 #[async_trait]
 pub trait DataStoreExt: DataStore {
@@ -112,16 +143,19 @@ pub trait DataStoreExt: DataStore {
     /// Nothing becomes visible until every shard is complete: a failure aborts the uploads this
     /// call started; if a failure strikes between completions, the completed shards are deleted
     /// (best effort) and named in the error.
+    ///
+    /// `options` is [`ShardOptions`] or [`WriteOptions`] (to stage shards locally).
     async fn write_shards<T, O>(
         &self,
         dataset: &Dataset<T, O>,
         prefix: &str,
-        options: ShardOptions,
+        options: impl Into<WriteOptions> + Send,
     ) -> Result<WrittenShards>
     where
         T: SampleType,
         O: ShardOpener,
     {
+        let options = options.into();
         let store = self.clone_store();
         let dataset = dataset.clone();
         let prefix = prefix.trim_matches('/').to_owned();
@@ -146,27 +180,32 @@ struct UploadSinks<'s> {
     store: &'s dyn DataStore,
     prefix: &'s str,
     id: uuid::Uuid,
+    cache_local: bool,
 }
 
-impl SinkFactory for UploadSinks<'_> {
-    type Sink = Box<dyn ShardUpload>;
-    type Shard = Box<dyn ShardUpload>;
+impl<'s> SinkFactory for UploadSinks<'s> {
+    type Sink = Box<dyn ShardUpload + 's>;
+    type Shard = Box<dyn ShardUpload + 's>;
 
-    fn create(&mut self, index: usize) -> atdata_wds::Result<Box<dyn ShardUpload>> {
+    fn create(&mut self, index: usize) -> atdata_wds::Result<Box<dyn ShardUpload + 's>> {
         let key = self.store.shard_key(self.prefix, &self.id, index);
-        self.store
-            .create_shard(&key)
-            .map_err(|e| atdata_wds::Error::Io {
-                path: self.store.url(&key),
-                source: std::io::Error::other(e),
-            })
+        let created = if self.cache_local {
+            StagedUpload::new(self.store, key.clone())
+                .map(|s| Box::new(s) as Box<dyn ShardUpload + 's>)
+        } else {
+            self.store.create_shard(&key)
+        };
+        created.map_err(|e| atdata_wds::Error::Io {
+            path: self.store.url(&key),
+            source: std::io::Error::other(e),
+        })
     }
 
     fn close(
         &mut self,
         _index: usize,
-        mut sink: Box<dyn ShardUpload>,
-    ) -> atdata_wds::Result<Box<dyn ShardUpload>> {
+        mut sink: Box<dyn ShardUpload + 's>,
+    ) -> atdata_wds::Result<Box<dyn ShardUpload + 's>> {
         sink.finish().map_err(|e| atdata_wds::Error::Io {
             path: sink.url().to_owned(),
             source: std::io::Error::other(e),
@@ -179,14 +218,15 @@ fn write_blocking<T: SampleType, O: ShardOpener>(
     store: &dyn DataStore,
     dataset: &Dataset<T, O>,
     prefix: &str,
-    options: ShardOptions,
+    options: WriteOptions,
 ) -> Result<WrittenShards> {
     let sinks = UploadSinks {
         store,
         prefix,
         id: uuid::Uuid::new_v4(),
+        cache_local: options.cache_local,
     };
-    let mut writer = ShardWriter::with_sinks(sinks, options);
+    let mut writer = ShardWriter::with_sinks(sinks, options.shards);
     for sample in dataset.raw_samples()? {
         writer.write(&sample?)?;
     }
@@ -213,4 +253,80 @@ fn write_blocking<T: SampleType, O: ShardOpener>(
 fn delete_blocking(store: &dyn DataStore, urls: &[String]) -> bool {
     urls.iter()
         .all(|url| futures::executor::block_on(store.delete(url)).is_ok())
+}
+
+/// A shard staged in a temporary file (hashed on the way), uploaded through the store when
+/// finished. The file is removed when the upload is dropped.
+struct StagedUpload<'s> {
+    store: &'s dyn DataStore,
+    key: String,
+    url: String,
+    file: BufWriter<tempfile::NamedTempFile>,
+    hasher: Sha256,
+    upload: Option<Box<dyn ShardUpload>>,
+}
+
+impl<'s> StagedUpload<'s> {
+    fn new(store: &'s dyn DataStore, key: String) -> Result<StagedUpload<'s>> {
+        let file = tempfile::NamedTempFile::new().map_err(|e| Error::Io {
+            path: std::env::temp_dir().display().to_string(),
+            source: e,
+        })?;
+        Ok(StagedUpload {
+            url: store.url(&key),
+            store,
+            key,
+            file: BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            upload: None,
+        })
+    }
+}
+
+impl Write for StagedUpload<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl ShardUpload for StagedUpload<'_> {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let path = self.file.get_ref().path().display().to_string();
+        let io = |e| Error::Io {
+            path: path.clone(),
+            source: e,
+        };
+        self.file.flush().map_err(io)?;
+        let file = self.file.get_mut().as_file_mut();
+        file.rewind().map_err(io)?;
+        let mut upload = self.store.create_shard(&self.key)?;
+        io::copy(file, &mut upload).map_err(io)?;
+        upload.finish()?;
+        self.upload = Some(upload);
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        match &mut self.upload {
+            Some(upload) => upload.commit(),
+            None => Err(Error::Runtime(format!(
+                "{}: committed before it was finished",
+                self.url
+            ))),
+        }
+    }
+
+    fn sha256(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
 }

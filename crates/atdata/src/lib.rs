@@ -45,7 +45,7 @@ pub use atdata_derive::packable;
 pub use atdata_store as store;
 pub use atdata_store::{
     Credentials, DataStore, DataStoreExt, LocalDiskStore, MemoryStore, S3DataStore, StoreOpener,
-    WrittenShards,
+    WriteOptions, WrittenShards,
 };
 /// WebDataset shards: `TarWriter`, `TarReader`, `ShardWriter`, `expand_urls` (crate `atdata-wds`).
 pub use atdata_wds as wds;
