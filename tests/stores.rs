@@ -41,6 +41,17 @@ fn source(dir: &std::path::Path, n: i64, size: usize) -> Dataset<Blob> {
     Dataset::new(path.to_str().unwrap()).unwrap()
 }
 
+/// The error a dataset yields first.
+fn first_error<O: atdata::wds::ShardOpener>(
+    ds: &atdata::wds::Dataset<Blob, O>,
+) -> atdata::wds::Error {
+    ds.samples()
+        .unwrap()
+        .next()
+        .expect("an item")
+        .expect_err("an error")
+}
+
 fn read_all(store: &dyn DataStore, url: &str) -> Vec<u8> {
     let mut bytes = Vec::new();
     store
@@ -164,12 +175,7 @@ async fn conformance<S: DataStore + Clone>(store: S, short_ids: bool) {
     let through_dataset = atdata::wds::Dataset::<Blob>::new(&missing)
         .unwrap()
         .with_opener(StoreOpener::new(store.clone()));
-    let err = through_dataset
-        .samples()
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap_err();
+    let err = first_error(&through_dataset);
     assert!(err.to_string().contains(&missing), "{err}");
 
     // Deleting removes; deleting a missing object succeeds; foreign URLs are refused.
@@ -221,25 +227,37 @@ async fn s3_store_conforms() {
     conformance(s3_store(), false).await;
 }
 
-#[test]
-fn s3_shards_read_from_a_plain_sync_main() {
-    let store = s3_store();
+/// Writes `n` blobs of `size` bytes to `store` from synchronous code.
+fn write_from_sync(
+    store: &S3DataStore,
+    n: i64,
+    size: usize,
+    prefix: &str,
+    options: ShardOptions,
+) -> atdata::WrittenShards {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let written = rt
-        .block_on(store.write_shards(
-            &source(dir.path(), 12, 64),
-            &format!("sync/{}", std::process::id()),
-            ShardOptions {
-                maxcount: 5,
-                ..Default::default()
-            },
-        ))
-        .unwrap();
-    drop(rt);
+    let prefix = format!("{prefix}/{}", std::process::id());
+    rt.block_on(store.write_shards(&source(dir.path(), n, size), &prefix, options))
+        .unwrap()
+}
+
+#[test]
+fn s3_shards_read_from_a_plain_sync_main() {
+    let store = s3_store();
+    let written = write_from_sync(
+        &store,
+        12,
+        64,
+        "sync",
+        ShardOptions {
+            maxcount: 5,
+            ..Default::default()
+        },
+    );
     let url = format!("{{{}}}", written.urls().join(","));
     let ds = atdata::wds::Dataset::<Blob>::new(&url)
         .unwrap()
@@ -255,28 +273,11 @@ fn s3_shards_read_from_a_plain_sync_main() {
 #[test]
 fn s3_urls_open_with_credentials_from_the_environment() {
     let store = s3_store();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let written = rt
-        .block_on(store.write_shards(
-            &source(dir.path(), 3, 8),
-            &format!("env/{}", std::process::id()),
-            ShardOptions::default(),
-        ))
-        .unwrap();
+    let written = write_from_sync(&store, 3, 8, "env", ShardOptions::default());
     // The facade's Dataset opens s3:// URLs as given, credentials from the environment.
     let ds = Dataset::<Blob>::new(&written.urls()[0]).unwrap();
     assert_eq!(ds.samples().unwrap().map(Result::unwrap).count(), 3);
     let missing = written.urls()[0].replace("data--", "nothing--");
-    let err = Dataset::<Blob>::new(&missing)
-        .unwrap()
-        .samples()
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap_err();
+    let err = first_error(&Dataset::<Blob>::new(&missing).unwrap());
     assert!(err.to_string().contains(&missing), "{err}");
 }

@@ -202,12 +202,7 @@ impl DataStore for Backend {
         } else {
             id.to_string()
         };
-        let name = format!("data--{id}--{index:06}.tar");
-        if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        }
+        crate::store::shard_key(prefix, &id, index)
     }
 
     fn clone_store(&self) -> Box<dyn DataStore> {

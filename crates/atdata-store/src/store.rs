@@ -46,12 +46,7 @@ pub trait DataStore: Send + Sync + fmt::Debug + 'static {
     /// The object key of shard `index` of one `write_shards` call, `id` identifying the call:
     /// `{prefix}/data--{id}--{index:06}.tar`.
     fn shard_key(&self, prefix: &str, id: &uuid::Uuid, index: usize) -> String {
-        let name = format!("data--{id}--{index:06}.tar");
-        if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        }
+        shard_key(prefix, &id.to_string(), index)
     }
 
     /// An owned handle on the same store, for the writer thread.
@@ -130,6 +125,16 @@ impl From<ShardOptions> for WriteOptions {
             shards,
             cache_local: false,
         }
+    }
+}
+
+/// `{prefix}/data--{id}--{index:06}.tar` (no leading `/` for an empty prefix).
+pub(crate) fn shard_key(prefix: &str, id: &str, index: usize) -> String {
+    let name = format!("data--{id}--{index:06}.tar");
+    if prefix.is_empty() {
+        name
+    } else {
+        format!("{prefix}/{name}")
     }
 }
 
