@@ -286,6 +286,28 @@ fn write_shards(dir: &Path, counts: &[usize]) -> String {
         .to_owned()
 }
 
+/// Writes rows `ids` (text `text`, keys the ids) through a `ShardWriter` on `dir/pattern`.
+fn write_rows(
+    dir: &Path,
+    pattern: &str,
+    options: ShardOptions,
+    ids: std::ops::Range<i64>,
+    text: &str,
+) -> Vec<PathBuf> {
+    let mut w = ShardWriter::new(dir.join(pattern).to_str().unwrap(), options).unwrap();
+    for id in ids {
+        w.write(
+            &Row {
+                id,
+                text: text.into(),
+            }
+            .as_wds(&format!("{id:04}")),
+        )
+        .unwrap();
+    }
+    w.finish().unwrap()
+}
+
 fn ids(samples: impl Iterator<Item = atdata::wds::Result<Row>>) -> Vec<i64> {
     samples.map(|r| r.unwrap().id).collect()
 }
@@ -293,24 +315,12 @@ fn ids(samples: impl Iterator<Item = atdata::wds::Result<Row>>) -> Vec<i64> {
 #[test]
 fn shard_writer_rolls_over_by_count_and_size_and_round_trips() {
     let dir = tempfile::tempdir().unwrap();
-    let pattern = dir.path().join("sub/dir/out-%06d.tar");
     let opts = ShardOptions {
         maxcount: 4,
         mtime: Some(GOLDEN_MTIME),
         ..Default::default()
     };
-    let mut w = ShardWriter::new(pattern.to_str().unwrap(), opts).unwrap();
-    for id in 0..10 {
-        w.write(
-            &Row {
-                id,
-                text: "x".into(),
-            }
-            .as_wds(&format!("{id:04}")),
-        )
-        .unwrap();
-    }
-    let paths = w.finish().unwrap();
+    let paths = write_rows(dir.path(), "sub/dir/out-%06d.tar", opts, 0..10, "x");
     assert_eq!(
         paths
             .iter()
@@ -340,74 +350,36 @@ fn shard_writer_rolls_over_by_count_and_size_and_round_trips() {
     .packed()
     .unwrap()
     .len() as u64;
-    let pattern = dir.path().join("size-%d.tar");
     let opts = ShardOptions {
         maxsize: payload_len * 2 + 1,
         ..Default::default()
     };
-    let mut w = ShardWriter::new(pattern.to_str().unwrap(), opts).unwrap();
-    for id in 0..7 {
-        w.write(
-            &Row {
-                id,
-                text: "x".into(),
-            }
-            .as_wds(&format!("{id}")),
-        )
-        .unwrap();
-    }
-    assert_eq!(w.finish().unwrap().len(), 3, "3 + 3 + 1 samples");
+    assert_eq!(
+        write_rows(dir.path(), "size-%d.tar", opts, 0..7, "x").len(),
+        3,
+        "3 + 3 + 1 samples"
+    );
 
     // No samples, no shard; an exact multiple leaves no trailing empty shard.
-    let w = ShardWriter::new(
-        dir.path().join("none-%d.tar").to_str().unwrap(),
-        ShardOptions::default(),
-    )
-    .unwrap();
-    assert!(w.finish().unwrap().is_empty());
-    let mut w = ShardWriter::new(
-        dir.path().join("even-%d.tar").to_str().unwrap(),
-        ShardOptions {
-            maxcount: 2,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    for id in 0..4 {
-        w.write(
-            &Row {
-                id,
-                text: String::new(),
-            }
-            .as_wds(&format!("{id}")),
-        )
-        .unwrap();
-    }
-    assert_eq!(w.finish().unwrap().len(), 2);
+    assert!(write_rows(dir.path(), "none-%d.tar", ShardOptions::default(), 0..0, "").is_empty());
+    let opts = ShardOptions {
+        maxcount: 2,
+        ..Default::default()
+    };
+    assert_eq!(
+        write_rows(dir.path(), "even-%d.tar", opts, 0..4, "").len(),
+        2
+    );
 }
 
 #[test]
 fn gzip_shards_write_and_read() {
     let dir = tempfile::tempdir().unwrap();
-    let mut w = ShardWriter::new(
-        dir.path().join("z-%02d.tar.gz").to_str().unwrap(),
-        ShardOptions {
-            maxcount: 3,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    for id in 0..5 {
-        w.write(
-            &Row {
-                id,
-                text: "zip".into(),
-            }
-            .as_wds(&format!("{id}")),
-        )
-        .unwrap();
-    }
-    let paths = w.finish().unwrap();
+    let opts = ShardOptions {
+        maxcount: 3,
+        ..Default::default()
+    };
+    let paths = write_rows(dir.path(), "z-%02d.tar.gz", opts, 0..5, "zip");
     assert_eq!(&std::fs::read(&paths[0]).unwrap()[..2], &[0x1f, 0x8b]);
     let ds = Dataset::<Row>::new(dir.path().join("z-{00..01}.tar.gz").to_str().unwrap()).unwrap();
     assert_eq!(ids(ds.samples().unwrap()), [0, 1, 2, 3, 4]);
