@@ -9,7 +9,7 @@ use atdata::wds::{Error, ShardWriter, TarReader, TarWriter, expand_urls};
 use atdata::{Column, DynamicBatch, WdsSample};
 use proptest::prelude::*;
 
-use crate::golden::{self, load, unhex};
+use crate::golden::{self, load, payloads, strings, unhex};
 use crate::samples::{GoldenImage, GoldenPoint, python_record};
 
 const GOLDEN_MTIME: u64 = 1_735_787_045;
@@ -28,54 +28,36 @@ fn keys<T: atdata::SampleType, O: atdata::wds::ShardOpener>(
     ds.raw_samples().unwrap().map(|s| s.unwrap().key).collect()
 }
 
+/// Reads a golden shard set as `T` and checks shards, keys and samples against the record.
+fn check_golden_read<T>(type_name: &str)
+where
+    T: Packable + atdata::SampleType<Context = ()> + PartialEq + std::fmt::Debug,
+{
+    let read = load("samples.json")["dataset_reads"][type_name].clone();
+    let url = golden_url(read["url"].as_str().unwrap());
+    let ds = Dataset::<T>::new(&url).unwrap();
+    let expected_shards: Vec<String> = strings(&read["list_shards"])
+        .into_iter()
+        .map(golden_url)
+        .collect();
+    assert_eq!(ds.shard_list(), expected_shards);
+    assert_eq!(keys(&ds), strings(&read["ordered_keys"]));
+    let got: Vec<T> = ds.samples().unwrap().map(Result::unwrap).collect();
+    let want: Vec<T> = payloads(type_name)
+        .iter()
+        .map(|p| T::from_bytes(p).unwrap())
+        .collect();
+    assert_eq!(got, want);
+}
+
 #[test]
 fn golden_shards_read_back_as_python_wrote_them() {
+    check_golden_read::<GoldenImage>("GoldenImage");
+    check_golden_read::<GoldenPoint>("GoldenPoint");
     let reads = load("samples.json")["dataset_reads"].clone();
-    let samples = load("samples.json")["samples"].as_array().unwrap().clone();
     for type_name in ["GoldenImage", "GoldenPoint"] {
-        let read = &reads[type_name];
-        let url = golden_url(read["url"].as_str().unwrap());
-        let expected_shards: Vec<String> = read["list_shards"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| golden_url(s.as_str().unwrap()))
-            .collect();
-        let expected_keys: Vec<&str> = read["ordered_keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k.as_str().unwrap())
-            .collect();
-        let payloads: Vec<Vec<u8>> = samples
-            .iter()
-            .filter(|s| s["type"] == type_name)
-            .map(|s| unhex(&s["msgpack_hex"]))
-            .collect();
-        match type_name {
-            "GoldenImage" => {
-                let ds = Dataset::<GoldenImage>::new(&url).unwrap();
-                assert_eq!(ds.shard_list(), expected_shards);
-                assert_eq!(keys(&ds), expected_keys);
-                let got: Vec<GoldenImage> = ds.samples().unwrap().map(Result::unwrap).collect();
-                let want: Vec<GoldenImage> = payloads
-                    .iter()
-                    .map(|p| GoldenImage::from_bytes(p).unwrap())
-                    .collect();
-                assert_eq!(got, want);
-            }
-            _ => {
-                let ds = Dataset::<GoldenPoint>::new(&url).unwrap();
-                assert_eq!(ds.shard_list(), expected_shards);
-                assert_eq!(keys(&ds), expected_keys);
-                let got: Vec<GoldenPoint> = ds.samples().unwrap().map(Result::unwrap).collect();
-                let want: Vec<GoldenPoint> = payloads
-                    .iter()
-                    .map(|p| GoldenPoint::from_bytes(p).unwrap())
-                    .collect();
-                assert_eq!(got, want);
-            }
-        }
+        let url = golden_url(reads[type_name]["url"].as_str().unwrap());
+        let payloads = payloads(type_name);
         // Raw members are exactly the golden payloads.
         let raw: Vec<WdsSample> = Dataset::<GoldenPoint>::new(&url)
             .unwrap()
@@ -92,17 +74,23 @@ fn golden_shards_read_back_as_python_wrote_them() {
     }
 }
 
+/// A golden shard set read as `ordered(2)` batches, and the batches Python recorded for it.
+fn golden_batches<T>(type_name: &str) -> (Vec<SampleBatch<T>>, Vec<serde_json::Value>)
+where
+    T: Packable + atdata::SampleType<Context = (), Batch = SampleBatch<T>>,
+{
+    let read = load("samples.json")["dataset_reads"][type_name].clone();
+    let ds = Dataset::<T>::new(&golden_url(read["url"].as_str().unwrap())).unwrap();
+    let batches = ds.ordered(2).unwrap().map(Result::unwrap).collect();
+    (
+        batches,
+        read["ordered_batch_size_2"].as_array().unwrap().clone(),
+    )
+}
+
 #[test]
 fn golden_batches_group_as_dataset_reads_records() {
-    let reads = load("samples.json")["dataset_reads"].clone();
-    let ds =
-        Dataset::<GoldenImage>::new(&golden_url(reads["GoldenImage"]["url"].as_str().unwrap()))
-            .unwrap();
-    let batches: Vec<SampleBatch<GoldenImage>> =
-        ds.ordered(2).unwrap().map(Result::unwrap).collect();
-    let expected = reads["GoldenImage"]["ordered_batch_size_2"]
-        .as_array()
-        .unwrap();
+    let (batches, expected) = golden_batches::<GoldenImage>("GoldenImage");
     assert_eq!(batches.len(), expected.len());
     for (batch, exp) in batches.iter().zip(expected) {
         assert_eq!(batch.len() as u64, exp["size"].as_u64().unwrap());
@@ -117,14 +105,7 @@ fn golden_batches_group_as_dataset_reads_records() {
         // Our correction: optional arrays batch as a list of optionals (upstream raises).
         assert_eq!(batch.mask.len(), batch.len());
     }
-    let ds =
-        Dataset::<GoldenPoint>::new(&golden_url(reads["GoldenPoint"]["url"].as_str().unwrap()))
-            .unwrap();
-    let batches: Vec<SampleBatch<GoldenPoint>> =
-        ds.ordered(2).unwrap().map(Result::unwrap).collect();
-    let expected = reads["GoldenPoint"]["ordered_batch_size_2"]
-        .as_array()
-        .unwrap();
+    let (batches, expected) = golden_batches::<GoldenPoint>("GoldenPoint");
     for (batch, exp) in batches.iter().zip(expected) {
         assert_eq!(
             serde_json::json!(batch.embedding.shape()),

@@ -19,6 +19,28 @@ pub fn load(name: &str) -> Json {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse golden/{name}: {e}"))
 }
 
+/// A JSON list of strings.
+pub fn strings(v: &Json) -> Vec<&str> {
+    v.as_array()
+        .expect("a list")
+        .iter()
+        .map(|s| s.as_str().expect("a string"))
+        .collect()
+}
+
+/// The msgpack payloads of the golden samples of `type_name`, in order.
+pub fn payloads(type_name: &str) -> Vec<Vec<u8>> {
+    let samples = load("samples.json")["samples"]
+        .as_array()
+        .expect("samples")
+        .clone();
+    samples
+        .iter()
+        .filter(|s| s["type"] == type_name)
+        .map(|s| unhex(&s["msgpack_hex"]))
+        .collect()
+}
+
 pub fn unhex(v: &Json) -> Vec<u8> {
     hex::decode(v.as_str().expect("hex string")).expect("valid hex")
 }

@@ -6,7 +6,7 @@ use atdata::prelude::*;
 use atdata::{Error, SchemaRecord};
 use serde_json::Value as Json;
 
-use crate::golden::{load, strip_annotations, tagged, unhex};
+use crate::golden::{load, strings, strip_annotations, tagged, unhex};
 
 /// A small image with a label (shared golden set).
 #[packable]
@@ -140,12 +140,7 @@ fn every_golden_sample_decodes_dynamically_by_pythons_schema_and_repacks_identic
         let dynamic = DynamicSample::from_bytes(&record.schema, &bytes)
             .unwrap_or_else(|e| panic!("{}: {e}", s["key"]));
         let keys: Vec<&str> = dynamic.fields().map(|(k, _)| k).collect();
-        let order: Vec<&str> = s["map_key_order"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k.as_str().unwrap())
-            .collect();
+        let order = strings(&s["map_key_order"]);
         assert_eq!(keys, order);
         for (name, value) in dynamic.fields() {
             assert_eq!(

@@ -463,7 +463,7 @@ impl ArrayPayload {
     pub fn to_array<A: Element, D: Dimension>(&self) -> Result<Array<A, D>, ArrayError> {
         to_typed(&Parsed {
             dtype_text: self.dtype.as_str(),
-            dtype: DTypeInfo::parse(self.dtype.as_str())?,
+            dtype: self.dtype.info(),
             shape: IxDyn(&self.shape),
             fortran_order: self.fortran_order,
             data: self.data(),

@@ -107,6 +107,10 @@ impl DType {
         })
     }
 
+    pub(crate) fn info(&self) -> DTypeInfo {
+        self.info
+    }
+
     pub(crate) fn from_parts(text: &str, info: DTypeInfo) -> DType {
         DType {
             text: text.to_owned(),
