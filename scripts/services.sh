@@ -25,7 +25,7 @@ SEAWEEDFS_VERSION="${SEAWEEDFS_VERSION:-4.48}"
 WEED_MASTER_PORT="${WEED_MASTER_PORT:-9333}"
 WEED_VOLUME_PORT="${WEED_VOLUME_PORT:-9340}"
 WEED_FILER_PORT="${WEED_FILER_PORT:-8888}"
-WEED_ADMIN_PORT="${WEED_ADMIN_PORT:-23646}"
+WEED_ADMIN_PORT="${WEED_ADMIN_PORT:-9350}"
 HOST=127.0.0.1
 
 VENV="${SEAWEEDFS_VENV:-$SERVICES_DIR/seaweedfs-venv}"
@@ -159,13 +159,25 @@ else
     -s3.port="$S3_PORT" -master.port="$WEED_MASTER_PORT" -volume.port="$WEED_VOLUME_PORT" \
     -filer.port="$WEED_FILER_PORT" -admin.port="$WEED_ADMIN_PORT" \
     -s3.config="$S3_CONF" </dev/null >"$WEED_LOG" 2>&1 &
-  echo $! >"$WEED_PIDFILE"
+  started_pid=$!
+  echo "$started_pid" >"$WEED_PIDFILE"
 fi
+
+# Until it execs, the pid just forked shows bash's cmdline, so judge it by its state, not its name.
+weed_up() {
+  local state
+  if [ -n "${started_pid:-}" ]; then
+    state="$(awk '{print $3}' "/proc/$started_pid/stat" 2>/dev/null || true)"
+    [ -n "$state" ] && [ "$state" != Z ]
+  else
+    pid_alive "$WEED_PIDFILE" weed >/dev/null
+  fi
+}
 
 # Ready = bucket create (200, or 409 when it exists) + an object round trip succeed.
 ready=0; denied=0
 for _ in $(seq 1 600); do
-  if ! pid_alive "$WEED_PIDFILE" weed >/dev/null; then
+  if ! weed_up; then
     tail -30 "$WEED_LOG" >&2 || true; die "seaweedfs exited during startup (log: $WEED_LOG)"
   fi
   code="$(s3_curl -X PUT "http://$HOST:$S3_PORT/$S3_BUCKET")"

@@ -123,11 +123,13 @@ impl Drop for OwnS3 {
     }
 }
 
-/// A base port p with p..p+5 and p+10000..p+10005 free (SeaweedFS binds both).
+/// A base port p with p..p+5 and p+10000..p+10005 free (SeaweedFS binds both), all below
+/// Linux's ephemeral range (32768 up), where an outgoing connection could take one first.
 fn spare_ports(salt: u32) -> u16 {
-    let start = 20_000 + ((std::process::id() + salt) % 900) as u16 * 10;
-    (0..100)
-        .map(|i| start.wrapping_add(i * 10) % 9_000 + 20_000)
+    const BLOCKS: u32 = 270; // 20000..22700, so the gRPC ports stay under 32700
+    let first = (std::process::id() + salt) % BLOCKS;
+    (0..BLOCKS)
+        .map(|i| 20_000 + ((first + i) % BLOCKS) as u16 * 10)
         .find(|&p| {
             (0..5).all(|o| {
                 TcpListener::bind(("127.0.0.1", p + o)).is_ok()

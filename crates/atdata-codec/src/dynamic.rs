@@ -394,4 +394,8 @@ impl SampleType for DynamicSample {
     fn batch(schema: &Schema, samples: Vec<DynamicSample>) -> Result<DynamicBatch> {
         DynamicBatch::from_samples(schema, samples)
     }
+
+    fn sample_schema(schema: &Schema) -> Schema {
+        schema.clone()
+    }
 }

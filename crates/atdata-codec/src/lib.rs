@@ -7,6 +7,7 @@
 //! - [`Schema`], [`SchemaRecord`], [`SchemaRef`]: schema records as the index stores them.
 //! - [`DynamicSample`]: a sample typed at run time by a schema.
 //! - [`entry_cid`] / [`cid_of`]: content identifiers, as Python computes them.
+//! - [`json_to_msgpack`] / [`msgpack_to_json`]: JSON values packed as Python packs them.
 //!
 //! This crate does no I/O. Most users depend on the facade crate `atdata` instead.
 //!
@@ -36,6 +37,7 @@ mod dtype;
 mod dynamic;
 mod error;
 mod field;
+mod json;
 mod msgpack;
 mod sample;
 mod schema;
@@ -48,6 +50,7 @@ pub use crate::cid::{cid_of, entry_cid};
 pub use crate::dtype::{ByteOrder, DType, Element};
 pub use crate::dynamic::{Column, DynamicBatch, DynamicSample, Value};
 pub use crate::error::{ArrayError, Error, Result};
+pub use crate::json::{json_to_msgpack, msgpack_to_json};
 pub use crate::sample::{Packable, SampleBatch, SampleType, WdsSample};
 pub use crate::schema::{FieldType, Primitive, Schema, SchemaField, SchemaRecord};
 pub use crate::schema_ref::{SchemaRef, SchemaRefForm};

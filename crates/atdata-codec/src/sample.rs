@@ -223,6 +223,10 @@ pub trait SampleType: Sized + Send + 'static {
 
     /// Groups samples (at least one) into a batch.
     fn batch(context: &Self::Context, samples: Vec<Self>) -> Result<Self::Batch>;
+
+    /// The schema of these samples, as the index records it.
+    /// (Named apart from [`Packable::schema`] so both traits can be in scope.)
+    fn sample_schema(context: &Self::Context) -> Schema;
 }
 
 impl<T> SampleType for T
@@ -239,5 +243,9 @@ where
 
     fn batch(_: &(), samples: Vec<T>) -> Result<SampleBatch<T>> {
         SampleBatch::from_samples(samples)
+    }
+
+    fn sample_schema(_: &()) -> Schema {
+        <T as Packable>::schema()
     }
 }

@@ -243,6 +243,8 @@ struct RecordOut<'a> {
     description: Option<&'a str>,
     #[serde(rename = "createdAt")]
     created_at: &'a str,
+    #[serde(rename = "$ref", skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -272,13 +274,32 @@ impl SchemaRecord {
 
     /// The JSON text Python atdata stores for this record.
     pub fn to_json(&self) -> String {
-        python_json(&RecordOut {
+        python_json(&self.out(None))
+    }
+
+    /// The record with its reference as `"$ref"` after the stored keys: what Python's
+    /// `Index.get_schema` returns, in `json.dumps` form.
+    ///
+    /// ```
+    /// use atdata_codec::{Schema, SchemaRecord};
+    ///
+    /// let schema = Schema { name: "E".into(), fields: vec![], description: None };
+    /// let text = SchemaRecord::new(schema, "1.0.0", "t").to_json_with_ref("atdata://local/schema/E@1.0.0");
+    /// assert!(text.ends_with(r#""createdAt": "t", "$ref": "atdata://local/schema/E@1.0.0"}"#));
+    /// ```
+    pub fn to_json_with_ref(&self, reference: &str) -> String {
+        python_json(&self.out(Some(reference)))
+    }
+
+    fn out<'a>(&'a self, reference: Option<&'a str>) -> RecordOut<'a> {
+        RecordOut {
             name: &self.schema.name,
             version: &self.version,
             fields: &self.schema.fields,
             description: self.schema.description.as_deref(),
             created_at: &self.created_at,
-        })
+            reference,
+        }
     }
 
     /// Parses a stored record (extra keys such as `$ref` are ignored).

@@ -181,6 +181,16 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         }
     }
 
+    /// The same sample type, decoding context and opener, reading `url` instead (a copy the
+    /// dataset was written to, say). Fails only on a malformed pattern.
+    pub fn with_url(&self, url: &str) -> Result<Dataset<T, O>> {
+        Ok(Dataset {
+            url: url.to_owned(),
+            shards: expand_urls(url)?,
+            ..self.clone()
+        })
+    }
+
     /// The URL as given (what an index stores).
     pub fn url(&self) -> &str {
         &self.url

@@ -28,8 +28,9 @@
 //! # }
 //! ```
 //!
-//! Crates: `atdata-codec` (samples, arrays, schemas, CIDs), `atdata-derive` (`#[packable]`)
-//! and `atdata-wds` (tar shards and [`Dataset`], as [`wds`]), re-exported here.
+//! Crates: `atdata-codec` (samples, arrays, schemas, CIDs), `atdata-derive` (`#[packable]`),
+//! `atdata-wds` (tar shards and [`Dataset`], as [`wds`]), `atdata-store` (data stores, as
+//! [`store`]) and `atdata-index` (the index, as [`index`]), re-exported here.
 
 #![deny(missing_docs)]
 
@@ -37,10 +38,13 @@ pub use atdata_codec::{
     ArrayError, ArrayPayload, ByteOrder, Cid, Column, DType, DynamicBatch, DynamicSample, Element,
     Error, FieldType, Packable, Primitive, Result, SampleBatch, SampleType, Schema, SchemaField,
     SchemaRecord, SchemaRef, SchemaRefForm, Value, WdsSample, cid_of, decode_array, encode_array,
-    entry_cid,
+    entry_cid, json_to_msgpack, msgpack_to_json,
 };
 #[cfg(feature = "derive")]
 pub use atdata_derive::packable;
+/// The index: entries, labels and schema records on Redis or SQLite (crate `atdata-index`).
+pub use atdata_index as index;
+pub use atdata_index::{InsertOptions, LocalDatasetEntry, LocalIndex, PublishedSchema};
 /// Data stores: S3, local disk, memory (crate `atdata-store`).
 pub use atdata_store as store;
 pub use atdata_store::{
@@ -52,7 +56,10 @@ pub use atdata_wds as wds;
 pub use atdata_wds::{ShardOptions, ShuffleOptions};
 
 mod opener;
+mod repo;
 pub use crate::opener::DefaultOpener;
+#[allow(deprecated)]
+pub use crate::repo::Repo;
 
 /// A dataset read through [`DefaultOpener`]: local paths, `file://` and `s3://` URLs
 /// (credentials from the environment). See [`atdata_wds::Dataset`] for the API.
@@ -70,10 +77,13 @@ pub struct ReadmeDoctests;
 
 /// Everything a sample definition and its use need: `use atdata::prelude::*;`.
 pub mod prelude {
+    #[allow(deprecated)]
+    pub use crate::Repo;
     #[cfg(feature = "derive")]
     pub use crate::packable;
     pub use crate::{
-        Credentials, DataStore, DataStoreExt, Dataset, DynamicSample, LocalDiskStore, Packable,
-        S3DataStore, SampleBatch, Schema, SchemaRef, ShardOptions, ShuffleOptions,
+        Credentials, DataStore, DataStoreExt, Dataset, DynamicSample, InsertOptions,
+        LocalDatasetEntry, LocalDiskStore, LocalIndex, Packable, S3DataStore, SampleBatch, Schema,
+        SchemaRef, ShardOptions, ShuffleOptions,
     };
 }

@@ -2,7 +2,7 @@
 
 use std::io::Read;
 
-use atdata_store::StoreOpener;
+use atdata_store::{S3DataStore, StoreOpener};
 use atdata_wds::{LocalOpener, ShardOpener};
 
 /// Opens local paths and `file://` URLs directly, and `s3://bucket/...` URLs through an
@@ -17,6 +17,15 @@ use atdata_wds::{LocalOpener, ShardOpener};
 #[derive(Debug, Clone, Default)]
 pub struct DefaultOpener {
     s3: StoreOpener,
+}
+
+impl DefaultOpener {
+    /// Opens local paths directly and `s3://` URLs through `store` (its credentials).
+    pub fn with_store(store: S3DataStore) -> DefaultOpener {
+        DefaultOpener {
+            s3: StoreOpener::new(store),
+        }
+    }
 }
 
 impl ShardOpener for DefaultOpener {

@@ -1,0 +1,183 @@
+//! Dataset entries and how they are stored.
+
+use atdata_codec::{Cid, entry_cid, json_to_msgpack, msgpack_to_json};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// A dataset in the index: a name, the schema its samples follow, the shard URLs, and
+/// metadata, identified by a CID of `{schema_ref, data_urls}` (as Python atdata computes it).
+///
+/// ```
+/// use atdata_index::LocalDatasetEntry;
+///
+/// let entry = LocalDatasetEntry::new(
+///     "golden-images",
+///     "atdata://local/schema/GoldenImage@1.0.0",
+///     vec!["shards/golden_image-{000000..000001}.tar".into()],
+///     None,
+/// ).unwrap();
+/// assert_eq!(entry.cid().to_string(), "bafyreidguopn2tyxrys5lpmlqgorvccrtz6devk3hievskv7pt5im4xrce");
+/// assert_eq!(entry.wds_url(), "shards/golden_image-{000000..000001}.tar");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalDatasetEntry {
+    /// The dataset's name (any UTF-8, slashes included).
+    pub name: String,
+    /// The schema reference, as given when the entry was made.
+    pub schema_ref: String,
+    /// The shard URLs (one brace pattern, or the URLs a store wrote).
+    pub data_urls: Vec<String>,
+    /// Free-form metadata (a JSON object, keys in their stored order), with a `checksums`
+    /// object (URL to SHA-256) when the shards were written through a data store.
+    pub metadata: Option<Value>,
+    /// The UUID of entries made by atdata before CIDs (read, never written).
+    pub legacy_uuid: Option<String>,
+    cid: Cid,
+}
+
+impl LocalDatasetEntry {
+    /// An entry, its CID computed from `schema_ref` and `data_urls`.
+    pub fn new(
+        name: impl Into<String>,
+        schema_ref: impl Into<String>,
+        data_urls: Vec<String>,
+        metadata: Option<Value>,
+    ) -> Result<LocalDatasetEntry> {
+        let schema_ref = schema_ref.into();
+        let cid = entry_cid(&schema_ref, &data_urls)?;
+        Ok(LocalDatasetEntry {
+            name: name.into(),
+            schema_ref,
+            data_urls,
+            metadata,
+            legacy_uuid: None,
+            cid,
+        })
+    }
+
+    /// The content identifier (`bafyrei...`).
+    pub fn cid(&self) -> &Cid {
+        &self.cid
+    }
+
+    /// The first data URL (the seed's `wds_url`).
+    pub fn wds_url(&self) -> &str {
+        self.data_urls.first().map_or("", String::as_str)
+    }
+
+    /// All the data URLs as one URL a `Dataset` reads: the URL itself when there is one, a
+    /// zero-padded range when they are a store's numbered shards, else a `{a,b,...}` list.
+    ///
+    /// ```
+    /// let e = atdata_index::LocalDatasetEntry::new("n", "atdata://local/schema/T@1.0.0",
+    ///     vec!["s3://b/p/data--x--000000.tar".into(), "s3://b/p/data--x--000001.tar".into()], None).unwrap();
+    /// assert_eq!(e.shards_url(), "s3://b/p/data--x--{000000..000001}.tar");
+    /// ```
+    pub fn shards_url(&self) -> String {
+        match self.data_urls.as_slice() {
+            [one] => one.clone(),
+            urls => {
+                let last = urls.len().saturating_sub(1);
+                let range = urls
+                    .first()
+                    .and_then(|u| u.strip_suffix("000000.tar"))
+                    .map(|base| format!("{base}{{000000..{last:06}}}.tar"));
+                match range {
+                    Some(r) if atdata_wds::expand_urls(&r).is_ok_and(|e| e == urls) => r,
+                    _ => format!("{{{}}}", urls.join(",")),
+                }
+            }
+        }
+    }
+
+    /// The schema reference (the seed's `sample_kind`).
+    pub fn sample_kind(&self) -> &str {
+        &self.schema_ref
+    }
+
+    /// The entry as Python's `Index` returns it: `name, schema_ref, data_urls, metadata, cid`.
+    ///
+    /// ```
+    /// let e = atdata_index::LocalDatasetEntry::new("n", "atdata://local/schema/T@1.0.0", vec!["a.tar".into()], None).unwrap();
+    /// assert_eq!(e.to_json()["data_urls"], serde_json::json!(["a.tar"]));
+    /// ```
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "name": self.name,
+            "schema_ref": self.schema_ref,
+            "data_urls": self.data_urls,
+            "metadata": self.metadata,
+            "cid": self.cid.to_string(),
+        })
+    }
+
+    pub(crate) fn to_row(&self) -> Result<EntryRow> {
+        let urls = Value::from(self.data_urls.clone());
+        Ok(EntryRow {
+            cid: self.cid.to_string(),
+            name: self.name.clone(),
+            schema_ref: self.schema_ref.clone(),
+            data_urls: json_to_msgpack(&urls)?,
+            metadata: self.metadata.as_ref().map(json_to_msgpack).transpose()?,
+            legacy_uuid: self.legacy_uuid.clone(),
+        })
+    }
+
+    pub(crate) fn from_row(row: EntryRow) -> Result<LocalDatasetEntry> {
+        let corrupt = |reason: String| Error::Corrupt {
+            key: format!("LocalDatasetEntry:{}", row.cid),
+            reason,
+        };
+        let cid = row
+            .cid
+            .parse::<Cid>()
+            .map_err(|e| corrupt(format!("cid: {e}")))?;
+        let urls =
+            msgpack_to_json(&row.data_urls).map_err(|e| corrupt(format!("data_urls: {e}")))?;
+        let data_urls = match urls {
+            Value::Array(items) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    other => Err(corrupt(format!("data_urls holds {other}, not a string"))),
+                })
+                .collect::<Result<Vec<_>>>()?,
+            other => return Err(corrupt(format!("data_urls is {other}, not a list"))),
+        };
+        let metadata = row
+            .metadata
+            .as_deref()
+            .map(msgpack_to_json)
+            .transpose()
+            .map_err(|e| corrupt(format!("metadata: {e}")))?;
+        Ok(LocalDatasetEntry {
+            name: row.name,
+            schema_ref: row.schema_ref,
+            data_urls,
+            metadata,
+            legacy_uuid: row.legacy_uuid,
+            cid,
+        })
+    }
+}
+
+/// An entry as both providers store it: text columns and msgpack blobs.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EntryRow {
+    pub cid: String,
+    pub name: String,
+    pub schema_ref: String,
+    pub data_urls: Vec<u8>,
+    pub metadata: Option<Vec<u8>>,
+    pub legacy_uuid: Option<String>,
+}
+
+/// A name pointing at an entry: `Label:{name}@{version}` (version empty when unversioned).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LabelRow {
+    pub name: String,
+    pub cid: String,
+    pub version: String,
+    pub description: Option<String>,
+}

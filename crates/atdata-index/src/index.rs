@@ -1,0 +1,646 @@
+//! `LocalIndex`: entries, labels and schema records on one provider.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use atdata_codec::{Packable, SampleType, Schema, SchemaRecord, SchemaRef, SchemaRefForm};
+use atdata_store::{DataStore, DataStoreExt, WriteOptions};
+use atdata_wds::{Dataset, ShardOpener, ShardOptions};
+use futures::stream::{self, Stream, StreamExt, TryStreamExt};
+use serde_json::{Map, Value};
+
+use crate::entry::{LabelRow, LocalDatasetEntry};
+use crate::error::{Error, Result};
+use crate::provider::Provider;
+use crate::redis::RedisProvider;
+use crate::sqlite::SqliteProvider;
+
+type Clock = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The index of datasets: entries found by CID or name, versioned labels, and schema
+/// records, on Redis (shared, multi-user) or an embedded SQLite file (the default), in the
+/// Python library's layout so a Python user and a Rust user can share it.
+///
+/// Cheap to clone (one connection shared); every call is `async` (tokio).
+///
+/// ```
+/// use atdata_index::LocalIndex;
+/// use atdata_codec::Packable;
+/// # use atdata_derive::packable;
+///
+/// /// A point.
+/// #[packable(crate = "atdata_codec")]
+/// struct Point { x: f64 }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let index = LocalIndex::open_sqlite(dir.path().join("index.db")).await?;
+/// let schema_ref = index.publish_schema::<Point>("1.0.0", None).await?;
+/// assert_eq!(schema_ref, "atdata://local/sampleSchema/Point@1.0.0");
+/// assert_eq!(index.get_schema(&schema_ref).await?.record.schema.description.as_deref(), Some("A point."));
+/// assert!(index.get_entry_by_name("nothing").await.is_err());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct LocalIndex {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    provider: Box<dyn Provider>,
+    store: Option<Arc<dyn DataStore>>,
+    form: SchemaRefForm,
+    clock: Clock,
+}
+
+impl fmt::Debug for LocalIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalIndex")
+            .field("provider", &self.inner.provider.describe())
+            .field("store", &self.inner.store)
+            .field("schema_refs", &self.inner.form)
+            .finish()
+    }
+}
+
+/// Builds a [`LocalIndex`]: which provider, an optional data store, the schema-ref form.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let index = atdata_index::LocalIndex::builder()
+///     .sqlite_path(dir.path().join("index.db"))
+///     .data_store(atdata_store::LocalDiskStore::new(dir.path().join("shards"))?)
+///     .python_schema_refs(true)
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Default)]
+#[must_use]
+pub struct LocalIndexBuilder {
+    redis_url: Option<String>,
+    sqlite_path: Option<PathBuf>,
+    store: Option<Arc<dyn DataStore>>,
+    python_refs: bool,
+    clock: Option<Clock>,
+}
+
+impl LocalIndexBuilder {
+    /// Use the Redis server at `url` (`redis://[:password@]host:port/db`).
+    pub fn redis_url(mut self, url: impl AsRef<str>) -> Self {
+        self.redis_url = Some(url.as_ref().to_owned());
+        self
+    }
+
+    /// Use the SQLite file at `path` (created if missing). Without this or a Redis URL, the
+    /// index is `~/.atdata/index.db`, the file Python atdata uses by default.
+    pub fn sqlite_path(mut self, path: impl AsRef<Path>) -> Self {
+        self.sqlite_path = Some(path.as_ref().to_owned());
+        self
+    }
+
+    /// Write the shards of [`LocalIndex::insert_dataset`] through `store`.
+    pub fn data_store(mut self, store: impl DataStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Write new schema references (and `$ref`s) in Python atdata's current form,
+    /// `atdata://local/schema/{Name}@{version}`, instead of the seed's `sampleSchema` form.
+    /// Python atdata 0.3 and later rejects the seed form: set this when sharing an index.
+    pub fn python_schema_refs(mut self, on: bool) -> Self {
+        self.python_refs = on;
+        self
+    }
+
+    /// Stamp schema records with `clock()` instead of the current time (for reproducible
+    /// records); the text should be Python's `isoformat()`, `2025-01-02T03:04:05.678901+00:00`.
+    pub fn clock(mut self, clock: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Connects (Redis) or opens (SQLite).
+    pub async fn build(self) -> Result<LocalIndex> {
+        let provider: Box<dyn Provider> = match (self.redis_url, self.sqlite_path) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Invalid(
+                    "an index is either Redis or SQLite: give a Redis URL or a SQLite path, not both".into(),
+                ));
+            }
+            (Some(url), None) => Box::new(RedisProvider::connect(&url).await?),
+            (None, Some(path)) => Box::new(SqliteProvider::open(&path).await?),
+            (None, None) => Box::new(SqliteProvider::open(&default_sqlite_path()?).await?),
+        };
+        Ok(LocalIndex {
+            inner: Arc::new(Inner {
+                provider,
+                store: self.store,
+                form: if self.python_refs {
+                    SchemaRefForm::Python
+                } else {
+                    SchemaRefForm::Seed
+                },
+                clock: self.clock.unwrap_or_else(|| Arc::new(now_isoformat)),
+            }),
+        })
+    }
+}
+
+/// `~/.atdata/index.db`.
+fn default_sqlite_path() -> Result<PathBuf> {
+    std::env::var_os("HOME")
+        .map(|home| Path::new(&home).join(".atdata").join("index.db"))
+        .ok_or_else(|| Error::Invalid("HOME is not set: give the index a SQLite path".into()))
+}
+
+/// The current UTC time as Python's `datetime.now(timezone.utc).isoformat()` writes it.
+fn now_isoformat() -> String {
+    let now = chrono::Utc::now();
+    if now.timestamp_subsec_micros() == 0 {
+        now.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+    } else {
+        now.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+    }
+}
+
+/// How [`LocalIndex::insert_dataset_with`] stores and describes a dataset.
+///
+/// ```
+/// let opts = atdata_index::InsertOptions { maxcount: 10_000, ..Default::default() };
+/// assert_eq!(opts.maxsize, 3_000_000_000);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct InsertOptions {
+    /// The object prefix the shards go under (default: the dataset's name).
+    pub prefix: Option<String>,
+    /// The schema reference (default: the sample type's name at version `1.0.0`, as Python).
+    pub schema_ref: Option<String>,
+    /// Metadata to store; the store's checksums are merged in as `checksums`.
+    pub metadata: Option<Value>,
+    /// Stage each shard in a local temporary file before uploading it.
+    pub cache_local: bool,
+    /// Samples per shard at most (default 100,000).
+    pub maxcount: usize,
+    /// Payload bytes per shard before rolling over (default 3e9).
+    pub maxsize: u64,
+}
+
+impl Default for InsertOptions {
+    fn default() -> Self {
+        let shards = ShardOptions::default();
+        InsertOptions {
+            prefix: None,
+            schema_ref: None,
+            metadata: None,
+            cache_local: false,
+            maxcount: shards.maxcount,
+            maxsize: shards.maxsize,
+        }
+    }
+}
+
+/// A stored schema record and the reference it is found under.
+///
+/// ```
+/// use atdata_codec::{Schema, SchemaRecord};
+/// use atdata_index::PublishedSchema;
+///
+/// let record = SchemaRecord::new(Schema { name: "E".into(), fields: vec![], description: None }, "1.0.0", "t");
+/// let published = PublishedSchema { record, schema_ref: "atdata://local/schema/E@1.0.0".into() };
+/// assert!(published.to_json().contains(r#""$ref": "atdata://local/schema/E@1.0.0""#));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishedSchema {
+    /// The record: schema, version, `createdAt`.
+    pub record: SchemaRecord,
+    /// Its reference, in the index's form.
+    pub schema_ref: String,
+}
+
+impl PublishedSchema {
+    /// The record with `"$ref"`, as Python's `Index.get_schema` returns it (`json.dumps` text).
+    pub fn to_json(&self) -> String {
+        self.record.to_json_with_ref(&self.schema_ref)
+    }
+}
+
+/// Parses three dot-separated integers (the versions auto-increment considers).
+fn semver(v: &str) -> Option<(u64, u64, u64)> {
+    let mut parts = v.split('.').map(|p| p.parse::<u64>().ok());
+    let triple = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(triple)
+}
+
+impl LocalIndex {
+    /// A builder: provider, data store, schema-ref form.
+    pub fn builder() -> LocalIndexBuilder {
+        LocalIndexBuilder::default()
+    }
+
+    /// An index on the Redis server at `url` (`redis://host:port/db`).
+    pub async fn connect_redis(url: impl AsRef<str>) -> Result<LocalIndex> {
+        LocalIndex::builder().redis_url(url).build().await
+    }
+
+    /// An index in the SQLite file at `path` (created if missing).
+    pub async fn open_sqlite(path: impl AsRef<Path>) -> Result<LocalIndex> {
+        LocalIndex::builder().sqlite_path(path).build().await
+    }
+
+    /// Where the index lives: `redis://host:port/db` (no password) or `sqlite:PATH`.
+    pub fn location(&self) -> String {
+        self.inner.provider.describe()
+    }
+
+    /// The form new schema references are written in.
+    pub fn schema_ref_form(&self) -> SchemaRefForm {
+        self.inner.form
+    }
+
+    fn provider(&self) -> &dyn Provider {
+        &*self.inner.provider
+    }
+
+    // ------------------------------------------------------------------ entries
+
+    /// Indexes `dataset` under `name` with its URL as given (a brace pattern stays one URL),
+    /// writing no shards even when the index has a data store. `schema_ref` defaults to the
+    /// sample type's name at `1.0.0`; its record is stored from the sample type if missing.
+    /// The label `name` then points at this entry.
+    pub async fn add_entry<T: SampleType, O: ShardOpener>(
+        &self,
+        dataset: &Dataset<T, O>,
+        name: impl AsRef<str>,
+        schema_ref: Option<&str>,
+        metadata: Option<Value>,
+    ) -> Result<LocalDatasetEntry> {
+        let options = InsertOptions {
+            schema_ref: schema_ref.map(str::to_owned),
+            metadata,
+            ..Default::default()
+        };
+        self.insert(dataset, name.as_ref(), options, false).await
+    }
+
+    /// Writes `dataset` as shards under `prefix` through the index's data store, then indexes
+    /// the shard URLs with their checksums. Without a data store, indexes the dataset's URL as
+    /// given, like [`add_entry`](Self::add_entry).
+    pub async fn insert_dataset<T: SampleType, O: ShardOpener>(
+        &self,
+        dataset: &Dataset<T, O>,
+        name: impl AsRef<str>,
+        prefix: impl AsRef<str>,
+    ) -> Result<LocalDatasetEntry> {
+        let options = InsertOptions {
+            prefix: Some(prefix.as_ref().to_owned()),
+            ..Default::default()
+        };
+        self.insert(dataset, name.as_ref(), options, true).await
+    }
+
+    /// [`insert_dataset`](Self::insert_dataset) with every option: schema reference, metadata,
+    /// shard limits, local staging.
+    ///
+    /// The entry and its label are written only after every shard is stored; if anything
+    /// fails, the shards this call wrote are deleted (best effort) and the error returned.
+    pub async fn insert_dataset_with<T: SampleType, O: ShardOpener>(
+        &self,
+        dataset: &Dataset<T, O>,
+        name: impl AsRef<str>,
+        options: InsertOptions,
+    ) -> Result<LocalDatasetEntry> {
+        self.insert(dataset, name.as_ref(), options, true).await
+    }
+
+    async fn insert<T: SampleType, O: ShardOpener>(
+        &self,
+        dataset: &Dataset<T, O>,
+        name: &str,
+        options: InsertOptions,
+        use_store: bool,
+    ) -> Result<LocalDatasetEntry> {
+        let schema = T::sample_schema(dataset.context());
+        let schema_ref = match options.schema_ref {
+            Some(r) => r,
+            None => SchemaRef::new(&schema.name, "1.0.0").format(self.inner.form),
+        };
+        let parsed = SchemaRef::parse(&schema_ref)?;
+        let mut metadata = options.metadata;
+        let store = self.inner.store.as_ref().filter(|_| use_store);
+        if store.is_some() && !matches!(metadata, None | Some(Value::Object(_))) {
+            return Err(Error::Invalid(
+                "metadata must be a JSON object to take the shard checksums".into(),
+            ));
+        }
+
+        let data_urls = match store {
+            None => vec![dataset.url().to_owned()],
+            Some(store) => {
+                let prefix = options.prefix.unwrap_or_else(|| name.to_owned());
+                let write = WriteOptions {
+                    shards: ShardOptions {
+                        maxcount: options.maxcount,
+                        maxsize: options.maxsize,
+                        ..Default::default()
+                    },
+                    cache_local: options.cache_local,
+                };
+                let written = store.write_shards(dataset, &prefix, write).await?;
+                let checksums: Map<String, Value> = written
+                    .urls()
+                    .iter()
+                    .zip(written.checksums())
+                    .map(|(u, s)| (u.clone(), Value::from(s.as_str())))
+                    .collect();
+                let mut object = match metadata.take() {
+                    Some(Value::Object(m)) => m,
+                    _ => Map::new(),
+                };
+                object.insert("checksums".into(), Value::Object(checksums));
+                metadata = Some(Value::Object(object));
+                written.urls().to_vec()
+            }
+        };
+
+        let indexed = async {
+            let entry = LocalDatasetEntry::new(name, &schema_ref, data_urls.clone(), metadata)?;
+            if self
+                .provider()
+                .get_schema(parsed.name(), parsed.version())
+                .await?
+                .is_none()
+            {
+                let stored = Schema {
+                    name: parsed.name().to_owned(),
+                    ..schema
+                };
+                self.put_record(&SchemaRecord::new(
+                    stored,
+                    parsed.version(),
+                    (self.inner.clock)(),
+                ))
+                .await?;
+            }
+            let label = LabelRow {
+                name: name.to_owned(),
+                cid: entry.cid().to_string(),
+                version: String::new(),
+                description: None,
+            };
+            self.provider().put_entry(entry.to_row()?, label).await?;
+            Ok(entry)
+        }
+        .await;
+        if let (Err(_), Some(store)) = (&indexed, store) {
+            for url in &data_urls {
+                let _ = store.delete(url).await; // best effort: the error returned is the cause
+            }
+        }
+        indexed
+    }
+
+    /// Every entry, as an async stream read page by page (1,000 entries a round trip), each
+    /// entry once. The order is the provider's (SCAN order on Redis, CID order on SQLite).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use futures::TryStreamExt;
+    /// let dir = tempfile::tempdir()?;
+    /// let index = atdata_index::LocalIndex::open_sqlite(dir.path().join("i.db")).await?;
+    /// let names: Vec<String> = index.entries().map_ok(|e| e.name).try_collect().await?;
+    /// assert!(names.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn entries(&self) -> impl Stream<Item = Result<LocalDatasetEntry>> + Send + 'static {
+        struct State {
+            index: LocalIndex,
+            cursor: Option<Option<String>>,
+            seen: HashSet<String>,
+        }
+        let state = State {
+            index: self.clone(),
+            cursor: Some(None),
+            seen: HashSet::new(),
+        };
+        stream::try_unfold(state, |mut state| async move {
+            let Some(cursor) = state.cursor.take() else {
+                return Ok::<_, Error>(None);
+            };
+            let (rows, next) = state.index.provider().entry_page(cursor).await?;
+            state.cursor = next.map(Some);
+            let fresh: Vec<_> = rows
+                .into_iter()
+                .filter(|r| state.seen.insert(r.cid.clone()))
+                .map(LocalDatasetEntry::from_row)
+                .collect();
+            Ok(Some((stream::iter(fresh), state)))
+        })
+        .try_flatten()
+        .boxed()
+    }
+
+    /// Every entry (see [`entries`](Self::entries)).
+    pub async fn all_entries(&self) -> Result<Vec<LocalDatasetEntry>> {
+        self.entries().try_collect().await
+    }
+
+    /// The entry with this CID, or [`Error::NotFound`].
+    pub async fn get_entry(&self, cid: impl AsRef<str>) -> Result<LocalDatasetEntry> {
+        let cid = cid.as_ref();
+        match self.provider().get_entry(cid).await? {
+            Some(row) => LocalDatasetEntry::from_row(row),
+            None => Err(Error::NotFound {
+                what: "entry",
+                key: cid.to_owned(),
+            }),
+        }
+    }
+
+    /// The newest entry inserted under `name`, through its label (one lookup, whatever the
+    /// size of the index); an entry written without a label is found by a scan.
+    pub async fn get_entry_by_name(&self, name: impl AsRef<str>) -> Result<LocalDatasetEntry> {
+        let name = name.as_ref();
+        if let Some(label) = self.provider().get_label(name, "").await?
+            && let Some(row) = self.provider().get_entry(&label.cid).await?
+        {
+            return LocalDatasetEntry::from_row(row);
+        }
+        match self.provider().find_entry_by_name(name).await? {
+            Some(row) => LocalDatasetEntry::from_row(row),
+            None => Err(Error::NotFound {
+                what: "entry named",
+                key: name.to_owned(),
+            }),
+        }
+    }
+
+    /// Points the label `name@version` at the entry `cid` (which must exist), with an
+    /// optional description: a release name that later inserts under `name` do not move.
+    pub async fn label(
+        &self,
+        name: impl AsRef<str>,
+        cid: impl AsRef<str>,
+        version: impl AsRef<str>,
+        description: Option<&str>,
+    ) -> Result<()> {
+        let entry = self.get_entry(cid).await?;
+        self.provider()
+            .put_label(LabelRow {
+                name: name.as_ref().to_owned(),
+                cid: entry.cid().to_string(),
+                version: version.as_ref().to_owned(),
+                description: description.map(str::to_owned),
+            })
+            .await
+    }
+
+    /// The entry the label `name@version` points at (`version` empty: the unversioned label,
+    /// that is the newest insert under `name`).
+    pub async fn get_entry_by_label(
+        &self,
+        name: impl AsRef<str>,
+        version: impl AsRef<str>,
+    ) -> Result<LocalDatasetEntry> {
+        let (name, version) = (name.as_ref(), version.as_ref());
+        let label = self
+            .provider()
+            .get_label(name, version)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: "label",
+                key: format!("{name}@{version}"),
+            })?;
+        self.get_entry(label.cid).await
+    }
+
+    // ------------------------------------------------------------------ schemas
+
+    /// Publishes `T`'s schema at `version` (`None`: one patch above the highest
+    /// `major.minor.patch` version published under its name, or `1.0.0`), with `description`
+    /// (default: the struct's doc comment). Publishing an existing version replaces it.
+    /// Returns the reference, in the index's form.
+    pub async fn publish_schema<'v, T: Packable>(
+        &self,
+        version: impl Into<Option<&'v str>>,
+        description: Option<&str>,
+    ) -> Result<String> {
+        self.publish_schema_of(&T::schema(), version, description)
+            .await
+    }
+
+    /// [`publish_schema`](Self::publish_schema) for a schema known at run time.
+    pub async fn publish_schema_of<'v>(
+        &self,
+        schema: &Schema,
+        version: impl Into<Option<&'v str>>,
+        description: Option<&str>,
+    ) -> Result<String> {
+        let version = match version.into() {
+            Some(v) => v.to_owned(),
+            None => {
+                let versions = self.provider().schema_versions(&schema.name).await?;
+                match versions.iter().filter_map(|v| semver(v)).max() {
+                    Some((major, minor, patch)) => format!("{major}.{minor}.{}", patch + 1),
+                    None => "1.0.0".to_owned(),
+                }
+            }
+        };
+        let mut schema = schema.clone();
+        if let Some(d) = description {
+            schema.description = Some(d.to_owned());
+        }
+        let record = SchemaRecord::new(schema, version, (self.inner.clock)());
+        self.put_record(&record).await?;
+        Ok(SchemaRef::new(&record.schema.name, &record.version).format(self.inner.form))
+    }
+
+    async fn put_record(&self, record: &SchemaRecord) -> Result<()> {
+        self.provider()
+            .put_schema(&record.schema.name, &record.version, record.to_json())
+            .await
+    }
+
+    /// The record `schema_ref` names (any of the three forms), or [`Error::NotFound`].
+    pub async fn get_schema(&self, schema_ref: impl AsRef<str>) -> Result<PublishedSchema> {
+        let asked = schema_ref.as_ref();
+        let r = SchemaRef::parse(asked)?;
+        let text = self
+            .provider()
+            .get_schema(r.name(), r.version())
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: "schema",
+                key: asked.to_owned(),
+            })?;
+        let record = SchemaRecord::from_json(&text).map_err(|e| Error::Corrupt {
+            key: asked.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(PublishedSchema {
+            schema_ref: r.format(self.inner.form),
+            record,
+        })
+    }
+
+    /// Every schema record, sorted by name then version. A record under a legacy
+    /// `module.Name` key is listed as `Name`.
+    pub async fn list_schemas(&self) -> Result<Vec<PublishedSchema>> {
+        let mut out = self
+            .provider()
+            .all_schemas()
+            .await?
+            .into_iter()
+            .map(|(key, text)| {
+                let mut record = SchemaRecord::from_json(&text).map_err(|e| Error::Corrupt {
+                    key,
+                    reason: e.to_string(),
+                })?;
+                if let Some((_, short)) = record.schema.name.rsplit_once('.') {
+                    record.schema.name = short.to_owned();
+                }
+                let schema_ref =
+                    SchemaRef::new(&record.schema.name, &record.version).format(self.inner.form);
+                Ok(PublishedSchema { record, schema_ref })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by(|a, b| {
+            (&a.record.schema.name, &a.record.version)
+                .cmp(&(&b.record.schema.name, &b.record.version))
+        });
+        Ok(out)
+    }
+
+    /// The runtime schema `schema_ref` names, for `Dataset::<DynamicSample>::with_schema`.
+    pub async fn decode_schema(&self, schema_ref: impl AsRef<str>) -> Result<Schema> {
+        Ok(self.get_schema(schema_ref).await?.record.schema)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_look_like_pythons_isoformat() {
+        let t = now_isoformat();
+        assert!(t.ends_with("+00:00"), "{t}");
+        assert!(t.len() == 25 || t.len() == 32, "{t}");
+        assert_eq!(&t[10..11], "T");
+    }
+
+    #[test]
+    fn only_three_part_integer_versions_take_part_in_auto_increment() {
+        assert_eq!(semver("0.10.0"), Some((0, 10, 0)));
+        assert!(semver("0.10.0") > semver("0.9.0"));
+        assert_eq!(semver("1.0"), None);
+        assert_eq!(semver("1.0.0.1"), None);
+        assert_eq!(semver("1.0.x"), None);
+    }
+}

@@ -1,0 +1,323 @@
+//! The Redis provider: Python atdata's key layout, byte for byte.
+//!
+//! `LocalDatasetEntry:{cid}` hashes, `Label:{name}@{version}` hashes and
+//! `LocalSchema:{name}@{version}` strings of schema JSON.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::entry::{EntryRow, LabelRow};
+use crate::error::{Error, Result};
+use crate::provider::{Page, Provider};
+
+const ENTRY: &str = "LocalDatasetEntry:";
+const SCHEMA: &str = "LocalSchema:";
+const LABEL: &str = "Label:";
+/// Keys asked for per SCAN call, and entries fetched per pipeline.
+const PAGE: usize = 1000;
+
+pub(crate) struct RedisProvider {
+    conn: ConnectionManager,
+    server: String,
+}
+
+/// `redis://user:secret@host:6379/2?x` as `redis://host:6379/2`: what messages may show.
+pub(crate) fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if path.is_empty() {
+        format!("{scheme}://{host}")
+    } else {
+        format!("{scheme}://{host}/{path}")
+    }
+}
+
+/// A SCAN MATCH pattern matching `literal` exactly, then `*`.
+fn glob_prefix(literal: &str) -> String {
+    let mut out = String::with_capacity(literal.len() + 1);
+    for c in literal.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('*');
+    out
+}
+
+impl RedisProvider {
+    pub(crate) async fn connect(url: &str) -> Result<RedisProvider> {
+        let server = redact(url);
+        let client = redis::Client::open(url).map_err(|source| Error::Redis {
+            server: server.clone(),
+            source,
+        })?;
+        // Fail within seconds when the server is down, and reconnect on the next call once it
+        // is back (the manager reconnects in the background).
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500))
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(30)));
+        let conn = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(|source| Error::Redis {
+                server: server.clone(),
+                source,
+            })?;
+        Ok(RedisProvider { conn, server })
+    }
+
+    fn err(&self, source: redis::RedisError) -> Error {
+        Error::Redis {
+            server: self.server.clone(),
+            source,
+        }
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        cmd.query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// One SCAN step: the next cursor and the keys found.
+    async fn scan(&self, cursor: u64, pattern: &str) -> Result<(u64, Vec<Vec<u8>>)> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(PAGE);
+        self.query(&cmd).await
+    }
+
+    /// Every key matching `pattern`, each once.
+    async fn scan_all(&self, pattern: &str) -> Result<Vec<Vec<u8>>> {
+        let (mut cursor, mut seen, mut keys) = (0, HashSet::new(), Vec::new());
+        loop {
+            let (next, found) = self.scan(cursor, pattern).await?;
+            keys.extend(found.into_iter().filter(|k| seen.insert(k.clone())));
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+}
+
+fn entry_row(key: &[u8], mut h: HashMap<String, Vec<u8>>) -> Result<EntryRow> {
+    let key_text = String::from_utf8_lossy(key).into_owned();
+    let corrupt = |reason: String| Error::Corrupt {
+        key: key_text.clone(),
+        reason,
+    };
+    let text = |field: &str| -> Result<Option<String>> {
+        h.get(field)
+            .map(|v| String::from_utf8(v.clone()))
+            .transpose()
+            .map_err(|_| corrupt(format!("field {field} is not UTF-8")))
+    };
+    let name = text("name")?.ok_or_else(|| corrupt("no name field".into()))?;
+    let schema_ref = text("schema_ref")?.ok_or_else(|| corrupt("no schema_ref field".into()))?;
+    let legacy_uuid = text("legacy_uuid")?;
+    let cid = match text("cid")? {
+        Some(cid) => cid,
+        None => key_text.strip_prefix(ENTRY).unwrap_or(&key_text).to_owned(),
+    };
+    let data_urls = h
+        .remove("data_urls")
+        .ok_or_else(|| corrupt("no data_urls field".into()))?;
+    Ok(EntryRow {
+        cid,
+        name,
+        schema_ref,
+        data_urls,
+        metadata: h.remove("metadata"),
+        legacy_uuid,
+    })
+}
+
+fn hset_entry(pipe: &mut redis::Pipeline, e: &EntryRow) {
+    let cmd = pipe.cmd("HSET").arg(format!("{ENTRY}{}", e.cid));
+    cmd.arg("name").arg(&e.name);
+    cmd.arg("schema_ref").arg(&e.schema_ref);
+    cmd.arg("data_urls").arg(&e.data_urls[..]);
+    cmd.arg("cid").arg(&e.cid);
+    if let Some(m) = &e.metadata {
+        cmd.arg("metadata").arg(&m[..]);
+    }
+    if let Some(u) = &e.legacy_uuid {
+        cmd.arg("legacy_uuid").arg(u);
+    }
+    cmd.ignore();
+}
+
+fn hset_label(pipe: &mut redis::Pipeline, l: &LabelRow) {
+    let cmd = pipe
+        .cmd("HSET")
+        .arg(format!("{LABEL}{}@{}", l.name, l.version));
+    cmd.arg("cid").arg(&l.cid);
+    cmd.arg("name").arg(&l.name);
+    cmd.arg("version").arg(&l.version);
+    if let Some(d) = &l.description {
+        cmd.arg("description").arg(d);
+    }
+    cmd.ignore();
+}
+
+#[async_trait]
+impl Provider for RedisProvider {
+    fn describe(&self) -> String {
+        self.server.clone()
+    }
+
+    async fn put_entry(&self, entry: EntryRow, label: LabelRow) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        hset_entry(&mut pipe, &entry);
+        hset_label(&mut pipe, &label);
+        pipe.query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn get_entry(&self, cid: &str) -> Result<Option<EntryRow>> {
+        let key = format!("{ENTRY}{cid}");
+        let h: HashMap<String, Vec<u8>> = self.query(redis::cmd("HGETALL").arg(&key)).await?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        entry_row(key.as_bytes(), h).map(Some)
+    }
+
+    async fn find_entry_by_name(&self, name: &str) -> Result<Option<EntryRow>> {
+        let mut cursor = None;
+        loop {
+            let (rows, next) = self.entry_page(cursor).await?;
+            if let Some(row) = rows.into_iter().find(|r| r.name == name) {
+                return Ok(Some(row));
+            }
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    async fn entry_page(&self, cursor: Option<String>) -> Result<Page> {
+        let start = cursor
+            .map_or(Ok(0), |c| c.parse::<u64>())
+            .map_err(|_| Error::Invalid("a Redis page cursor that is not a number".into()))?;
+        let pattern = format!("{ENTRY}*");
+        let (mut next, mut keys) = self.scan(start, &pattern).await?;
+        // SCAN may return nothing for a step; keep going until there are keys or the end.
+        while keys.is_empty() && next != 0 {
+            (next, keys) = self.scan(next, &pattern).await?;
+        }
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("HGETALL").arg(&key[..]);
+        }
+        let hashes: Vec<HashMap<String, Vec<u8>>> = if keys.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut self.conn.clone())
+                .await
+                .map_err(|e| self.err(e))?
+        };
+        let rows = keys
+            .iter()
+            .zip(hashes)
+            .filter(|(_, h)| !h.is_empty()) // deleted since the SCAN
+            .map(|(k, h)| entry_row(k, h))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((rows, (next != 0).then(|| next.to_string())))
+    }
+
+    async fn put_label(&self, label: LabelRow) -> Result<()> {
+        let mut pipe = redis::pipe();
+        hset_label(&mut pipe, &label);
+        pipe.query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn get_label(&self, name: &str, version: &str) -> Result<Option<LabelRow>> {
+        let key = format!("{LABEL}{name}@{version}");
+        let mut h: HashMap<String, String> = self.query(redis::cmd("HGETALL").arg(&key)).await?;
+        let Some(cid) = h.remove("cid") else {
+            return Ok(None);
+        };
+        Ok(Some(LabelRow {
+            name: name.to_owned(),
+            cid,
+            version: version.to_owned(),
+            description: h.remove("description"),
+        }))
+    }
+
+    async fn put_schema(&self, name: &str, version: &str, json: String) -> Result<()> {
+        let key = format!("{SCHEMA}{name}@{version}");
+        self.query(redis::cmd("SET").arg(key).arg(json)).await
+    }
+
+    async fn get_schema(&self, name: &str, version: &str) -> Result<Option<String>> {
+        let key = format!("{SCHEMA}{name}@{version}");
+        self.query(redis::cmd("GET").arg(key)).await
+    }
+
+    async fn schema_versions(&self, name: &str) -> Result<Vec<String>> {
+        let prefix = format!("{SCHEMA}{name}@");
+        let keys = self.scan_all(&glob_prefix(&prefix)).await?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| std::str::from_utf8(k).ok()?.strip_prefix(&prefix))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    async fn all_schemas(&self) -> Result<Vec<(String, String)>> {
+        let keys = self.scan_all(&format!("{SCHEMA}*")).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(PAGE) {
+            let texts: Vec<Option<String>> = self.query(redis::cmd("MGET").arg(chunk)).await?;
+            out.extend(
+                chunk
+                    .iter()
+                    .zip(texts)
+                    .filter_map(|(k, t)| Some((String::from_utf8_lossy(k).into_owned(), t?))),
+            );
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_credentials_and_options() {
+        assert_eq!(
+            redact("redis://:s3cret@10.0.0.1:6380/4?x=1"),
+            "redis://10.0.0.1:6380/4"
+        );
+        assert_eq!(redact("rediss://u:p@h"), "rediss://h");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn glob_patterns_match_names_literally() {
+        assert_eq!(
+            glob_prefix("LocalSchema:a*b[1]@"),
+            r"LocalSchema:a\*b\[1\]@*"
+        );
+    }
+}

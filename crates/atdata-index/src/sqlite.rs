@@ -1,0 +1,269 @@
+//! The SQLite provider, the embedded default: Python atdata's tables, in WAL mode, so either
+//! language can open the same file.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::entry::{EntryRow, LabelRow};
+use crate::error::{Error, Result};
+use crate::provider::{Page, Provider};
+
+/// Python atdata's DDL, verbatim (`golden/sqlite_dump.json`), so the files are alike.
+const DDL: &str = "CREATE TABLE IF NOT EXISTS dataset_entries (
+    cid         TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    schema_ref  TEXT NOT NULL,
+    data_urls   BLOB NOT NULL,
+    metadata    BLOB,
+    legacy_uuid TEXT,
+    created_at  TEXT DEFAULT (datetime('now'))
+);
+
+CREATE INDEX IF NOT EXISTS idx_entries_name
+    ON dataset_entries(name);
+
+CREATE TABLE IF NOT EXISTS schemas (
+    name        TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    schema_json TEXT NOT NULL,
+    created_at  TEXT DEFAULT (datetime('now')),
+    PRIMARY KEY (name, version)
+);
+
+CREATE TABLE IF NOT EXISTS lenses (
+    name        TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    lens_json   TEXT NOT NULL,
+    created_at  TEXT DEFAULT (datetime('now')),
+    PRIMARY KEY (name, version)
+);
+
+CREATE TABLE IF NOT EXISTS labels (
+    name        TEXT NOT NULL,
+    cid         TEXT NOT NULL,
+    version     TEXT NOT NULL DEFAULT '',
+    description TEXT,
+    created_at  TEXT DEFAULT (datetime('now')),
+    PRIMARY KEY (name, version)
+);
+
+CREATE INDEX IF NOT EXISTS idx_labels_cid
+    ON labels(cid);
+";
+
+const ENTRY_COLUMNS: &str = "cid, name, schema_ref, data_urls, metadata, legacy_uuid";
+const PAGE: i64 = 1000;
+
+pub(crate) struct SqliteProvider {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntryRow> {
+    Ok(EntryRow {
+        cid: r.get(0)?,
+        name: r.get(1)?,
+        schema_ref: r.get(2)?,
+        data_urls: r.get(3)?,
+        metadata: r.get(4)?,
+        legacy_uuid: r.get(5)?,
+    })
+}
+
+fn label_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LabelRow> {
+    Ok(LabelRow {
+        name: r.get(0)?,
+        cid: r.get(1)?,
+        version: r.get(2)?,
+        description: r.get(3)?,
+    })
+}
+
+fn insert_label(c: &Connection, l: &LabelRow) -> rusqlite::Result<usize> {
+    c.execute(
+        "INSERT OR REPLACE INTO labels (name, cid, version, description) VALUES (?1, ?2, ?3, ?4)",
+        params![l.name, l.cid, l.version, l.description],
+    )
+}
+
+impl SqliteProvider {
+    pub(crate) async fn open(path: &Path) -> Result<SqliteProvider> {
+        let path = path.to_owned();
+        let shown = path.display().to_string();
+        let opened =
+            tokio::task::spawn_blocking(move || -> rusqlite::Result<(Connection, PathBuf)> {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    // A missing parent is created, as Python does for ~/.atdata; a failure shows up
+                    // as SQLite's "unable to open" below.
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                let conn = Connection::open(&path)?;
+                // Another process (a Python user, another Rust one) may hold the write lock.
+                conn.busy_timeout(Duration::from_secs(10))?;
+                let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+                conn.execute_batch(DDL)?;
+                Ok((conn, path))
+            })
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?;
+        let (conn, path) = opened.map_err(|source| Error::Sqlite {
+            path: shown,
+            source,
+        })?;
+        Ok(SqliteProvider {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    /// Runs `f` on the connection on a blocking thread.
+    async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?;
+        done.map_err(|source| Error::Sqlite {
+            path: self.path.display().to_string(),
+            source,
+        })
+    }
+}
+
+#[async_trait]
+impl Provider for SqliteProvider {
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
+    async fn put_entry(&self, e: EntryRow, label: LabelRow) -> Result<()> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                &format!(
+                    "INSERT OR REPLACE INTO dataset_entries ({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                ),
+                params![e.cid, e.name, e.schema_ref, e.data_urls, e.metadata, e.legacy_uuid],
+            )?;
+            insert_label(&tx, &label)?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn get_entry(&self, cid: &str) -> Result<Option<EntryRow>> {
+        let cid = cid.to_owned();
+        self.run(move |c| {
+            c.query_row(
+                &format!("SELECT {ENTRY_COLUMNS} FROM dataset_entries WHERE cid = ?1"),
+                [cid],
+                entry_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn find_entry_by_name(&self, name: &str) -> Result<Option<EntryRow>> {
+        let name = name.to_owned();
+        self.run(move |c| {
+            c.query_row(
+                &format!("SELECT {ENTRY_COLUMNS} FROM dataset_entries WHERE name = ?1 LIMIT 1"),
+                [name],
+                entry_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn entry_page(&self, cursor: Option<String>) -> Result<Page> {
+        let after = cursor.unwrap_or_default();
+        let rows = self
+            .run(move |c| {
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {ENTRY_COLUMNS} FROM dataset_entries WHERE cid > ?1 ORDER BY cid LIMIT ?2"
+                ))?;
+                stmt.query_map(params![after, PAGE], entry_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        let next = (rows.len() as i64 == PAGE).then(|| rows[rows.len() - 1].cid.clone());
+        Ok((rows, next))
+    }
+
+    async fn put_label(&self, label: LabelRow) -> Result<()> {
+        self.run(move |c| insert_label(c, &label).map(drop)).await
+    }
+
+    async fn get_label(&self, name: &str, version: &str) -> Result<Option<LabelRow>> {
+        let (name, version) = (name.to_owned(), version.to_owned());
+        self.run(move |c| {
+            c.query_row(
+                "SELECT name, cid, version, description FROM labels WHERE name = ?1 AND version = ?2",
+                [name, version],
+                label_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn put_schema(&self, name: &str, version: &str, json: String) -> Result<()> {
+        let (name, version) = (name.to_owned(), version.to_owned());
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO schemas (name, version, schema_json) VALUES (?1, ?2, ?3)",
+                params![name, version, json],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn get_schema(&self, name: &str, version: &str) -> Result<Option<String>> {
+        let (name, version) = (name.to_owned(), version.to_owned());
+        self.run(move |c| {
+            c.query_row(
+                "SELECT schema_json FROM schemas WHERE name = ?1 AND version = ?2",
+                [name, version],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn schema_versions(&self, name: &str) -> Result<Vec<String>> {
+        let name = name.to_owned();
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached("SELECT version FROM schemas WHERE name = ?1")?;
+            stmt.query_map([name], |r| r.get(0))?.collect()
+        })
+        .await
+    }
+
+    async fn all_schemas(&self) -> Result<Vec<(String, String)>> {
+        self.run(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT name, version, schema_json FROM schemas ORDER BY name, version",
+            )?;
+            stmt.query_map([], |r| {
+                let (name, version): (String, String) = (r.get(0)?, r.get(1)?);
+                Ok((format!("schemas({name}@{version})"), r.get(2)?))
+            })?
+            .collect()
+        })
+        .await
+    }
+}
