@@ -300,3 +300,144 @@ fn a_download_broken_off_by_a_server_restart_resumes_where_it_stopped() {
         "the resumed download is the stored shard"
     );
 }
+
+/// A redis-server of this test's own, on a port outside the ephemeral range.
+struct OwnRedis {
+    child: std::process::Child,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> OwnRedis {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--databases", "4"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs (installed by scripts/services.sh)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        OwnRedis { child }
+    }
+
+    fn stop(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free port in 22800..23000 (below the ephemeral range, apart from SeaweedFS's blocks).
+fn spare_port(salt: u32) -> u16 {
+    let first = (std::process::id() + salt) % 200;
+    (0..200)
+        .map(|i| 22_800 + ((first + i) % 200) as u16)
+        .find(|&p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .expect("a free port")
+}
+
+#[tokio::test]
+async fn a_redis_stopped_mid_run_gives_typed_errors_and_the_index_works_after_restart() {
+    use atdata::index::Error as IndexError;
+
+    let port = spare_port(7);
+    let mut redis = OwnRedis::start(port);
+    let index = LocalIndex::connect_redis(format!("redis://127.0.0.1:{port}/1"))
+        .await
+        .unwrap();
+    let ds = |n: u32| Dataset::<Blob>::new(&format!("blobs-{n}.tar")).unwrap();
+    let first = index.add_entry(&ds(1), "blobs", None, None).await.unwrap();
+
+    redis.stop();
+    let started = Instant::now();
+    let err = index.get_entry(first.cid().to_string()).await.unwrap_err();
+    assert!(matches!(err, IndexError::Redis { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    let err = index
+        .add_entry(&ds(2), "blobs", None, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, IndexError::Redis { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "errors took {:?}",
+        started.elapsed()
+    );
+
+    let _redis = OwnRedis::start(port); // no persistence: an empty server
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let again = loop {
+        match index.add_entry(&ds(3), "blobs", None, None).await {
+            Ok(entry) => break entry,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "still failing after the restart: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(index.get_entry_by_name("blobs").await.unwrap(), again);
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_an_error_naming_the_host_never_the_password() {
+    use atdata::index::Error as IndexError;
+
+    let port = spare_port(11); // nothing listens there
+    let started = Instant::now();
+    let err = LocalIndex::connect_redis(format!("redis://:hunter2secret@127.0.0.1:{port}/3"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, IndexError::Redis { .. }), "{err}");
+    let shown = format!("{err} {err:?}");
+    assert!(shown.contains(&format!("127.0.0.1:{port}/3")), "{shown}");
+    assert!(!shown.contains("hunter2secret"), "{shown}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn insert_dataset_against_a_stopped_s3_server_leaves_no_entry() {
+    let state = tempfile::tempdir().unwrap();
+    let s3 = OwnS3::start(state.path(), 90);
+    let store = S3DataStore::new(credentials(&s3), BUCKET).unwrap();
+    s3.kill();
+    let url = crate::index::fresh_db(10).await;
+    let index = LocalIndex::builder()
+        .redis_url(&url)
+        .data_store(store)
+        .build()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = index
+        .insert_dataset(&source(dir.path(), 3), "blobs", "blobs")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, atdata::index::Error::Store(_)), "{err}");
+    assert!(index.all_entries().await.unwrap().is_empty());
+    assert!(index.get_entry_by_name("blobs").await.is_err());
+    assert!(
+        index.list_schemas().await.unwrap().is_empty(),
+        "nothing written at all"
+    );
+}

@@ -57,8 +57,14 @@ pub enum Error {
     Codec(#[from] atdata_codec::Error),
     /// Writing shards through the data store failed (the entry was not written).
     #[error(transparent)]
-    Store(#[from] atdata_store::Error),
+    Store(Box<atdata_store::Error>),
     /// A blocking index task ended abnormally.
     #[error("index task failed: {0}")]
     Task(String),
+}
+
+impl From<atdata_store::Error> for Error {
+    fn from(e: atdata_store::Error) -> Error {
+        Error::Store(Box::new(e))
+    }
 }

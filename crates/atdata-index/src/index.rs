@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::entry::{LabelRow, LocalDatasetEntry};
 use crate::error::{Error, Result};
-use crate::provider::Provider;
+use crate::provider::{Provider, SchemaRow};
 use crate::redis::RedisProvider;
 use crate::sqlite::SqliteProvider;
 
@@ -230,6 +230,14 @@ impl PublishedSchema {
     }
 }
 
+fn schema_row(record: &SchemaRecord) -> SchemaRow {
+    SchemaRow {
+        name: record.schema.name.clone(),
+        version: record.version.clone(),
+        json: record.to_json(),
+    }
+}
+
 /// Parses three dot-separated integers (the versions auto-increment considers).
 fn semver(v: &str) -> Option<(u64, u64, u64)> {
     let mut parts = v.split('.').map(|p| p.parse::<u64>().ok());
@@ -370,30 +378,25 @@ impl LocalIndex {
 
         let indexed = async {
             let entry = LocalDatasetEntry::new(name, &schema_ref, data_urls.clone(), metadata)?;
-            if self
-                .provider()
-                .get_schema(parsed.name(), parsed.version())
-                .await?
-                .is_none()
-            {
-                let stored = Schema {
+            // Stored under the reference's name, even if the sample type is called otherwise
+            // (as Python does), and only when no record is there yet.
+            let record = SchemaRecord::new(
+                Schema {
                     name: parsed.name().to_owned(),
                     ..schema
-                };
-                self.put_record(&SchemaRecord::new(
-                    stored,
-                    parsed.version(),
-                    (self.inner.clock)(),
-                ))
-                .await?;
-            }
+                },
+                parsed.version(),
+                (self.inner.clock)(),
+            );
             let label = LabelRow {
                 name: name.to_owned(),
                 cid: entry.cid().to_string(),
                 version: String::new(),
                 description: None,
             };
-            self.provider().put_entry(entry.to_row()?, label).await?;
+            self.provider()
+                .put_entry(entry.to_row()?, label, schema_row(&record))
+                .await?;
             Ok(entry)
         }
         .await;
@@ -467,9 +470,7 @@ impl LocalIndex {
     /// size of the index); an entry written without a label is found by a scan.
     pub async fn get_entry_by_name(&self, name: impl AsRef<str>) -> Result<LocalDatasetEntry> {
         let name = name.as_ref();
-        if let Some(label) = self.provider().get_label(name, "").await?
-            && let Some(row) = self.provider().get_entry(&label.cid).await?
-        {
+        if let Some(row) = self.provider().get_labelled_entry(name, "").await? {
             return LocalDatasetEntry::from_row(row);
         }
         match self.provider().find_entry_by_name(name).await? {
@@ -509,15 +510,13 @@ impl LocalIndex {
         version: impl AsRef<str>,
     ) -> Result<LocalDatasetEntry> {
         let (name, version) = (name.as_ref(), version.as_ref());
-        let label = self
-            .provider()
-            .get_label(name, version)
-            .await?
-            .ok_or_else(|| Error::NotFound {
+        match self.provider().get_labelled_entry(name, version).await? {
+            Some(row) => LocalDatasetEntry::from_row(row),
+            None => Err(Error::NotFound {
                 what: "label",
                 key: format!("{name}@{version}"),
-            })?;
-        self.get_entry(label.cid).await
+            }),
+        }
     }
 
     // ------------------------------------------------------------------ schemas
@@ -557,14 +556,8 @@ impl LocalIndex {
             schema.description = Some(d.to_owned());
         }
         let record = SchemaRecord::new(schema, version, (self.inner.clock)());
-        self.put_record(&record).await?;
+        self.provider().put_schema(schema_row(&record)).await?;
         Ok(SchemaRef::new(&record.schema.name, &record.version).format(self.inner.form))
-    }
-
-    async fn put_record(&self, record: &SchemaRecord) -> Result<()> {
-        self.provider()
-            .put_schema(&record.schema.name, &record.version, record.to_json())
-            .await
     }
 
     /// The record `schema_ref` names (any of the three forms), or [`Error::NotFound`].

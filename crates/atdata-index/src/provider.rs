@@ -9,13 +9,22 @@ use crate::error::Result;
 /// One page of entries and where the next page starts (`None`: that was the last).
 pub(crate) type Page = (Vec<EntryRow>, Option<String>);
 
+/// A schema record's text under its name and version.
+#[derive(Debug, Clone)]
+pub(crate) struct SchemaRow {
+    pub name: String,
+    pub version: String,
+    pub json: String,
+}
+
 #[async_trait]
 pub(crate) trait Provider: Send + Sync + 'static {
     /// Where the index lives, for messages (`redis://host:port/db`, a file path).
     fn describe(&self) -> String;
 
-    /// Stores an entry and, in the same transaction, the label pointing at it.
-    async fn put_entry(&self, entry: EntryRow, label: LabelRow) -> Result<()>;
+    /// Stores an entry and, in the same transaction, the label pointing at it and the schema
+    /// record unless one is already stored under its name and version.
+    async fn put_entry(&self, entry: EntryRow, label: LabelRow, schema: SchemaRow) -> Result<()>;
     async fn get_entry(&self, cid: &str) -> Result<Option<EntryRow>>;
     /// Any entry called `name` (the fallback when no label names it).
     async fn find_entry_by_name(&self, name: &str) -> Result<Option<EntryRow>>;
@@ -23,9 +32,10 @@ pub(crate) trait Provider: Send + Sync + 'static {
     async fn entry_page(&self, cursor: Option<String>) -> Result<Page>;
 
     async fn put_label(&self, label: LabelRow) -> Result<()>;
-    async fn get_label(&self, name: &str, version: &str) -> Result<Option<LabelRow>>;
+    /// The entry the label `name@version` points at, in one round trip.
+    async fn get_labelled_entry(&self, name: &str, version: &str) -> Result<Option<EntryRow>>;
 
-    async fn put_schema(&self, name: &str, version: &str, json: String) -> Result<()>;
+    async fn put_schema(&self, schema: SchemaRow) -> Result<()>;
     async fn get_schema(&self, name: &str, version: &str) -> Result<Option<String>>;
     /// The versions stored under `name`.
     async fn schema_versions(&self, name: &str) -> Result<Vec<String>>;

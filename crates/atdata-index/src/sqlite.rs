@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::entry::{EntryRow, LabelRow};
 use crate::error::{Error, Result};
-use crate::provider::{Page, Provider};
+use crate::provider::{Page, Provider, SchemaRow};
 
 /// Python atdata's DDL, verbatim (`golden/sqlite_dump.json`), so the files are alike.
 const DDL: &str = "CREATE TABLE IF NOT EXISTS dataset_entries (
@@ -71,15 +71,6 @@ fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntryRow> {
         data_urls: r.get(3)?,
         metadata: r.get(4)?,
         legacy_uuid: r.get(5)?,
-    })
-}
-
-fn label_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LabelRow> {
-    Ok(LabelRow {
-        name: r.get(0)?,
-        cid: r.get(1)?,
-        version: r.get(2)?,
-        description: r.get(3)?,
     })
 }
 
@@ -146,9 +137,13 @@ impl Provider for SqliteProvider {
         format!("sqlite:{}", self.path.display())
     }
 
-    async fn put_entry(&self, e: EntryRow, label: LabelRow) -> Result<()> {
+    async fn put_entry(&self, e: EntryRow, label: LabelRow, schema: SchemaRow) -> Result<()> {
         self.run(move |c| {
             let tx = c.transaction()?;
+            tx.execute(
+                "INSERT OR IGNORE INTO schemas (name, version, schema_json) VALUES (?1, ?2, ?3)",
+                params![schema.name, schema.version, schema.json],
+            )?;
             tx.execute(
                 &format!(
                     "INSERT OR REPLACE INTO dataset_entries ({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
@@ -206,25 +201,26 @@ impl Provider for SqliteProvider {
         self.run(move |c| insert_label(c, &label).map(drop)).await
     }
 
-    async fn get_label(&self, name: &str, version: &str) -> Result<Option<LabelRow>> {
+    async fn get_labelled_entry(&self, name: &str, version: &str) -> Result<Option<EntryRow>> {
         let (name, version) = (name.to_owned(), version.to_owned());
         self.run(move |c| {
             c.query_row(
-                "SELECT name, cid, version, description FROM labels WHERE name = ?1 AND version = ?2",
+                "SELECT e.cid, e.name, e.schema_ref, e.data_urls, e.metadata, e.legacy_uuid \
+                 FROM labels l JOIN dataset_entries e ON e.cid = l.cid \
+                 WHERE l.name = ?1 AND l.version = ?2",
                 [name, version],
-                label_row,
+                entry_row,
             )
             .optional()
         })
         .await
     }
 
-    async fn put_schema(&self, name: &str, version: &str, json: String) -> Result<()> {
-        let (name, version) = (name.to_owned(), version.to_owned());
+    async fn put_schema(&self, schema: SchemaRow) -> Result<()> {
         self.run(move |c| {
             c.execute(
                 "INSERT OR REPLACE INTO schemas (name, version, schema_json) VALUES (?1, ?2, ?3)",
-                params![name, version, json],
+                params![schema.name, schema.version, schema.json],
             )
             .map(drop)
         })

@@ -75,6 +75,11 @@ pub use atdata_codec::__private;
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
 
+/// The index guide's examples, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/index.md")]
+pub struct IndexGuideDoctests;
+
 /// Everything a sample definition and its use need: `use atdata::prelude::*;`.
 pub mod prelude {
     #[allow(deprecated)]
