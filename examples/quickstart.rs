@@ -1,13 +1,14 @@
 //! Quickstart: define a sample type, pack and unpack samples, write them as WebDataset shards,
-//! read them back in batches (ordered and shuffled), and describe the type with a schema record
-//! and the dataset with a CID, exactly as Python atdata would.
+//! read them back in batches (ordered and shuffled), then publish the type's schema, insert the
+//! dataset into the embedded index (a SQLite file, shards through a local-disk store), find it by
+//! name and read the stored copy back: the same records, keys and CIDs Python atdata writes.
 //!
-//! Run with `cargo run --example quickstart`. Needs no services.
+//! Run with `cargo run --example quickstart`. Needs no services: everything goes to a folder
+//! under the system temp directory, removed at the end.
 
 use atdata::ndarray::Array1;
 use atdata::prelude::*;
 use atdata::wds::ShardWriter;
-use atdata::{SchemaRecord, SchemaRefForm, entry_cid};
 
 /// One training example: a feature vector and its label.
 #[packable]
@@ -19,7 +20,8 @@ struct TrainingSample {
     note: Option<String>,
 }
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let samples: Vec<TrainingSample> = (0..100)
         .map(|i| TrainingSample {
             features: Array1::from_iter((0..8).map(|j| (i * 8 + j) as f32 / 10.0)),
@@ -92,26 +94,48 @@ fn main() -> anyhow::Result<()> {
         shuffled.label
     );
 
-    // The schema record the index stores (JSON text identical to Python's for the same type).
-    let record = SchemaRecord::new(
-        TrainingSample::schema(),
-        "1.0.0",
-        "2025-01-02T03:04:05.678901+00:00",
-    );
-    println!("schema record: {}", record.to_json());
+    // The embedded index: a SQLite file in Python atdata's layout, shards through a local store.
+    let index = LocalIndex::builder()
+        .sqlite_path(dir.join("index.db"))
+        .data_store(LocalDiskStore::new(dir.join("store"))?)
+        .build()
+        .await?;
+    let schema_ref = index
+        .publish_schema::<TrainingSample>("1.0.0", None)
+        .await?;
+    println!("published {schema_ref}");
+    let record = index.get_schema(&schema_ref).await?;
+    println!("schema record: {}", record.record.to_json());
 
-    // An entry's CID covers its schema reference and shard URLs, as Python computes it.
-    let schema_ref = SchemaRef::new("TrainingSample", "1.0.0");
-    let urls = vec![url.to_owned()];
-    println!("schema ref: {schema_ref}");
+    let entry = index
+        .insert_dataset_with(
+            &ds,
+            "training-v1",
+            InsertOptions {
+                prefix: Some("training".into()),
+                schema_ref: Some(schema_ref.clone()),
+                maxcount: 50,
+                ..Default::default()
+            },
+        )
+        .await?;
     println!(
-        "entry CID (seed ref form): {}",
-        entry_cid(&schema_ref.to_string(), &urls)?
+        "inserted {} as {} ({} shards, a SHA-256 each in its metadata)",
+        entry.name,
+        entry.cid(),
+        entry.data_urls.len()
     );
-    println!(
-        "entry CID (Python ref form): {}",
-        entry_cid(&schema_ref.format(SchemaRefForm::Python), &urls)?
-    );
+
+    // Later: find it by name and read the stored copy.
+    let found = index.get_entry_by_name("training-v1").await?;
+    assert_eq!(found, entry);
+    let stored = Dataset::<TrainingSample>::new(&found.shards_url())?;
+    let mut labels = 0;
+    for batch in stored.ordered(32)? {
+        labels += batch?.label.len();
+    }
+    assert_eq!(labels, samples.len());
+    println!("read {labels} samples back from {}", found.shards_url());
 
     std::fs::remove_dir_all(&dir)?;
     Ok(())

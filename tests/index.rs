@@ -919,3 +919,22 @@ async fn the_repo_writes_to_s3_and_indexes_in_redis() {
         entry
     );
 }
+
+#[tokio::test]
+async fn an_empty_dataset_through_a_store_is_an_error_and_indexes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = LocalIndex::builder()
+        .sqlite_path(dir.path().join("index.db"))
+        .data_store(LocalDiskStore::new(dir.path().join("store")).unwrap())
+        .build()
+        .await
+        .unwrap();
+    let rows = write_rows(dir.path(), 0);
+    let err = index
+        .insert_dataset(&rows, "empty", "empty")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, IndexError::Invalid(_)), "{err}");
+    assert!(err.to_string().contains("no samples"), "{err}");
+    assert!(index.all_entries().await.unwrap().is_empty());
+}

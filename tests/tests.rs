@@ -1,8 +1,12 @@
 //! Tests of the facade against the vectors Python atdata produced (`golden/`), property tests,
-//! the index on Redis and SQLite, and the `#[packable]` misuse diagnostics. One binary, to link once.
+//! the index on Redis and SQLite, the `atdata` command and the examples end to end, the API
+//! contract (`api_contract.rs`, a copy of the spec's, compile-only), and the `#[packable]`
+//! misuse diagnostics. One binary, to link once.
 
+mod api_contract;
 mod arrays;
 mod cids;
+mod cli;
 mod datasets;
 mod faults;
 mod golden;
@@ -12,3 +16,4 @@ mod samples;
 mod schemas;
 mod stores;
 mod ui;
+mod workflow;

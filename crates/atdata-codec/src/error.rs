@@ -131,6 +131,9 @@ pub enum Error {
     /// A schema field type this library cannot decode.
     #[error("unsupported schema field type `{0}`")]
     UnsupportedFieldType(String),
+    /// Samples that do not tell a field's type (see `Schema::infer`).
+    #[error("cannot infer a schema: {0}")]
+    Uninferable(String),
     /// A value that DAG-CBOR cannot encode, so no CID can be computed for it.
     #[error("cannot compute a CID: {0}")]
     Cid(String),

@@ -1,6 +1,8 @@
 //! JSON values as msgpack, packed as msgpack-python packs the same Python values: the form
 //! of an index entry's `metadata` and `data_urls`.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use rmp::Marker;
 use serde_json::{Map, Number, Value};
 
@@ -52,8 +54,9 @@ fn encode(enc: &mut Encoder<'_>, value: &Value) -> Result<()> {
     }
 }
 
-/// Reads a msgpack value as JSON. Map keys must be strings; byte strings become arrays of
-/// numbers; a float that JSON cannot hold (NaN, infinity) is an error, as is trailing data.
+/// Reads a msgpack value as JSON. Map keys must be strings; byte strings become base64 text
+/// (standard alphabet, padded); a float that JSON cannot hold (NaN, infinity) is an error, as is
+/// trailing data.
 ///
 /// ```
 /// assert_eq!(atdata_codec::msgpack_to_json(&[0x91, 0xa1, b'x']).unwrap(), serde_json::json!(["x"]));
@@ -82,9 +85,7 @@ fn decode(dec: &mut Decoder<'_>, depth: usize) -> Result<Value> {
         Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => {
             Value::String(dec.str()?.to_owned())
         }
-        Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => {
-            Value::Array(dec.bin()?.iter().map(|&b| Value::from(b)).collect())
-        }
+        Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => Value::String(STANDARD.encode(dec.bin()?)),
         Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
             let len = dec.array_len()?;
             // Every item takes at least one byte: a length beyond what is left is corrupt.
@@ -125,6 +126,14 @@ mod tests {
         let got: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(got, hex);
         assert_eq!(msgpack_to_json(&bytes).unwrap(), v);
+    }
+
+    #[test]
+    fn byte_strings_read_as_base64() {
+        assert_eq!(
+            msgpack_to_json(&[0xc4, 2, 0xff, 0x00]).unwrap(),
+            Value::from("/wA=")
+        );
     }
 
     #[test]

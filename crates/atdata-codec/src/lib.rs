@@ -37,6 +37,7 @@ mod dtype;
 mod dynamic;
 mod error;
 mod field;
+mod infer;
 mod json;
 mod msgpack;
 mod sample;

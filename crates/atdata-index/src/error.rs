@@ -24,6 +24,7 @@ pub enum Error {
         key: String,
     },
     /// The Redis server failed or could not be reached.
+    #[cfg(feature = "redis")]
     #[error("redis at {server}: {source}")]
     Redis {
         /// `host:port/db` (no credentials).

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use crate::entry::{LabelRow, LocalDatasetEntry};
 use crate::error::{Error, Result};
 use crate::provider::{Provider, SchemaRow};
+#[cfg(feature = "redis")]
 use crate::redis::RedisProvider;
 use crate::sqlite::SqliteProvider;
 
@@ -83,6 +84,7 @@ impl fmt::Debug for LocalIndex {
 #[derive(Default)]
 #[must_use]
 pub struct LocalIndexBuilder {
+    #[cfg(feature = "redis")]
     redis_url: Option<String>,
     sqlite_path: Option<PathBuf>,
     store: Option<Arc<dyn DataStore>>,
@@ -92,6 +94,7 @@ pub struct LocalIndexBuilder {
 
 impl LocalIndexBuilder {
     /// Use the Redis server at `url` (`redis://[:password@]host:port/db`).
+    #[cfg(feature = "redis")]
     pub fn redis_url(mut self, url: impl AsRef<str>) -> Self {
         self.redis_url = Some(url.as_ref().to_owned());
         self
@@ -127,17 +130,26 @@ impl LocalIndexBuilder {
 
     /// Connects (Redis) or opens (SQLite).
     pub async fn build(self) -> Result<LocalIndex> {
-        let provider: Box<dyn Provider> = match (self.redis_url, self.sqlite_path) {
-            (Some(_), Some(_)) => {
+        #[cfg(feature = "redis")]
+        if let Some(url) = &self.redis_url {
+            if self.sqlite_path.is_some() {
                 return Err(Error::Invalid(
                     "an index is either Redis or SQLite: give a Redis URL or a SQLite path, not both".into(),
                 ));
             }
-            (Some(url), None) => Box::new(RedisProvider::connect(&url).await?),
-            (None, Some(path)) => Box::new(SqliteProvider::open(&path).await?),
-            (None, None) => Box::new(SqliteProvider::open(&default_sqlite_path()?).await?),
+            let provider = Box::new(RedisProvider::connect(url).await?);
+            return Ok(self.finish(provider));
+        }
+        let path = match &self.sqlite_path {
+            Some(path) => path.clone(),
+            None => default_sqlite_path()?,
         };
-        Ok(LocalIndex {
+        let provider = Box::new(SqliteProvider::open(&path).await?);
+        Ok(self.finish(provider))
+    }
+
+    fn finish(self, provider: Box<dyn Provider>) -> LocalIndex {
+        LocalIndex {
             inner: Arc::new(Inner {
                 provider,
                 store: self.store,
@@ -148,7 +160,7 @@ impl LocalIndexBuilder {
                 },
                 clock: self.clock.unwrap_or_else(|| Arc::new(now_isoformat)),
             }),
-        })
+        }
     }
 }
 
@@ -252,6 +264,7 @@ impl LocalIndex {
     }
 
     /// An index on the Redis server at `url` (`redis://host:port/db`).
+    #[cfg(feature = "redis")]
     pub async fn connect_redis(url: impl AsRef<str>) -> Result<LocalIndex> {
         LocalIndex::builder().redis_url(url).build().await
     }
@@ -360,6 +373,12 @@ impl LocalIndex {
                     cache_local: options.cache_local,
                 };
                 let written = store.write_shards(dataset, &prefix, write).await?;
+                if written.urls().is_empty() {
+                    return Err(Error::Invalid(format!(
+                        "{} holds no samples: no shards were written, nothing indexed",
+                        dataset.url()
+                    )));
+                }
                 let checksums: Map<String, Value> = written
                     .urls()
                     .iter()

@@ -1,6 +1,6 @@
 //! The index of [atdata](https://docs.rs/atdata): datasets recorded under a content
-//! identifier (CID) and a name, with versioned schema records, on Redis or an embedded SQLite
-//! file, in the Python library's exact layout so both languages share one index.
+//! identifier (CID) and a name, with versioned schema records, on Redis (feature `redis`, on
+//! by default) or an embedded SQLite file, in the Python library's exact layout so both languages share one index.
 //!
 //! - [`LocalIndex`]: the index (built with [`LocalIndex::builder`], or
 //!   [`LocalIndex::connect_redis`] / [`LocalIndex::open_sqlite`]).
@@ -39,6 +39,7 @@ mod entry;
 mod error;
 mod index;
 mod provider;
+#[cfg(feature = "redis")]
 mod redis;
 mod sqlite;
 

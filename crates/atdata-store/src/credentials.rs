@@ -94,10 +94,12 @@ impl Credentials {
         &self.access_key_id
     }
 
+    #[cfg(feature = "s3")]
     pub(crate) fn secret_access_key(&self) -> &str {
         &self.secret_access_key
     }
 
+    #[cfg(feature = "s3")]
     pub(crate) fn session_token(&self) -> Option<&str> {
         self.session_token.as_deref()
     }

@@ -1,5 +1,6 @@
-//! Data stores for atdata shards, on [`object_store`]: [`S3DataStore`] (AWS and any
-//! S3-compatible server), [`LocalDiskStore`] (the embedded default) and [`MemoryStore`].
+//! Data stores for atdata shards, on [`object_store`]: `S3DataStore` (AWS and any
+//! S3-compatible server; feature `s3`, on by default), [`LocalDiskStore`] (the embedded
+//! default) and [`MemoryStore`].
 //!
 //! [`DataStore`] is the object-safe core (stream a shard in, open one for streaming reads,
 //! delete); [`DataStoreExt::write_shards`] writes a whole `Dataset` as shards through multipart
@@ -49,6 +50,8 @@ mod store;
 
 pub use crate::credentials::Credentials;
 pub use crate::error::{Error, Result};
-pub use crate::object::{LocalDiskStore, MemoryStore, S3DataStore};
+#[cfg(feature = "s3")]
+pub use crate::object::S3DataStore;
+pub use crate::object::{LocalDiskStore, MemoryStore};
 pub use crate::opener::StoreOpener;
 pub use crate::store::{DataStore, DataStoreExt, ShardUpload, WriteOptions, WrittenShards};

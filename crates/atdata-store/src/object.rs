@@ -10,6 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
+#[cfg(feature = "s3")]
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
@@ -21,6 +22,7 @@ use sha2::{Digest, Sha256};
 use tokio::runtime::{Handle, Runtime};
 use tokio::task::JoinHandle;
 
+#[cfg(feature = "s3")]
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
 use crate::store::{DataStore, ShardUpload};
@@ -82,8 +84,13 @@ fn wait<T: Send + 'static>(
 /// Where keys live, for URLs.
 #[derive(Debug, Clone)]
 enum Location {
-    S3 { bucket: String },
-    Disk { root: PathBuf },
+    #[cfg(feature = "s3")]
+    S3 {
+        bucket: String,
+    },
+    Disk {
+        root: PathBuf,
+    },
     Memory,
 }
 
@@ -116,6 +123,7 @@ impl Backend {
 
     fn prefix(&self) -> String {
         match &self.location {
+            #[cfg(feature = "s3")]
             Location::S3 { bucket } => format!("s3://{bucket}/"),
             Location::Disk { root } => format!("{}/", root.display()),
             Location::Memory => "memory:///".to_owned(),
@@ -471,6 +479,7 @@ macro_rules! store_type {
     };
 }
 
+#[cfg(feature = "s3")]
 store_type! {
     /// Shards in an S3 bucket on AWS or any S3-compatible server (MinIO, SeaweedFS, R2...).
     ///
@@ -491,6 +500,7 @@ store_type! {
     S3DataStore
 }
 
+#[cfg(feature = "s3")]
 impl S3DataStore {
     /// A store for `bucket` with `credentials`. Does no I/O.
     pub fn new(credentials: Credentials, bucket: &str) -> Result<S3DataStore> {

@@ -1,18 +1,19 @@
 //! Opening shard URLs through stores, for `Dataset`.
 
-use std::collections::HashMap;
 use std::io::Read;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use atdata_wds::ShardOpener;
 
+#[cfg(feature = "s3")]
 use crate::error::Error;
+#[cfg(feature = "s3")]
 use crate::object::S3DataStore;
 use crate::store::DataStore;
 
 /// A [`ShardOpener`] reading through a store: the one given, or, with [`from_env`]
-/// (the default), `s3://bucket/...` URLs through an [`S3DataStore`] per bucket with credentials
-/// from the environment, made on first use.
+/// (the default; feature `s3`), `s3://bucket/...` URLs through an `S3DataStore` per bucket
+/// with credentials from the environment, made on first use.
 ///
 /// [`from_env`]: StoreOpener::from_env
 ///
@@ -28,7 +29,8 @@ use crate::store::DataStore;
 #[derive(Debug, Clone, Default)]
 pub struct StoreOpener {
     store: Option<Arc<dyn DataStore>>,
-    buckets: Arc<Mutex<HashMap<String, Arc<S3DataStore>>>>,
+    #[cfg(feature = "s3")]
+    buckets: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<S3DataStore>>>>,
 }
 
 impl StoreOpener {
@@ -36,16 +38,18 @@ impl StoreOpener {
     pub fn new(store: impl DataStore) -> StoreOpener {
         StoreOpener {
             store: Some(Arc::new(store)),
-            buckets: Arc::default(),
+            ..StoreOpener::default()
         }
     }
 
     /// Reads `s3://` URLs with credentials from the environment (`AWS_*`).
+    #[cfg(feature = "s3")]
     pub fn from_env() -> StoreOpener {
         StoreOpener::default()
     }
 
-    fn bucket_store(&self, url: &str) -> Result<Arc<S3DataStore>, Error> {
+    #[cfg(feature = "s3")]
+    fn bucket_store(&self, url: &str) -> crate::Result<Arc<S3DataStore>> {
         let rest = url.strip_prefix("s3://").ok_or_else(|| Error::ForeignUrl {
             url: url.to_owned(),
             expected: "s3://".into(),
@@ -61,6 +65,14 @@ impl StoreOpener {
         let store = Arc::new(S3DataStore::from_env(bucket)?);
         buckets.insert(bucket.to_owned(), store.clone());
         Ok(store)
+    }
+
+    #[cfg(not(feature = "s3"))]
+    fn bucket_store(&self, url: &str) -> crate::Result<Arc<dyn DataStore>> {
+        Err(crate::Error::ForeignUrl {
+            url: url.to_owned(),
+            expected: "a store given to StoreOpener::new (s3:// needs the `s3` feature)".into(),
+        })
     }
 }
 

@@ -47,17 +47,21 @@ pub use atdata_index as index;
 pub use atdata_index::{InsertOptions, LocalDatasetEntry, LocalIndex, PublishedSchema};
 /// Data stores: S3, local disk, memory (crate `atdata-store`).
 pub use atdata_store as store;
+#[cfg(feature = "s3")]
+pub use atdata_store::S3DataStore;
 pub use atdata_store::{
-    Credentials, DataStore, DataStoreExt, LocalDiskStore, MemoryStore, S3DataStore, StoreOpener,
-    WriteOptions, WrittenShards,
+    Credentials, DataStore, DataStoreExt, LocalDiskStore, MemoryStore, StoreOpener, WriteOptions,
+    WrittenShards,
 };
 /// WebDataset shards: `TarWriter`, `TarReader`, `ShardWriter`, `expand_urls` (crate `atdata-wds`).
 pub use atdata_wds as wds;
 pub use atdata_wds::{ShardOptions, ShuffleOptions};
 
 mod opener;
+#[cfg(all(feature = "s3", feature = "redis"))]
 mod repo;
 pub use crate::opener::DefaultOpener;
+#[cfg(all(feature = "s3", feature = "redis"))]
 #[allow(deprecated)]
 pub use crate::repo::Repo;
 
@@ -70,10 +74,15 @@ pub use ndarray;
 #[doc(hidden)]
 pub use atdata_codec::__private;
 
-/// The README's examples, compiled and run as doctests so they stay true.
-#[cfg(doctest)]
+/// The README's examples, compiled as doctests so they stay true (they need Redis and S3).
+#[cfg(all(doctest, feature = "s3", feature = "redis"))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The getting-started guide's examples, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/getting-started.md")]
+pub struct GettingStartedDoctests;
 
 /// The index guide's examples, run as doctests.
 #[cfg(doctest)]
@@ -82,13 +91,16 @@ pub struct IndexGuideDoctests;
 
 /// Everything a sample definition and its use need: `use atdata::prelude::*;`.
 pub mod prelude {
+    #[cfg(all(feature = "s3", feature = "redis"))]
     #[allow(deprecated)]
     pub use crate::Repo;
+    #[cfg(feature = "s3")]
+    pub use crate::S3DataStore;
     #[cfg(feature = "derive")]
     pub use crate::packable;
     pub use crate::{
         Credentials, DataStore, DataStoreExt, Dataset, DynamicSample, InsertOptions,
-        LocalDatasetEntry, LocalDiskStore, LocalIndex, Packable, S3DataStore, SampleBatch, Schema,
-        SchemaRef, ShardOptions, ShuffleOptions,
+        LocalDatasetEntry, LocalDiskStore, LocalIndex, Packable, SampleBatch, Schema, SchemaRef,
+        ShardOptions, ShuffleOptions,
     };
 }

@@ -2,11 +2,13 @@
 
 use std::io::Read;
 
+#[cfg(feature = "s3")]
 use atdata_store::{S3DataStore, StoreOpener};
 use atdata_wds::{LocalOpener, ShardOpener};
 
-/// Opens local paths and `file://` URLs directly, and `s3://bucket/...` URLs through an
-/// `S3DataStore` per bucket with credentials from the environment (`AWS_*`), made on first use.
+/// Opens local paths and `file://` URLs directly, and (feature `s3`) `s3://bucket/...` URLs
+/// through an `S3DataStore` per bucket with credentials from the environment (`AWS_*`), made on
+/// first use.
 ///
 /// ```
 /// use atdata::DefaultOpener;
@@ -16,9 +18,11 @@ use atdata_wds::{LocalOpener, ShardOpener};
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct DefaultOpener {
+    #[cfg(feature = "s3")]
     s3: StoreOpener,
 }
 
+#[cfg(feature = "s3")]
 impl DefaultOpener {
     /// Opens local paths directly and `s3://` URLs through `store` (its credentials).
     pub fn with_store(store: S3DataStore) -> DefaultOpener {
@@ -30,10 +34,10 @@ impl DefaultOpener {
 
 impl ShardOpener for DefaultOpener {
     fn open(&self, url: &str) -> atdata_wds::Result<Box<dyn Read + Send>> {
+        #[cfg(feature = "s3")]
         if url.starts_with("s3://") {
-            self.s3.open(url)
-        } else {
-            LocalOpener.open(url)
+            return self.s3.open(url);
         }
+        LocalOpener.open(url)
     }
 }

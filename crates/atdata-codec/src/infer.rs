@@ -1,0 +1,253 @@
+//! A schema guessed from samples' payloads, for data that arrives without one.
+
+use rmp::Marker;
+
+use crate::array::ArrayPayload;
+use crate::error::{Error, Result};
+use crate::msgpack::Decoder;
+use crate::schema::{FieldType, Primitive, Schema, SchemaField};
+
+/// What the samples so far say about a value's type.
+#[derive(Debug, Clone, PartialEq)]
+enum Shape {
+    /// Only nil (or nothing) seen.
+    Unknown,
+    Primitive(Primitive),
+    NdArray(String),
+    List(Box<Shape>),
+}
+
+impl Shape {
+    /// The type both shapes allow: unknown parts filled in, int widened to float.
+    fn merge(self, other: Shape) -> Option<Shape> {
+        const INT: Shape = Shape::Primitive(Primitive::Int);
+        const FLOAT: Shape = Shape::Primitive(Primitive::Float);
+        Some(match (self, other) {
+            (Shape::Unknown, s) | (s, Shape::Unknown) => s,
+            (a, b) if (a == INT && b == FLOAT) || (a == FLOAT && b == INT) => FLOAT,
+            (Shape::List(a), Shape::List(b)) => Shape::List(Box::new(a.merge(*b)?)),
+            (a, b) if a == b => a,
+            _ => return None,
+        })
+    }
+
+    fn field_type(self) -> Option<FieldType> {
+        Some(match self {
+            Shape::Unknown => return None,
+            Shape::Primitive(p) => FieldType::Primitive(p),
+            Shape::NdArray(dtype) => FieldType::NdArray { dtype },
+            Shape::List(items) => FieldType::Array {
+                items: Box::new(items.field_type()?),
+            },
+        })
+    }
+}
+
+impl Schema {
+    /// The schema `name` that the msgpack maps `payloads` (samples) follow, judged from all of
+    /// them: strings, integers, floats (an int in one sample and a float in another is a float),
+    /// bools, byte strings (NDArray payloads as arrays of their dtype) and lists of those. A
+    /// field that is nil in some sample is optional. A field whose type no sample shows (only
+    /// nil, only empty lists), samples with different keys, nested maps and conflicting types
+    /// are errors naming the field.
+    ///
+    /// ```
+    /// use atdata_codec::{FieldType, Primitive, Schema};
+    ///
+    /// // {"id": 7, "tags": []} and {"id": 8, "tags": ["a"]}
+    /// let a = [0x82, 0xa2, b'i', b'd', 0x07, 0xa4, b't', b'a', b'g', b's', 0x90];
+    /// let b = [0x82, 0xa2, b'i', b'd', 0x08, 0xa4, b't', b'a', b'g', b's', 0x91, 0xa1, b'a'];
+    /// let schema = Schema::infer("Row", [&a[..], &b[..]]).unwrap();
+    /// assert_eq!(schema.fields[0].field_type, FieldType::Primitive(Primitive::Int));
+    /// assert!(Schema::infer("Row", [&a[..]]).is_err()); // an empty list alone says nothing
+    /// ```
+    pub fn infer<'p>(name: &str, payloads: impl IntoIterator<Item = &'p [u8]>) -> Result<Schema> {
+        let mut fields: Option<Vec<(String, Shape, bool)>> = None;
+        for (n, payload) in payloads.into_iter().enumerate() {
+            let sample = read_sample(payload)?;
+            let Some(known) = fields.as_mut() else {
+                fields = Some(sample);
+                continue;
+            };
+            let same_keys =
+                known.len() == sample.len() && known.iter().zip(&sample).all(|(a, b)| a.0 == b.0);
+            if !same_keys {
+                return Err(Error::Uninferable(format!(
+                    "sample {n} has other keys than the first"
+                )));
+            }
+            for (field, (_, shape, nil)) in known.iter_mut().zip(sample) {
+                let merged = std::mem::replace(&mut field.1, Shape::Unknown).merge(shape);
+                field.1 = merged.ok_or_else(|| {
+                    Error::Uninferable(format!("field `{}` changes type between samples", field.0))
+                })?;
+                field.2 |= nil;
+            }
+        }
+        let fields = fields.ok_or_else(|| Error::Uninferable("no sample".into()))?;
+        let fields = fields
+            .into_iter()
+            .map(|(name, shape, optional)| {
+                let field_type = shape.field_type().ok_or_else(|| {
+                    Error::Uninferable(format!(
+                        "no sample shows the type of field `{name}` (only nil or empty lists)"
+                    ))
+                })?;
+                Ok(SchemaField {
+                    name,
+                    field_type,
+                    optional,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Schema {
+            name: name.to_owned(),
+            fields,
+            description: None,
+        })
+    }
+}
+
+/// Each field of one sample: its name, shape, and whether it is nil.
+fn read_sample(payload: &[u8]) -> Result<Vec<(String, Shape, bool)>> {
+    let mut dec = Decoder::new(payload);
+    let len = dec.map_len()?;
+    let mut fields = Vec::with_capacity(len.min(payload.len()));
+    for _ in 0..len {
+        let field = dec.str()?;
+        let shape = shape(&mut dec).map_err(|e| e.in_field(field))?;
+        // Only a nil value reads as `Unknown` at the top of a field.
+        let nil = shape == Shape::Unknown;
+        fields.push((field.to_owned(), shape, nil));
+    }
+    dec.finish()?;
+    Ok(fields)
+}
+
+fn shape(dec: &mut Decoder<'_>) -> Result<Shape> {
+    Ok(match dec.peek()? {
+        Marker::Null => {
+            dec.nil()?;
+            Shape::Unknown
+        }
+        Marker::True | Marker::False => {
+            dec.bool()?;
+            Shape::Primitive(Primitive::Bool)
+        }
+        Marker::F32 | Marker::F64 => {
+            dec.float()?;
+            Shape::Primitive(Primitive::Float)
+        }
+        Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => {
+            dec.str()?;
+            Shape::Primitive(Primitive::Str)
+        }
+        Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => {
+            let bytes = dec.bin()?;
+            match ArrayPayload::from_bytes(bytes.to_vec()).map(|a| a.dtype().name()) {
+                Ok(Some(dtype)) => Shape::NdArray(dtype.to_owned()),
+                _ => Shape::Primitive(Primitive::Bytes),
+            }
+        }
+        Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
+            let mut items = Shape::Unknown;
+            for i in 0..dec.array_len()? {
+                let item = shape(dec).map_err(|e| e.in_item(i))?;
+                items = items.merge(item).ok_or_else(|| {
+                    Error::Uninferable("a list whose items differ in type".into())
+                })?;
+            }
+            Shape::List(Box::new(items))
+        }
+        Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
+            return Err(Error::Uninferable(
+                "a nested map (give a schema; maps are not a field type)".into(),
+            ));
+        }
+        _ => {
+            dec.int()?;
+            Shape::Primitive(Primitive::Int)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msgpack::Encoder;
+
+    fn payload(f: impl FnOnce(&mut Encoder<'_>)) -> Vec<u8> {
+        let mut out = Vec::new();
+        f(&mut Encoder::new(&mut out));
+        out
+    }
+
+    #[test]
+    fn arrays_lists_bytes_and_optionals_are_told_apart() {
+        let array = crate::encode_array(&ndarray::array![1u8, 2]).unwrap();
+        let first = payload(|e| {
+            e.map_len(4).unwrap();
+            e.str("mask").unwrap();
+            e.bin(&array).unwrap();
+            e.str("raw").unwrap();
+            e.bin(b"\x00\x01").unwrap();
+            e.str("scores").unwrap();
+            e.array_len(2).unwrap();
+            e.int(1).unwrap();
+            e.f64(1.5).unwrap();
+            e.str("note").unwrap();
+            e.nil().unwrap();
+        });
+        let second = payload(|e| {
+            e.map_len(4).unwrap();
+            e.str("mask").unwrap();
+            e.nil().unwrap();
+            e.str("raw").unwrap();
+            e.bin(b"").unwrap();
+            e.str("scores").unwrap();
+            e.array_len(0).unwrap();
+            e.str("note").unwrap();
+            e.str("hi").unwrap();
+        });
+        let schema = Schema::infer("S", [&first[..], &second[..]]).unwrap();
+        let got: Vec<_> = schema
+            .fields
+            .iter()
+            .map(|f| (f.field_type.clone(), f.optional))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    FieldType::NdArray {
+                        dtype: "uint8".into()
+                    },
+                    true
+                ),
+                (FieldType::Primitive(Primitive::Bytes), false),
+                (
+                    FieldType::Array {
+                        items: Box::new(FieldType::Primitive(Primitive::Float))
+                    },
+                    false
+                ),
+                (FieldType::Primitive(Primitive::Str), true),
+            ]
+        );
+    }
+
+    #[test]
+    fn what_samples_do_not_tell_is_an_error_naming_the_field() {
+        let nil_only = [0x81, 0xa1, b'x', 0xc0];
+        let err = Schema::infer("S", [&nil_only[..]]).unwrap_err();
+        assert!(err.to_string().contains("`x`"), "{err}");
+        let text = [0x81, 0xa1, b'x', 0xa1, b'a'];
+        let int = [0x81, 0xa1, b'x', 0x01];
+        assert!(Schema::infer("S", [&text[..], &int[..]]).is_err());
+        let other_key = [0x81, 0xa1, b'y', 0x01];
+        assert!(Schema::infer("S", [&int[..], &other_key[..]]).is_err());
+        assert!(Schema::infer("S", [&[0x91, 0x01][..]]).is_err()); // not a map
+        assert!(Schema::infer("S", [&[0x81, 0xa1, b'x'][..]]).is_err()); // truncated
+        assert!(Schema::infer("S", std::iter::empty::<&[u8]>()).is_err());
+    }
+}

@@ -1,0 +1,75 @@
+//! Where the index and the store are: flags, then the environment (and `.env`).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use atdata::index::LocalIndexBuilder;
+use atdata::{Credentials, LocalDiskStore, LocalIndex, S3DataStore};
+
+#[derive(Debug, clap::Args)]
+pub struct Config {
+    /// The index: `redis://[:password@]host:port/db` or `sqlite:PATH` [default:
+    /// ~/.atdata/index.db, the file Python atdata uses by default].
+    #[arg(long, global = true, env = "ATDATA_INDEX")]
+    index: Option<String>,
+
+    /// Write shards to this S3 bucket (credentials from `AWS_*`), instead of a local folder.
+    #[arg(long, global = true, env = "AWS_BUCKET")]
+    bucket: Option<String>,
+
+    /// The local folder shards go to without `--bucket` [default: ~/.atdata/data, as Python's
+    /// LocalDiskStore].
+    #[arg(long, global = true, env = "ATDATA_STORE_DIR")]
+    store_dir: Option<PathBuf>,
+
+    /// Write new schema references in Python atdata's current form (`atdata://local/schema/`)
+    /// instead of the seed's `sampleSchema` form; set it when sharing an index with Python.
+    #[arg(long, global = true)]
+    python_schema_refs: bool,
+}
+
+impl Config {
+    fn builder(&self) -> anyhow::Result<LocalIndexBuilder> {
+        let builder = LocalIndex::builder().python_schema_refs(self.python_schema_refs);
+        Ok(match self.index.as_deref() {
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                builder.redis_url(url)
+            }
+            Some(spec) => match spec.strip_prefix("sqlite:") {
+                Some(path) => builder.sqlite_path(path),
+                None => {
+                    anyhow::bail!("--index {spec}: expected redis://host:port/db or sqlite:PATH")
+                }
+            },
+            None => builder.sqlite_path(crate::home_dir("index.db")?),
+        })
+    }
+
+    /// The index, without a data store.
+    pub async fn index(&self) -> anyhow::Result<LocalIndex> {
+        let builder = self.builder()?;
+        Ok(builder.build().await?)
+    }
+
+    /// The index, writing shards through the configured store.
+    pub async fn index_with_store(&self) -> anyhow::Result<(LocalIndex, String)> {
+        let builder = self.builder()?;
+        let (builder, shown) = match &self.bucket {
+            Some(bucket) => {
+                let credentials = Credentials::from_env()
+                    .context("--bucket needs S3 credentials (AWS_ACCESS_KEY_ID, ...)")?;
+                let store = S3DataStore::new(credentials, bucket)?;
+                (builder.data_store(store), format!("s3://{bucket}"))
+            }
+            None => {
+                let dir = match &self.store_dir {
+                    Some(dir) => dir.clone(),
+                    None => crate::home_dir("data")?,
+                };
+                let store = LocalDiskStore::new(&dir)?;
+                (builder.data_store(store), dir.display().to_string())
+            }
+        };
+        Ok((builder.build().await?, shown))
+    }
+}

@@ -1,0 +1,101 @@
+//! `ls`, `get` and `schema`: reading the index.
+
+use atdata::index::Error as IndexError;
+use atdata::{Cid, LocalDatasetEntry, LocalIndex};
+use serde_json::Value as Json;
+
+use crate::config::Config;
+
+/// The entry `name_or_cid` names: by CID when it parses as one (and is there), else by name.
+pub async fn find(index: &LocalIndex, name_or_cid: &str) -> anyhow::Result<LocalDatasetEntry> {
+    if name_or_cid.parse::<Cid>().is_ok() {
+        match index.get_entry(name_or_cid).await {
+            Err(IndexError::NotFound { .. }) => {}
+            found => return Ok(found?),
+        }
+    }
+    Ok(index.get_entry_by_name(name_or_cid).await?)
+}
+
+fn describe(e: &LocalDatasetEntry) {
+    println!("name:       {}", e.name);
+    println!("cid:        {}", e.cid());
+    println!("schema:     {}", e.schema_ref);
+    println!("data urls:  {}", e.data_urls.len());
+    for url in &e.data_urls {
+        println!("  {url}");
+    }
+    if let Some(m) = &e.metadata {
+        println!("metadata:   {m}");
+    }
+}
+
+pub async fn ls(config: &Config, json: bool) -> anyhow::Result<()> {
+    let mut entries = config.index().await?.all_entries().await?;
+    entries.sort_by(|a, b| (&a.name, a.cid().to_string()).cmp(&(&b.name, b.cid().to_string())));
+    if json {
+        let all: Vec<Json> = entries.iter().map(LocalDatasetEntry::to_json).collect();
+        println!("{}", Json::Array(all));
+        return Ok(());
+    }
+    for e in &entries {
+        println!(
+            "{}\t{}\t{}\t{} url(s)",
+            e.name,
+            e.cid(),
+            e.schema_ref,
+            e.data_urls.len()
+        );
+    }
+    Ok(())
+}
+
+pub async fn get(config: &Config, name_or_cid: &str, json: bool) -> anyhow::Result<()> {
+    let entry = find(&config.index().await?, name_or_cid).await?;
+    if json {
+        println!("{}", entry.to_json());
+    } else {
+        describe(&entry);
+    }
+    Ok(())
+}
+
+pub async fn schema_list(config: &Config, json: bool) -> anyhow::Result<()> {
+    let schemas = config.index().await?.list_schemas().await?;
+    if json {
+        let all = schemas
+            .iter()
+            .map(|s| serde_json::from_str(&s.to_json()))
+            .collect::<Result<Vec<Json>, _>>()?;
+        println!("{}", Json::Array(all));
+        return Ok(());
+    }
+    for s in &schemas {
+        println!(
+            "{}\t{} field(s)\t{}",
+            s.schema_ref,
+            s.record.schema.fields.len(),
+            s.record.schema.description.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+pub async fn schema_show(config: &Config, schema_ref: &str, json: bool) -> anyhow::Result<()> {
+    let s = config.index().await?.get_schema(schema_ref).await?;
+    if json {
+        println!("{}", s.to_json());
+        return Ok(());
+    }
+    println!("{}", s.schema_ref);
+    if let Some(d) = &s.record.schema.description {
+        println!("description: {d}");
+    }
+    println!("created:     {}", s.record.created_at);
+    for f in &s.record.schema.fields {
+        let ty = serde_json::to_string(&f.field_type)?;
+        let optional = if f.optional { " (optional)" } else { "" };
+        println!("  {}: {ty}{optional}", f.name);
+    }
+    Ok(())
+}

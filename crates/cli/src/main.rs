@@ -1,0 +1,186 @@
+//! `atdata`: look inside shards and indexes, insert datasets, verify them.
+//!
+//! Exit codes: 0 on success, 1 on an error (one line on stderr), 2 on a usage error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod config;
+mod entries;
+mod insert;
+mod render;
+mod shards;
+mod verify;
+
+use crate::config::Config;
+
+/// Typed ML datasets in WebDataset shards, indexed in Redis or SQLite (Python atdata's layout).
+///
+/// Configuration comes from flags, then the environment, then a `.env` file in the current
+/// directory: `ATDATA_INDEX`, `AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_REGION`, `AWS_BUCKET`.
+#[derive(Debug, Parser)]
+#[command(name = "atdata", version, about)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Shards, sample counts, keys, member extensions and sizes of a dataset URL.
+    Inspect {
+        /// A shard path or URL, brace patterns allowed (`data-{000000..000009}.tar`, `s3://...`).
+        url: String,
+        /// A schema reference in the index, to list the sample fields.
+        #[arg(long)]
+        schema: Option<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Samples as JSON, one object per line: decoded by `--schema`, else the raw msgpack map.
+    Cat {
+        /// A shard path or URL, brace patterns allowed.
+        url: String,
+        /// A schema reference in the index to decode the samples with.
+        #[arg(long)]
+        schema: Option<String>,
+        /// Stop after this many samples.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// The entries of the index.
+    Ls {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One entry, by name (the newest insert under it) or by CID.
+    Get {
+        /// A dataset name or a CID.
+        name_or_cid: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Schema records.
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
+    /// Writes a dataset's shards to the store (`--bucket`, else a local folder) and indexes it.
+    Insert(insert::InsertArgs),
+    /// Re-hashes every shard of an entry against the checksums stored with it.
+    Verify {
+        /// A dataset name or a CID.
+        name_or_cid: String,
+        /// Print a JSON array of the results.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemaCommand {
+    /// Every schema record, by name and version.
+    List {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One schema record (any reference form).
+    Show {
+        /// `atdata://local/sampleSchema/Name@1.0.0`, `atdata://local/schema/...` or
+        /// `local://schemas/module.Name@1.0.0`.
+        schema_ref: String,
+        /// Print the record as JSON text (with `$ref`), as Python's `get_schema` returns it.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    // A `.env` in the current directory fills what the environment lacks; none is fine.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse(); // usage errors exit with 2
+    let level = match cli.verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&anyhow::anyhow!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => fail(&e),
+    }
+}
+
+/// Prints `e` and its causes on one line (a cause already in its parent's text is left out)
+/// and returns the error exit code.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    let mut line = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if !line.contains(&cause) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&cause);
+        }
+    }
+    eprintln!("error: {line}");
+    ExitCode::FAILURE
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = cli.config;
+    match cli.command {
+        Command::Inspect { url, schema, json } => {
+            shards::inspect(&config, &url, schema.as_deref(), json).await?
+        }
+        Command::Cat { url, schema, limit } => {
+            shards::cat(&config, &url, schema.as_deref(), limit).await?
+        }
+        Command::Ls { json } => entries::ls(&config, json).await?,
+        Command::Get { name_or_cid, json } => entries::get(&config, &name_or_cid, json).await?,
+        Command::Schema { command } => match command {
+            SchemaCommand::List { json } => entries::schema_list(&config, json).await?,
+            SchemaCommand::Show { schema_ref, json } => {
+                entries::schema_show(&config, &schema_ref, json).await?
+            }
+        },
+        Command::Insert(args) => insert::insert(&config, args).await?,
+        Command::Verify { name_or_cid, json } => {
+            return verify::verify(&config, &name_or_cid, json).await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `~/.atdata/{name}`.
+fn home_dir(name: &str) -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME")
+        .ok_or_else(|| anyhow::anyhow!("HOME is not set: pass --index / --store-dir"))?;
+    Ok(PathBuf::from(home).join(".atdata").join(name))
+}

@@ -1,0 +1,130 @@
+//! End to end: the seed's complete workflow on the real Redis and S3 server, and the quickstart
+//! example in a fresh temporary directory with no services.
+
+use std::process::Command;
+
+use atdata::ndarray::Array1;
+use atdata::prelude::*;
+
+use crate::cli::built;
+
+/// One training example.
+#[packable]
+#[derive(Debug, Clone, PartialEq)]
+struct TrainingSample {
+    features: Array1<f32>,
+    label: i64,
+    source: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_workflow_on_redis_and_s3() {
+    let redis_url = crate::index::fresh_db(20).await;
+    let bucket = std::env::var("AWS_BUCKET").expect("the S3 test services (AWS_BUCKET)");
+    let dir = tempfile::tempdir().unwrap();
+
+    // 1-3. Samples into a local tar.
+    let samples: Vec<TrainingSample> = (0..1000)
+        .map(|i| TrainingSample {
+            features: Array1::from_iter((0..128).map(|j| (i * 128 + j) as f32)),
+            label: i % 10,
+            source: "synthetic".into(),
+        })
+        .collect();
+    let local = dir.path().join("local-data.tar");
+    let mut sink = atdata::wds::TarWriter::create(&local).unwrap();
+    for (i, s) in samples.iter().enumerate() {
+        sink.write(&s.as_wds(&format!("{i:06}"))).unwrap();
+    }
+    sink.finish().unwrap().close().unwrap();
+
+    // 4. Index on Redis with the S3 store; publish and insert.
+    let store = S3DataStore::new(Credentials::from_env().unwrap(), &bucket).unwrap();
+    let index = LocalIndex::builder()
+        .redis_url(&redis_url)
+        .data_store(store)
+        .build()
+        .await
+        .unwrap();
+    let schema_ref = index
+        .publish_schema::<TrainingSample>("1.0.0", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        schema_ref,
+        "atdata://local/sampleSchema/TrainingSample@1.0.0"
+    );
+    let local_ds = Dataset::<TrainingSample>::new(local.to_str().unwrap()).unwrap();
+    let entry = index
+        .insert_dataset(&local_ds, "training-v1", "workflow-test")
+        .await
+        .unwrap();
+    assert!(entry.data_urls[0].starts_with(&format!("s3://{bucket}/workflow-test/data--")));
+    assert_eq!(
+        entry.schema_ref,
+        "atdata://local/sampleSchema/TrainingSample@1.0.0"
+    );
+
+    // 5. Retrieve later, from another handle on the same Redis, and read from S3.
+    let later = LocalIndex::connect_redis(&redis_url).await.unwrap();
+    let found = later.get_entry_by_name("training-v1").await.unwrap();
+    assert_eq!(found, entry);
+    assert_eq!(
+        later
+            .get_schema(&found.schema_ref)
+            .await
+            .unwrap()
+            .record
+            .schema,
+        TrainingSample::schema()
+    );
+    let dataset = Dataset::<TrainingSample>::new(&found.data_urls[0]).unwrap();
+    let read: Vec<TrainingSample> = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for batch in dataset.ordered(32).unwrap() {
+            let batch = batch.unwrap();
+            assert_eq!(batch.features.shape()[1], 128);
+            out.extend(batch.samples().iter().cloned());
+        }
+        out
+    })
+    .await
+    .unwrap();
+    assert_eq!(read, samples);
+}
+
+#[test]
+fn the_quickstart_runs_in_a_fresh_directory_without_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(built("examples/quickstart"))
+        .current_dir(dir.path())
+        .env("TMPDIR", dir.path())
+        .env("HOME", dir.path())
+        .env_remove("REDIS_URL")
+        .env_remove("AWS_ENDPOINT")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_BUCKET")
+        .output()
+        .expect("the quickstart runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "quickstart failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("published atdata://local/sampleSchema/TrainingSample@1.0.0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("inserted training-v1 as bafyrei"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("read 100 samples back"), "{stdout}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "the quickstart cleans up after itself: {left:?}"
+    );
+}
