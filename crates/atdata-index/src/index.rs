@@ -427,8 +427,8 @@ impl LocalIndex {
         indexed
     }
 
-    /// Every entry, as an async stream read page by page (1,000 entries a round trip), each
-    /// entry once. The order is the provider's (SCAN order on Redis, CID order on SQLite).
+    /// Every entry, as an async stream read a page of 1,000 entries at a time (on Redis, one
+    /// `SCAN` and one pipelined batch of `HGETALL`s a page), each entry once. The order is the provider's (SCAN order on Redis, CID order on SQLite).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
