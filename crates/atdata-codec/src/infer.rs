@@ -48,8 +48,8 @@ impl Schema {
     /// them: strings, integers, floats (an int in one sample and a float in another is a float),
     /// bools, byte strings (NDArray payloads as arrays of their dtype) and lists of those. A
     /// field that is nil in some sample is optional. A field whose type no sample shows (only
-    /// nil, only empty lists), samples with different keys, nested maps and conflicting types
-    /// are errors naming the field.
+    /// nil, only empty lists), samples with different keys, repeated keys, nil list items,
+    /// nested maps and conflicting types are errors naming the field.
     ///
     /// ```
     /// use atdata_codec::{FieldType, Primitive, Schema};
@@ -115,6 +115,11 @@ fn read_sample(payload: &[u8]) -> Result<Vec<(String, Shape, bool)>> {
     let mut fields = Vec::with_capacity(len.min(payload.len()));
     for _ in 0..len {
         let field = dec.str()?;
+        if fields.iter().any(|(name, _, _)| name == field) {
+            return Err(Error::DuplicateField {
+                name: field.to_owned(),
+            });
+        }
         let shape = shape(&mut dec).map_err(|e| e.in_field(field))?;
         // Only a nil value reads as `Unknown` at the top of a field.
         let nil = shape == Shape::Unknown;
@@ -152,6 +157,9 @@ fn shape(dec: &mut Decoder<'_>) -> Result<Shape> {
         Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
             let mut items = Shape::Unknown;
             for i in 0..dec.array_len()? {
+                if dec.peek()? == Marker::Null {
+                    return Err(Error::Uninferable("a list holding nil".into()).in_item(i));
+                }
                 let item = shape(dec).map_err(|e| e.in_item(i))?;
                 items = items.merge(item).ok_or_else(|| {
                     Error::Uninferable("a list whose items differ in type".into())
@@ -249,5 +257,9 @@ mod tests {
         assert!(Schema::infer("S", [&[0x91, 0x01][..]]).is_err()); // not a map
         assert!(Schema::infer("S", [&[0x81, 0xa1, b'x'][..]]).is_err()); // truncated
         assert!(Schema::infer("S", std::iter::empty::<&[u8]>()).is_err());
+        let repeated = [0x82, 0xa1, b'x', 0x01, 0xa1, b'x', 0x02];
+        assert!(Schema::infer("S", [&repeated[..]]).is_err());
+        let nil_item = [0x81, 0xa1, b'x', 0x92, 0x01, 0xc0];
+        assert!(Schema::infer("S", [&nil_item[..]]).is_err());
     }
 }
