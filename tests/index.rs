@@ -506,7 +506,7 @@ enum Backend {
 }
 
 impl Backend {
-    async fn builder(&self) -> atdata::index::LocalIndexBuilder {
+    fn builder(&self) -> atdata::index::LocalIndexBuilder {
         match self {
             Backend::Redis(url) => LocalIndex::builder().redis_url(url),
             Backend::Sqlite(path) => LocalIndex::builder().sqlite_path(path),
@@ -563,8 +563,7 @@ fn write_rows(dir: &Path, n: i64) -> Dataset<Row> {
 }
 
 async fn behaviour(backend: Backend) {
-    let index = backend.builder().await.build().await.unwrap();
-    let form = |r: &str| r.to_owned();
+    let index = backend.builder().build().await.unwrap();
 
     // Schemas: explicit versions, the next patch version, numeric ordering, non-semver ignored.
     assert_eq!(
@@ -572,7 +571,7 @@ async fn behaviour(backend: Backend) {
             .publish_schema::<Row>(None, Some("rows"))
             .await
             .unwrap(),
-        form("atdata://local/sampleSchema/Row@1.0.0")
+        "atdata://local/sampleSchema/Row@1.0.0"
     );
     assert!(
         index
@@ -719,13 +718,7 @@ async fn behaviour(backend: Backend) {
     // stored copy readable from the entry.
     let dir = tempfile::tempdir().unwrap();
     let store = LocalDiskStore::new(dir.path().join("store")).unwrap();
-    let stored_index = backend
-        .builder()
-        .await
-        .data_store(store)
-        .build()
-        .await
-        .unwrap();
+    let stored_index = backend.builder().data_store(store).build().await.unwrap();
     let rows = write_rows(dir.path(), 5);
     let entry = stored_index
         .insert_dataset_with(
@@ -820,17 +813,22 @@ async fn eight_tasks_inserting_500_entries_each_leave_4000_on_sqlite() {
     .await;
 }
 
-#[tokio::test]
-async fn a_failed_index_write_deletes_the_shards_it_wrote() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("index.db");
-    let store_dir = dir.path().join("store");
+/// A SQLite index in `dir` writing shards through a local store there; with both paths.
+async fn stored_sqlite_index(dir: &Path) -> (LocalIndex, PathBuf, PathBuf) {
+    let (db, store_dir) = (dir.join("index.db"), dir.join("store"));
     let index = LocalIndex::builder()
         .sqlite_path(&db)
         .data_store(LocalDiskStore::new(&store_dir).unwrap())
         .build()
         .await
         .unwrap();
+    (index, db, store_dir)
+}
+
+#[tokio::test]
+async fn a_failed_index_write_deletes_the_shards_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let (index, db, store_dir) = stored_sqlite_index(dir.path()).await;
     // Another writer breaks the table the entry goes to.
     rusqlite::Connection::open(&db)
         .unwrap()
@@ -864,13 +862,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 #[tokio::test]
 async fn metadata_that_cannot_take_checksums_is_refused_before_any_write() {
     let dir = tempfile::tempdir().unwrap();
-    let store_dir = dir.path().join("store");
-    let index = LocalIndex::builder()
-        .sqlite_path(dir.path().join("index.db"))
-        .data_store(LocalDiskStore::new(&store_dir).unwrap())
-        .build()
-        .await
-        .unwrap();
+    let (index, _, store_dir) = stored_sqlite_index(dir.path()).await;
     let rows = write_rows(dir.path(), 2);
     let options = InsertOptions {
         metadata: Some(json!([1, 2])),
@@ -923,12 +915,7 @@ async fn the_repo_writes_to_s3_and_indexes_in_redis() {
 #[tokio::test]
 async fn an_empty_dataset_through_a_store_is_an_error_and_indexes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let index = LocalIndex::builder()
-        .sqlite_path(dir.path().join("index.db"))
-        .data_store(LocalDiskStore::new(dir.path().join("store")).unwrap())
-        .build()
-        .await
-        .unwrap();
+    let (index, _, _) = stored_sqlite_index(dir.path()).await;
     let rows = write_rows(dir.path(), 0);
     let err = index
         .insert_dataset(&rows, "empty", "empty")

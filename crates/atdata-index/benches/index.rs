@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use atdata_derive::packable;
 use atdata_index::LocalIndex;
 use atdata_wds::Dataset;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// The sample type the entries name.
 #[packable(crate = "atdata_codec")]
@@ -47,7 +49,7 @@ fn main() -> Result<(), BoxError> {
         let client = redis::Client::open(url.as_str())?;
         let mut raw = client.get_multiplexed_async_connection().await?;
         let () = redis::cmd("FLUSHDB").query_async(&mut raw).await?;
-        let ping = mean(LOOKUPS, || {
+        let ping = mean(&[(); LOOKUPS], |()| {
             let mut raw = raw.clone();
             async move {
                 let _: String = redis::cmd("PING").query_async(&mut raw).await?;
@@ -73,6 +75,7 @@ async fn run(
     sizes: [usize; 2],
     raw: Option<&redis::aio::MultiplexedConnection>,
 ) -> Result<(), BoxError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut count = 0;
     for size in sizes {
         // Fill up to `size - 1000` concurrently, then time the last 1,000 inserts one by one.
@@ -85,23 +88,26 @@ async fn run(
         let add_mean = started.elapsed() / timed as u32;
         count = size;
 
-        let get = mean(LOOKUPS, || async {
-            let i = fastrand(size);
-            let cid = atdata_codec::entry_cid(&schema_ref(), &[url_of(i)])?;
-            index.get_entry(cid.to_string()).await?;
+        // What each lookup asks for is drawn (and its CID computed) before the clock starts.
+        let picks: Vec<usize> = (0..LOOKUPS).map(|_| rng.random_range(0..size)).collect();
+        let cids = picks
+            .iter()
+            .map(|&i| Ok(atdata_codec::entry_cid(&schema_ref(), &[url_of(i)])?.to_string()))
+            .collect::<Result<Vec<String>, BoxError>>()?;
+        let names: Vec<String> = picks.iter().map(|i| format!("e{i}")).collect();
+        let get = mean(&cids, |cid| async move {
+            index.get_entry(cid).await?;
             Ok(())
         })
         .await?;
-        let by_name = mean(LOOKUPS, || async {
-            index
-                .get_entry_by_name(format!("e{}", fastrand(size)))
-                .await?;
+        let by_name = mean(&names, |name| async move {
+            index.get_entry_by_name(name).await?;
             Ok(())
         })
         .await?;
         let rounds = if size > 10_000 { 3 } else { 10 };
-        let list = mean(rounds, || async {
-            assert_eq!(index.all_entries().await?.len(), size);
+        let list = mean(&vec![size; rounds], |&n| async move {
+            assert_eq!(index.all_entries().await?.len(), n);
             Ok(())
         })
         .await?;
@@ -113,10 +119,9 @@ async fn run(
             list.as_secs_f64() * 1e3
         );
         if let Some(raw) = raw {
-            let hgetall = mean(LOOKUPS, || {
+            let hgetall = mean(&cids, |cid| {
                 let mut raw = raw.clone();
                 async move {
-                    let cid = atdata_codec::entry_cid(&schema_ref(), &[url_of(fastrand(size))])?;
                     let _: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
                         .arg(format!("LocalDatasetEntry:{cid}"))
                         .query_async(&mut raw)
@@ -165,31 +170,17 @@ async fn fill(index: &LocalIndex, from: usize, to: usize) -> Result<(), BoxError
     Ok(())
 }
 
-/// The mean time of `n` sequential runs of `f`.
-async fn mean<F, Fut>(n: usize, mut f: F) -> Result<Duration, BoxError>
+/// The mean time of running `f` on each item in turn.
+async fn mean<'a, T, F, Fut>(items: &'a [T], mut f: F) -> Result<Duration, BoxError>
 where
-    F: FnMut() -> Fut,
+    F: FnMut(&'a T) -> Fut,
     Fut: std::future::Future<Output = Result<(), BoxError>>,
 {
     let started = Instant::now();
-    for _ in 0..n {
-        f().await?;
+    for item in items {
+        f(item).await?;
     }
-    Ok(started.elapsed() / n as u32)
-}
-
-/// A pseudo-random index below `n` (xorshift; the benchmark needs spread, not quality).
-fn fastrand(n: usize) -> usize {
-    use std::cell::Cell;
-    thread_local!(static STATE: Cell<u64> = const { Cell::new(0x9e37_79b9_7f4a_7c15) });
-    STATE.with(|s| {
-        let mut x = s.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        (x % n as u64) as usize
-    })
+    Ok(started.elapsed() / items.len() as u32)
 }
 
 fn us(d: Duration) -> String {

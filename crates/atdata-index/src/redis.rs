@@ -125,33 +125,37 @@ impl RedisProvider {
 }
 
 fn entry_row(key: &[u8], mut h: HashMap<String, Vec<u8>>) -> Result<EntryRow> {
-    let key_text = String::from_utf8_lossy(key).into_owned();
+    // The key's text is needed only for errors and for entries stored without a `cid` field.
+    let key_text = || String::from_utf8_lossy(key).into_owned();
     let corrupt = |reason: String| Error::Corrupt {
-        key: key_text.clone(),
+        key: key_text(),
         reason,
     };
-    let text = |field: &str| -> Result<Option<String>> {
-        h.get(field)
-            .map(|v| String::from_utf8(v.clone()))
+    let mut take = |field: &str| h.remove(field);
+    let text = |field: &str, bytes: Option<Vec<u8>>| -> Result<Option<String>> {
+        bytes
+            .map(String::from_utf8)
             .transpose()
             .map_err(|_| corrupt(format!("field {field} is not UTF-8")))
     };
-    let name = text("name")?.ok_or_else(|| corrupt("no name field".into()))?;
-    let schema_ref = text("schema_ref")?.ok_or_else(|| corrupt("no schema_ref field".into()))?;
-    let legacy_uuid = text("legacy_uuid")?;
-    let cid = match text("cid")? {
+    let name = text("name", take("name"))?.ok_or_else(|| corrupt("no name field".into()))?;
+    let schema_ref = text("schema_ref", take("schema_ref"))?
+        .ok_or_else(|| corrupt("no schema_ref field".into()))?;
+    let legacy_uuid = text("legacy_uuid", take("legacy_uuid"))?;
+    let cid = match text("cid", take("cid"))? {
         Some(cid) => cid,
-        None => key_text.strip_prefix(ENTRY).unwrap_or(&key_text).to_owned(),
+        None => {
+            let key = key_text();
+            key.strip_prefix(ENTRY).unwrap_or(&key).to_owned()
+        }
     };
-    let data_urls = h
-        .remove("data_urls")
-        .ok_or_else(|| corrupt("no data_urls field".into()))?;
+    let data_urls = take("data_urls").ok_or_else(|| corrupt("no data_urls field".into()))?;
     Ok(EntryRow {
         cid,
         name,
         schema_ref,
         data_urls,
-        metadata: h.remove("metadata"),
+        metadata: take("metadata"),
         legacy_uuid,
     })
 }

@@ -55,7 +55,16 @@ CREATE INDEX IF NOT EXISTS idx_labels_cid
     ON labels(cid);
 ";
 
-const ENTRY_COLUMNS: &str = "cid, name, schema_ref, data_urls, metadata, legacy_uuid";
+/// The entry columns, in `EntryRow` order, as every entry query selects them.
+macro_rules! select_entries {
+    ($rest:literal) => {
+        concat!(
+            "SELECT e.cid, e.name, e.schema_ref, e.data_urls, e.metadata, e.legacy_uuid ",
+            "FROM dataset_entries e ",
+            $rest
+        )
+    };
+}
 const PAGE: i64 = 1000;
 
 pub(crate) struct SqliteProvider {
@@ -111,6 +120,21 @@ impl SqliteProvider {
         })
     }
 
+    /// The entry the query `sql` (cached per connection) finds with `params`, if any.
+    async fn one_entry<const N: usize>(
+        &self,
+        sql: &'static str,
+        params: [&str; N],
+    ) -> Result<Option<EntryRow>> {
+        let params = params.map(str::to_owned);
+        self.run(move |c| {
+            c.prepare_cached(sql)?
+                .query_row(rusqlite::params_from_iter(params), entry_row)
+                .optional()
+        })
+        .await
+    }
+
     /// Runs `f` on the connection on a blocking thread.
     async fn run<T, F>(&self, f: F) -> Result<T>
     where
@@ -145,10 +169,17 @@ impl Provider for SqliteProvider {
                 params![schema.name, schema.version, schema.json],
             )?;
             tx.execute(
-                &format!(
-                    "INSERT OR REPLACE INTO dataset_entries ({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-                ),
-                params![e.cid, e.name, e.schema_ref, e.data_urls, e.metadata, e.legacy_uuid],
+                "INSERT OR REPLACE INTO dataset_entries \
+                 (cid, name, schema_ref, data_urls, metadata, legacy_uuid) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    e.cid,
+                    e.name,
+                    e.schema_ref,
+                    e.data_urls,
+                    e.metadata,
+                    e.legacy_uuid
+                ],
             )?;
             insert_label(&tx, &label)?;
             tx.commit()
@@ -157,38 +188,21 @@ impl Provider for SqliteProvider {
     }
 
     async fn get_entry(&self, cid: &str) -> Result<Option<EntryRow>> {
-        let cid = cid.to_owned();
-        self.run(move |c| {
-            c.query_row(
-                &format!("SELECT {ENTRY_COLUMNS} FROM dataset_entries WHERE cid = ?1"),
-                [cid],
-                entry_row,
-            )
-            .optional()
-        })
-        .await
+        self.one_entry(select_entries!("WHERE e.cid = ?1"), [cid])
+            .await
     }
 
     async fn find_entry_by_name(&self, name: &str) -> Result<Option<EntryRow>> {
-        let name = name.to_owned();
-        self.run(move |c| {
-            c.query_row(
-                &format!("SELECT {ENTRY_COLUMNS} FROM dataset_entries WHERE name = ?1 LIMIT 1"),
-                [name],
-                entry_row,
-            )
-            .optional()
-        })
-        .await
+        self.one_entry(select_entries!("WHERE e.name = ?1 LIMIT 1"), [name])
+            .await
     }
 
     async fn entry_page(&self, cursor: Option<String>) -> Result<Page> {
         let after = cursor.unwrap_or_default();
         let rows = self
             .run(move |c| {
-                let mut stmt = c.prepare_cached(&format!(
-                    "SELECT {ENTRY_COLUMNS} FROM dataset_entries WHERE cid > ?1 ORDER BY cid LIMIT ?2"
-                ))?;
+                let mut stmt =
+                    c.prepare_cached(select_entries!("WHERE e.cid > ?1 ORDER BY e.cid LIMIT ?2"))?;
                 stmt.query_map(params![after, PAGE], entry_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()
             })
@@ -202,18 +216,9 @@ impl Provider for SqliteProvider {
     }
 
     async fn get_labelled_entry(&self, name: &str, version: &str) -> Result<Option<EntryRow>> {
-        let (name, version) = (name.to_owned(), version.to_owned());
-        self.run(move |c| {
-            c.query_row(
-                "SELECT e.cid, e.name, e.schema_ref, e.data_urls, e.metadata, e.legacy_uuid \
-                 FROM labels l JOIN dataset_entries e ON e.cid = l.cid \
-                 WHERE l.name = ?1 AND l.version = ?2",
-                [name, version],
-                entry_row,
-            )
-            .optional()
-        })
-        .await
+        let sql =
+            select_entries!("JOIN labels l ON e.cid = l.cid WHERE l.name = ?1 AND l.version = ?2");
+        self.one_entry(sql, [name, version]).await
     }
 
     async fn put_schema(&self, schema: SchemaRow) -> Result<()> {

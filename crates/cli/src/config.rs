@@ -28,6 +28,13 @@ pub struct Config {
     python_schema_refs: bool,
 }
 
+/// `~/.atdata/data`, where Python's `LocalDiskStore` writes by default.
+fn default_store_dir() -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME")
+        .ok_or_else(|| anyhow::anyhow!("HOME is not set: pass --store-dir"))?;
+    Ok(PathBuf::from(home).join(".atdata").join("data"))
+}
+
 impl Config {
     fn builder(&self) -> anyhow::Result<LocalIndexBuilder> {
         let builder = LocalIndex::builder().python_schema_refs(self.python_schema_refs);
@@ -41,7 +48,8 @@ impl Config {
                     anyhow::bail!("--index {spec}: expected redis://host:port/db or sqlite:PATH")
                 }
             },
-            None => builder.sqlite_path(crate::home_dir("index.db")?),
+            // The builder's own default: ~/.atdata/index.db.
+            None => builder,
         })
     }
 
@@ -64,7 +72,7 @@ impl Config {
             None => {
                 let dir = match &self.store_dir {
                     Some(dir) => dir.clone(),
-                    None => crate::home_dir("data")?,
+                    None => default_store_dir()?,
                 };
                 let store = LocalDiskStore::new(&dir)?;
                 (builder.data_store(store), dir.display().to_string())

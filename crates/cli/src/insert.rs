@@ -3,11 +3,12 @@
 use std::io::{IsTerminal, Read};
 
 use anyhow::Context;
-use atdata::wds::{ShardOpener, TarReader, expand_urls};
+use atdata::wds::{ShardOpener, expand_urls};
 use atdata::{DefaultOpener, DynamicSample, InsertOptions, Schema, ShardOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
+use crate::shards::for_each_sample;
 
 #[derive(Debug, clap::Args)]
 pub struct InsertArgs {
@@ -84,21 +85,15 @@ const INFER_FROM: usize = 100;
 
 /// The schema of the first samples of `pattern`.
 fn infer(pattern: &str, name: &str) -> anyhow::Result<Schema> {
-    let opener = DefaultOpener::default();
     let mut payloads = Vec::new();
-    'shards: for shard in expand_urls(pattern)? {
-        for sample in TarReader::new(opener.open(&shard)?, shard.clone()) {
-            let mut sample = sample?;
-            let at = sample.members.iter().position(|(e, _)| e == "msgpack");
-            let payload = at
-                .map(|i| sample.members.swap_remove(i).1)
-                .with_context(|| format!("sample {} has no msgpack member", sample.key))?;
-            payloads.push(payload);
-            if payloads.len() == INFER_FROM {
-                break 'shards;
-            }
-        }
-    }
+    for_each_sample(pattern, |_, mut sample| {
+        let at = sample.members.iter().position(|(e, _)| e == "msgpack");
+        let payload = at
+            .map(|i| sample.members.swap_remove(i).1)
+            .with_context(|| format!("sample {} has no msgpack member", sample.key))?;
+        payloads.push(payload);
+        Ok(payloads.len() < INFER_FROM)
+    })?;
     Schema::infer(&camel_case(name), payloads.iter().map(Vec::as_slice)).with_context(|| {
         format!(
             "from the first {} sample(s) (or pass --schema)",

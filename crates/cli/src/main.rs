@@ -2,7 +2,6 @@
 //!
 //! Exit codes: 0 on success, 1 on an error (one line on stderr), 2 on a usage error.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -176,11 +175,4 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `~/.atdata/{name}`.
-fn home_dir(name: &str) -> anyhow::Result<PathBuf> {
-    let home = std::env::var_os("HOME")
-        .ok_or_else(|| anyhow::anyhow!("HOME is not set: pass --index / --store-dir"))?;
-    Ok(PathBuf::from(home).join(".atdata").join(name))
 }

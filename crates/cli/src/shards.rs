@@ -12,9 +12,9 @@ use serde_json::{Map, Value as Json, json};
 use crate::config::Config;
 use crate::render;
 
-/// Every sample of every shard of `url`, in order, on a blocking thread, handed to `each`
-/// (which returns `false` to stop).
-fn for_each_sample(
+/// Hands every sample of every shard of `url`, in order, to `each` (which returns `false` to
+/// stop). It blocks: call it from a blocking thread.
+pub fn for_each_sample(
     url: &str,
     mut each: impl FnMut(&str, WdsSample) -> anyhow::Result<bool>,
 ) -> anyhow::Result<()> {
