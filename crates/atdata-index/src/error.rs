@@ -50,6 +50,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A schema version already published with a different record (publishing the same
+    /// record again is a no-op).
+    #[error(
+        "schema {schema_ref} is already published with a different record: publish another version, or replace it with `replace_schema`"
+    )]
+    SchemaConflict {
+        /// The reference asked for.
+        schema_ref: String,
+    },
     /// An argument the index cannot use (a bad Redis URL, metadata that is not an object...).
     #[error("{0}")]
     Invalid(String),

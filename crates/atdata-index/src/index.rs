@@ -4,16 +4,18 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use atdata_codec::{Packable, SampleType, Schema, SchemaRecord, SchemaRef, SchemaRefForm};
 use atdata_store::{DataStore, DataStoreExt, WriteOptions};
 use atdata_wds::{Dataset, ShardOpener, ShardOptions};
 use futures::stream::{self, Stream, StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
+use tokio_util::task::TaskTracker;
 
 use crate::entry::{LabelRow, LocalDatasetEntry};
 use crate::error::{Error, Result};
-use crate::provider::{Provider, SchemaRow};
+use crate::provider::{Provider, SchemaRow, SchemaWrite};
 #[cfg(feature = "redis")]
 use crate::redis::RedisProvider;
 use crate::sqlite::SqliteProvider;
@@ -55,6 +57,8 @@ struct Inner {
     store: Option<Arc<dyn DataStore>>,
     form: SchemaRefForm,
     clock: Clock,
+    /// Insert commits running for callers that may have gone.
+    commits: TaskTracker,
 }
 
 impl fmt::Debug for LocalIndex {
@@ -159,6 +163,7 @@ impl LocalIndexBuilder {
                     SchemaRefForm::Seed
                 },
                 clock: self.clock.unwrap_or_else(|| Arc::new(now_isoformat)),
+                commits: TaskTracker::new(),
             }),
         }
     }
@@ -201,6 +206,11 @@ pub struct InsertOptions {
     pub maxcount: usize,
     /// Payload bytes per shard before rolling over (default 3e9).
     pub maxsize: u64,
+    /// Publish the dataset's sample schema as a new version (one patch above the highest
+    /// `major.minor.patch` under its name, or `1.0.0`) in the same commit as the entry, so a
+    /// failed insert leaves no schema behind; a version taken meanwhile by another writer
+    /// moves this one to the next. `schema_ref` must then be unset. Default `false`.
+    pub publish_schema: bool,
 }
 
 impl Default for InsertOptions {
@@ -213,6 +223,7 @@ impl Default for InsertOptions {
             cache_local: false,
             maxcount: shards.maxcount,
             maxsize: shards.maxsize,
+            publish_schema: false,
         }
     }
 }
@@ -255,6 +266,26 @@ fn semver(v: &str) -> Option<(u64, u64, u64)> {
     let mut parts = v.split('.').map(|p| p.parse::<u64>().ok());
     let triple = (parts.next()??, parts.next()??, parts.next()??);
     parts.next().is_none().then_some(triple)
+}
+
+/// One patch above the highest `major.minor.patch` in `versions`, or `1.0.0`.
+fn next_version(versions: &[String]) -> String {
+    match versions.iter().filter_map(|v| semver(v)).max() {
+        Some((major, minor, patch)) => format!("{major}.{minor}.{}", patch + 1),
+        None => "1.0.0".to_owned(),
+    }
+}
+
+/// Versions an auto-versioned publish tries before giving up (each taken by another writer).
+const VERSION_ATTEMPTS: usize = 1000;
+
+/// Set when dropped: how an insert future tells its commit task that nobody waits any more.
+struct Cancel(Arc<AtomicBool>);
+
+impl Drop for Cancel {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 impl LocalIndex {
@@ -347,84 +378,123 @@ impl LocalIndex {
         use_store: bool,
     ) -> Result<LocalDatasetEntry> {
         let schema = T::sample_schema(dataset.context());
-        let schema_ref = match options.schema_ref {
-            Some(r) => r,
-            None => SchemaRef::new(&schema.name, "1.0.0").format(self.inner.form),
+        let (schema_ref, mode) = match (options.schema_ref, options.publish_schema) {
+            (Some(_), true) => {
+                return Err(Error::Invalid(
+                    "publish_schema publishes a new version: leave schema_ref unset".into(),
+                ));
+            }
+            (Some(r), false) => (r, SchemaWrite::KeepExisting),
+            (None, false) => (
+                SchemaRef::new(&schema.name, "1.0.0").format(self.inner.form),
+                SchemaWrite::KeepExisting,
+            ),
+            (None, true) => {
+                let versions = self.provider().schema_versions(&schema.name).await?;
+                let version = next_version(&versions);
+                (
+                    SchemaRef::new(&schema.name, &version).format(self.inner.form),
+                    SchemaWrite::MustBeNew,
+                )
+            }
         };
-        let parsed = SchemaRef::parse(&schema_ref)?;
+        SchemaRef::parse(&schema_ref)?;
         let mut metadata = options.metadata;
-        let store = self.inner.store.as_ref().filter(|_| use_store);
+        let store = self.inner.store.clone().filter(|_| use_store);
         if store.is_some() && !matches!(metadata, None | Some(Value::Object(_))) {
             return Err(Error::Invalid(
                 "metadata must be a JSON object to take the shard checksums".into(),
             ));
         }
 
-        let data_urls = match store {
-            None => vec![dataset.url().to_owned()],
-            Some(store) => {
-                let prefix = options.prefix.unwrap_or_else(|| name.to_owned());
-                let write = WriteOptions {
-                    shards: ShardOptions {
-                        maxcount: options.maxcount,
-                        maxsize: options.maxsize,
-                        ..Default::default()
-                    },
-                    cache_local: options.cache_local,
-                };
-                let written = store.write_shards(dataset, &prefix, write).await?;
-                if written.urls().is_empty() {
-                    return Err(Error::Invalid(format!(
-                        "{} holds no samples: no shards were written, nothing indexed",
-                        dataset.url()
-                    )));
-                }
-                let checksums: Map<String, Value> = written
-                    .urls()
-                    .iter()
-                    .zip(written.checksums())
-                    .map(|(u, s)| (u.clone(), Value::from(s.as_str())))
-                    .collect();
-                let mut object = match metadata.take() {
-                    Some(Value::Object(m)) => m,
-                    _ => Map::new(),
-                };
-                object.insert("checksums".into(), Value::Object(checksums));
-                metadata = Some(Value::Object(object));
-                written.urls().to_vec()
-            }
-        };
-
-        let indexed = async {
-            let entry = LocalDatasetEntry::new(name, &schema_ref, data_urls.clone(), metadata)?;
-            // Stored under the reference's name, even if the sample type is called otherwise
-            // (as Python does), and only when no record is there yet.
-            let record = SchemaRecord::new(
-                Schema {
-                    name: parsed.name().to_owned(),
-                    ..schema
-                },
-                parsed.version(),
-                (self.inner.clock)(),
-            );
-            let label = LabelRow {
+        let Some(store) = store else {
+            let commit = Commit {
+                index: self.clone(),
                 name: name.to_owned(),
-                cid: entry.cid().to_string(),
-                version: String::new(),
-                description: None,
+                schema,
+                schema_ref,
+                mode,
+                data_urls: vec![dataset.url().to_owned()],
+                metadata,
+                store: None,
+                cancelled: Arc::default(),
             };
-            self.provider()
-                .put_entry(entry.to_row()?, label, schema_row(&record))
-                .await?;
-            Ok(entry)
+            return commit.run().await;
+        };
+        // Dropping this future while the shards are written cancels the write (the store
+        // stops and removes what it stored).
+        let prefix = options.prefix.unwrap_or_else(|| name.to_owned());
+        let write = WriteOptions {
+            shards: ShardOptions {
+                maxcount: options.maxcount,
+                maxsize: options.maxsize,
+                ..Default::default()
+            },
+            cache_local: options.cache_local,
+        };
+        let written = store.write_shards(dataset, &prefix, write).await?;
+        if written.urls().is_empty() {
+            return Err(Error::Invalid(format!(
+                "{} holds no samples: no shards were written, nothing indexed",
+                dataset.url()
+            )));
         }
-        .await;
-        if let (Err(_), Some(store)) = (&indexed, store) {
-            for url in &data_urls {
-                let _ = store.delete(url).await; // best effort: the error returned is the cause
-            }
+        let checksums: Map<String, Value> = written
+            .urls()
+            .iter()
+            .zip(written.checksums())
+            .map(|(u, s)| (u.clone(), Value::from(s.as_str())))
+            .collect();
+        let mut object = match metadata.take() {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        object.insert("checksums".into(), Value::Object(checksums));
+        // From here the shards are stored: the commit runs as a task of the index's own, so
+        // that dropping this future cannot leave them behind. It writes the entry, or deletes
+        // the shards (when it fails, or when this future was dropped before it began).
+        let cancel = Cancel(Arc::default());
+        let commit = Commit {
+            index: self.clone(),
+            name: name.to_owned(),
+            schema,
+            schema_ref,
+            mode,
+            data_urls: written.urls().to_vec(),
+            metadata: Some(Value::Object(object)),
+            store: Some(store),
+            cancelled: cancel.0.clone(),
+        };
+        let task = self.inner.commits.spawn(commit.run());
+        let committed = task.await.map_err(|e| Error::Task(e.to_string()))?;
+        drop(cancel);
+        committed
+    }
+
+    /// Waits until the work this index finishes in the background has ended: the commits of
+    /// inserts whose futures were dropped (each writes its entry or deletes its shards), then
+    /// the store's own cleanup ([`DataStore::shutdown`]: aborted uploads, the shards of
+    /// cancelled writes; bounded, 75 s). Call it before a program exits (the `atdata` command
+    /// does, on success, on error and on Ctrl-C); what is still pending at exit is lost with
+    /// the process and left for `atdata gc`. The index stays usable afterwards.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let index = atdata_index::LocalIndex::open_sqlite(dir.path().join("index.db")).await?;
+    /// index.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn shutdown(&self) -> Result<()> {
+        let commits = &self.inner.commits;
+        commits.close();
+        commits.wait().await;
+        commits.reopen();
+        match &self.inner.store {
+            Some(store) => Ok(store.shutdown().await?),
+            None => Ok(()),
         }
-        indexed
     }
 
     /// Every entry, as an async stream read a page of 1,000 entries at a time (on Redis, one
@@ -542,8 +612,13 @@ impl LocalIndex {
 
     /// Publishes `T`'s schema at `version` (`None`: one patch above the highest
     /// `major.minor.patch` version published under its name, or `1.0.0`), with `description`
-    /// (default: the struct's doc comment). Publishing an existing version replaces it.
-    /// Returns the reference, in the index's form.
+    /// (default: the struct's doc comment). Returns the reference, in the index's form.
+    ///
+    /// Nothing is ever overwritten: an automatic version taken by a concurrent publisher moves
+    /// this one to the next patch; an explicit version already published with the same schema
+    /// is a no-op, and with a different one is [`Error::SchemaConflict`] (use
+    /// [`replace_schema`](Self::replace_schema) to overwrite on purpose). Python's
+    /// `publish_schema` overwrites silently instead.
     pub async fn publish_schema<'v, T: Packable>(
         &self,
         version: impl Into<Option<&'v str>>,
@@ -560,23 +635,66 @@ impl LocalIndex {
         version: impl Into<Option<&'v str>>,
         description: Option<&str>,
     ) -> Result<String> {
-        let version = match version.into() {
-            Some(v) => v.to_owned(),
-            None => {
-                let versions = self.provider().schema_versions(&schema.name).await?;
-                match versions.iter().filter_map(|v| semver(v)).max() {
-                    Some((major, minor, patch)) => format!("{major}.{minor}.{}", patch + 1),
-                    None => "1.0.0".to_owned(),
-                }
+        let mut schema = schema.clone();
+        if let Some(d) = description {
+            schema.description = Some(d.to_owned());
+        }
+        let reference =
+            |version: &str| SchemaRef::new(&schema.name, version).format(self.inner.form);
+        if let Some(version) = version.into() {
+            let record = SchemaRecord::new(schema.clone(), version, (self.inner.clock)());
+            if self.provider().insert_schema(schema_row(&record)).await? {
+                return Ok(reference(version));
             }
-        };
+            let stored = self.get_schema(reference(version)).await?;
+            return if stored.record.schema == schema {
+                Ok(reference(version))
+            } else {
+                Err(Error::SchemaConflict {
+                    schema_ref: reference(version),
+                })
+            };
+        }
+        let mut versions = self.provider().schema_versions(&schema.name).await?;
+        for _ in 0..VERSION_ATTEMPTS {
+            let version = next_version(&versions);
+            let record = SchemaRecord::new(schema.clone(), version.clone(), (self.inner.clock)());
+            if self.provider().insert_schema(schema_row(&record)).await? {
+                return Ok(reference(&version));
+            }
+            versions.push(version);
+        }
+        Err(Error::Invalid(format!(
+            "{}: every version tried was taken by another publisher ({VERSION_ATTEMPTS} tries)",
+            schema.name
+        )))
+    }
+
+    /// Publishes `T`'s schema at `version`, replacing any record stored there: the one way
+    /// to overwrite a published version (entries indexed under it then decode by the new one).
+    pub async fn replace_schema<T: Packable>(
+        &self,
+        version: &str,
+        description: Option<&str>,
+    ) -> Result<String> {
+        self.replace_schema_of(&T::schema(), version, description)
+            .await
+    }
+
+    /// [`replace_schema`](Self::replace_schema) for a schema known at run time.
+    pub async fn replace_schema_of(
+        &self,
+        schema: &Schema,
+        version: &str,
+        description: Option<&str>,
+    ) -> Result<String> {
         let mut schema = schema.clone();
         if let Some(d) = description {
             schema.description = Some(d.to_owned());
         }
         let record = SchemaRecord::new(schema, version, (self.inner.clock)());
-        self.provider().put_schema(schema_row(&record)).await?;
-        Ok(SchemaRef::new(&record.schema.name, &record.version).format(self.inner.form))
+        self.provider().replace_schema(schema_row(&record)).await?;
+        Ok(SchemaRef::new(&record.schema.name, version).format(self.inner.form))
     }
 
     /// The record `schema_ref` names (any of the three forms), or [`Error::NotFound`].
@@ -632,6 +750,98 @@ impl LocalIndex {
     /// The runtime schema `schema_ref` names, for `Dataset::<DynamicSample>::with_schema`.
     pub async fn decode_schema(&self, schema_ref: impl AsRef<str>) -> Result<Schema> {
         Ok(self.get_schema(schema_ref).await?.record.schema)
+    }
+}
+
+/// The last step of an insert: the entry, its label and its schema record in one commit.
+struct Commit {
+    index: LocalIndex,
+    name: String,
+    schema: Schema,
+    schema_ref: String,
+    mode: SchemaWrite,
+    data_urls: Vec<String>,
+    metadata: Option<Value>,
+    /// The store the shards were written to (deleted again unless the entry is written).
+    store: Option<Arc<dyn DataStore>>,
+    /// Set when the insert's caller has gone: then nothing is indexed.
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Commit {
+    async fn run(self) -> Result<LocalDatasetEntry> {
+        let indexed = self.index_entry().await;
+        if let (Err(e), Some(store)) = (&indexed, &self.store) {
+            tracing::debug!(
+                "insert of {} not indexed ({e}): deleting its shards",
+                self.name
+            );
+            let deletes = self.data_urls.iter().map(|url| store.delete(url));
+            for (url, deleted) in self
+                .data_urls
+                .iter()
+                .zip(futures::future::join_all(deletes).await)
+            {
+                if let Err(e) = deleted {
+                    tracing::warn!("{url}: could not delete ({e}); `atdata gc` will find it");
+                }
+            }
+        }
+        indexed
+    }
+
+    async fn index_entry(&self) -> Result<LocalDatasetEntry> {
+        // The reference as given; reformatted only when a taken version moves it on.
+        let mut shown = self.schema_ref.clone();
+        let mut schema_ref = SchemaRef::parse(&shown)?;
+        for _ in 0..VERSION_ATTEMPTS {
+            if self.cancelled.load(Ordering::SeqCst) {
+                return Err(atdata_store::Error::Cancelled.into());
+            }
+            let entry = LocalDatasetEntry::new(
+                &self.name,
+                &shown,
+                self.data_urls.clone(),
+                self.metadata.clone(),
+            )?;
+            // Stored under the reference's name, even if the sample type is called otherwise
+            // (as Python does).
+            let record = SchemaRecord::new(
+                Schema {
+                    name: schema_ref.name().to_owned(),
+                    ..self.schema.clone()
+                },
+                schema_ref.version(),
+                (self.index.inner.clock)(),
+            );
+            let label = LabelRow {
+                name: self.name.clone(),
+                cid: entry.cid().to_string(),
+                version: String::new(),
+                description: None,
+            };
+            let stored = self
+                .index
+                .provider()
+                .put_entry(entry.to_row()?, label, schema_row(&record), self.mode)
+                .await?;
+            if stored {
+                return Ok(entry);
+            }
+            // The version was published by another writer meanwhile: take the next patch.
+            let mut versions = self
+                .index
+                .provider()
+                .schema_versions(schema_ref.name())
+                .await?;
+            versions.push(schema_ref.version().to_owned());
+            schema_ref = SchemaRef::new(schema_ref.name(), next_version(&versions));
+            shown = schema_ref.format(self.index.inner.form);
+        }
+        Err(Error::Invalid(format!(
+            "{}: every schema version tried was taken by another publisher",
+            self.name
+        )))
     }
 }
 

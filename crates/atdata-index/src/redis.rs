@@ -11,7 +11,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::entry::{EntryRow, LabelRow};
 use crate::error::{Error, Result};
-use crate::provider::{Page, Provider, SchemaRow};
+use crate::provider::{Page, Provider, SchemaRow, SchemaWrite};
 
 const ENTRY: &str = "LocalDatasetEntry:";
 const SCHEMA: &str = "LocalSchema:";
@@ -23,6 +23,7 @@ pub(crate) struct RedisProvider {
     conn: ConnectionManager,
     server: String,
     labelled: redis::Script,
+    put_entry: redis::Script,
 }
 
 /// Follows a label to its entry on the server: one round trip instead of two.
@@ -30,6 +31,22 @@ const LABELLED_ENTRY: &str = r"
 local cid = redis.call('HGET', KEYS[1], 'cid')
 if not cid then return false end
 return {cid, redis.call('HGETALL', ARGV[1] .. cid)}
+";
+
+/// Stores an entry, its label and (unless taken) its schema record in one atomic step.
+/// KEYS: schema, entry, label. ARGV: schema JSON, `1` when the schema version must be new, the
+/// number of entry fields, then the entry's and the label's field/value pairs. Returns 0, having
+/// written nothing, when the version must be new and is taken.
+const PUT_ENTRY: &str = r"
+local stored = redis.call('SET', KEYS[1], ARGV[1], 'NX')
+if not stored and ARGV[2] == '1' then return 0 end
+local n = tonumber(ARGV[3])
+local entry, label = {}, {}
+for i = 4, 3 + 2 * n do entry[#entry + 1] = ARGV[i] end
+for i = 4 + 2 * n, #ARGV do label[#label + 1] = ARGV[i] end
+redis.call('HSET', KEYS[2], unpack(entry))
+redis.call('HSET', KEYS[3], unpack(label))
+return 1
 ";
 
 /// `redis://user:secret@host:6379/2?x` as `redis://host:6379/2`: what messages may show.
@@ -83,6 +100,7 @@ impl RedisProvider {
             conn,
             server,
             labelled: redis::Script::new(LABELLED_ENTRY),
+            put_entry: redis::Script::new(PUT_ENTRY),
         })
     }
 
@@ -160,32 +178,38 @@ fn entry_row(key: &[u8], mut h: HashMap<String, Vec<u8>>) -> Result<EntryRow> {
     })
 }
 
-fn hset_entry(pipe: &mut redis::Pipeline, e: &EntryRow) {
-    let cmd = pipe.cmd("HSET").arg(format!("{ENTRY}{}", e.cid));
-    cmd.arg("name").arg(&e.name);
-    cmd.arg("schema_ref").arg(&e.schema_ref);
-    cmd.arg("data_urls").arg(&e.data_urls[..]);
-    cmd.arg("cid").arg(&e.cid);
+/// An entry's hash fields, in the order Python writes them.
+fn entry_fields(e: &EntryRow) -> Vec<(&'static str, &[u8])> {
+    let mut fields = vec![
+        ("name", e.name.as_bytes()),
+        ("schema_ref", e.schema_ref.as_bytes()),
+        ("data_urls", &e.data_urls[..]),
+        ("cid", e.cid.as_bytes()),
+    ];
     if let Some(m) = &e.metadata {
-        cmd.arg("metadata").arg(&m[..]);
+        fields.push(("metadata", &m[..]));
     }
     if let Some(u) = &e.legacy_uuid {
-        cmd.arg("legacy_uuid").arg(u);
+        fields.push(("legacy_uuid", u.as_bytes()));
     }
-    cmd.ignore();
+    fields
 }
 
-fn hset_label(pipe: &mut redis::Pipeline, l: &LabelRow) {
-    let cmd = pipe
-        .cmd("HSET")
-        .arg(format!("{LABEL}{}@{}", l.name, l.version));
-    cmd.arg("cid").arg(&l.cid);
-    cmd.arg("name").arg(&l.name);
-    cmd.arg("version").arg(&l.version);
+/// A label's hash fields.
+fn label_fields(l: &LabelRow) -> Vec<(&'static str, &[u8])> {
+    let mut fields = vec![
+        ("cid", l.cid.as_bytes()),
+        ("name", l.name.as_bytes()),
+        ("version", l.version.as_bytes()),
+    ];
     if let Some(d) = &l.description {
-        cmd.arg("description").arg(d);
+        fields.push(("description", d.as_bytes()));
     }
-    cmd.ignore();
+    fields
+}
+
+fn label_key(l: &LabelRow) -> String {
+    format!("{LABEL}{}@{}", l.name, l.version)
 }
 
 #[async_trait]
@@ -194,19 +218,33 @@ impl Provider for RedisProvider {
         self.server.clone()
     }
 
-    async fn put_entry(&self, entry: EntryRow, label: LabelRow, schema: SchemaRow) -> Result<()> {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        pipe.cmd("SET")
-            .arg(format!("{SCHEMA}{}@{}", schema.name, schema.version))
+    async fn put_entry(
+        &self,
+        entry: EntryRow,
+        label: LabelRow,
+        schema: SchemaRow,
+        mode: SchemaWrite,
+    ) -> Result<bool> {
+        let entry_fields = entry_fields(&entry);
+        let mut call = self.put_entry.prepare_invoke();
+        call.key(format!("{SCHEMA}{}@{}", schema.name, schema.version))
+            .key(format!("{ENTRY}{}", entry.cid))
+            .key(label_key(&label))
             .arg(schema.json)
-            .arg("NX")
-            .ignore();
-        hset_entry(&mut pipe, &entry);
-        hset_label(&mut pipe, &label);
-        pipe.query_async::<()>(&mut self.conn.clone())
+            .arg(if mode == SchemaWrite::MustBeNew {
+                "1"
+            } else {
+                "0"
+            })
+            .arg(entry_fields.len());
+        for (field, value) in entry_fields.into_iter().chain(label_fields(&label)) {
+            call.arg(field).arg(value);
+        }
+        let stored: i64 = call
+            .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        Ok(stored == 1)
     }
 
     async fn get_entry(&self, cid: &str) -> Result<Option<EntryRow>> {
@@ -263,11 +301,12 @@ impl Provider for RedisProvider {
     }
 
     async fn put_label(&self, label: LabelRow) -> Result<()> {
-        let mut pipe = redis::pipe();
-        hset_label(&mut pipe, &label);
-        pipe.query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(|e| self.err(e))
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(label_key(&label));
+        for (field, value) in label_fields(&label) {
+            cmd.arg(field).arg(value);
+        }
+        self.query(&cmd).await
     }
 
     async fn get_labelled_entry(&self, name: &str, version: &str) -> Result<Option<EntryRow>> {
@@ -294,7 +333,15 @@ impl Provider for RedisProvider {
         entry_row(key.as_bytes(), fields).map(Some)
     }
 
-    async fn put_schema(&self, schema: SchemaRow) -> Result<()> {
+    async fn insert_schema(&self, schema: SchemaRow) -> Result<bool> {
+        let key = format!("{SCHEMA}{}@{}", schema.name, schema.version);
+        let stored: Option<String> = self
+            .query(redis::cmd("SET").arg(key).arg(schema.json).arg("NX"))
+            .await?;
+        Ok(stored.is_some())
+    }
+
+    async fn replace_schema(&self, schema: SchemaRow) -> Result<()> {
         let key = format!("{SCHEMA}{}@{}", schema.name, schema.version);
         self.query(redis::cmd("SET").arg(key).arg(schema.json))
             .await

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::entry::{EntryRow, LabelRow};
 use crate::error::{Error, Result};
-use crate::provider::{Page, Provider, SchemaRow};
+use crate::provider::{Page, Provider, SchemaRow, SchemaWrite};
 
 /// Python atdata's DDL, verbatim (`golden/sqlite_dump.json`), so the files are alike.
 const DDL: &str = "CREATE TABLE IF NOT EXISTS dataset_entries (
@@ -90,8 +90,38 @@ fn insert_label(c: &Connection, l: &LabelRow) -> rusqlite::Result<usize> {
     )
 }
 
+/// Stores `schema` unless its name and version are taken; whether it did.
+fn insert_schema(c: &Connection, schema: &SchemaRow) -> rusqlite::Result<bool> {
+    c.execute(
+        "INSERT INTO schemas (name, version, schema_json) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (name, version) DO NOTHING",
+        params![schema.name, schema.version, schema.json],
+    )
+    .map(|changed| changed == 1)
+}
+
+/// Refuses a path SQLite would take for a private temporary or in-memory database, where an
+/// index would vanish with the connection: the empty path (an unset variable in
+/// `sqlite:$VAR`), `:memory:`, and `file:` URIs.
+fn check_path(path: &Path) -> Result<()> {
+    let text = path.to_string_lossy();
+    let reason = if text.trim().is_empty() {
+        "an empty path opens a temporary database that is deleted on close"
+    } else if text == ":memory:" {
+        "`:memory:` is a database that vanishes when the connection closes"
+    } else if text.starts_with("file:") {
+        "a `file:` URI may name an in-memory or temporary database; give a plain file path"
+    } else {
+        return Ok(());
+    };
+    Err(Error::Invalid(format!(
+        "sqlite index path `{text}`: {reason}, so entries written to it would be lost and their shards orphaned"
+    )))
+}
+
 impl SqliteProvider {
     pub(crate) async fn open(path: &Path) -> Result<SqliteProvider> {
+        check_path(path)?;
         let path = path.to_owned();
         let shown = path.display().to_string();
         let opened =
@@ -161,13 +191,18 @@ impl Provider for SqliteProvider {
         format!("sqlite:{}", self.path.display())
     }
 
-    async fn put_entry(&self, e: EntryRow, label: LabelRow, schema: SchemaRow) -> Result<()> {
+    async fn put_entry(
+        &self,
+        e: EntryRow,
+        label: LabelRow,
+        schema: SchemaRow,
+        mode: SchemaWrite,
+    ) -> Result<bool> {
         self.run(move |c| {
             let tx = c.transaction()?;
-            tx.execute(
-                "INSERT OR IGNORE INTO schemas (name, version, schema_json) VALUES (?1, ?2, ?3)",
-                params![schema.name, schema.version, schema.json],
-            )?;
+            if !insert_schema(&tx, &schema)? && mode == SchemaWrite::MustBeNew {
+                return Ok(false); // dropping `tx` rolls back
+            }
             tx.execute(
                 "INSERT OR REPLACE INTO dataset_entries \
                  (cid, name, schema_ref, data_urls, metadata, legacy_uuid) \
@@ -182,7 +217,7 @@ impl Provider for SqliteProvider {
                 ],
             )?;
             insert_label(&tx, &label)?;
-            tx.commit()
+            tx.commit().map(|()| true)
         })
         .await
     }
@@ -221,7 +256,11 @@ impl Provider for SqliteProvider {
         self.one_entry(sql, [name, version]).await
     }
 
-    async fn put_schema(&self, schema: SchemaRow) -> Result<()> {
+    async fn insert_schema(&self, schema: SchemaRow) -> Result<bool> {
+        self.run(move |c| insert_schema(c, &schema)).await
+    }
+
+    async fn replace_schema(&self, schema: SchemaRow) -> Result<()> {
         self.run(move |c| {
             c.execute(
                 "INSERT OR REPLACE INTO schemas (name, version, schema_json) VALUES (?1, ?2, ?3)",

@@ -54,6 +54,24 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// The caller stopped waiting for a write (its future was dropped): the write stopped, and
+    /// what it had stored is being removed.
+    #[error("the write was cancelled")]
+    Cancelled,
+    /// [`DataStore::shutdown`](crate::DataStore::shutdown) gave up waiting for background
+    /// cleanup; what it leaves behind is what `atdata gc` finds.
+    #[error(
+        "cleanup still pending after {waited:?}: {pending} task(s) aborting uploads or deleting shards; `atdata gc` removes what they leave"
+    )]
+    CleanupPending {
+        /// Tasks still running.
+        pending: usize,
+        /// How long shutdown waited.
+        waited: std::time::Duration,
+    },
+    /// The store cannot do this (listing uploads on a store that has none to list, say).
+    #[error("{0}")]
+    Unsupported(String),
     /// The store's I/O runtime could not be started or was shut down.
     #[error("store runtime: {0}")]
     Runtime(String),

@@ -42,14 +42,18 @@
 
 #![deny(missing_docs)]
 
+mod cleanup;
 mod credentials;
 mod error;
+mod items;
 mod object;
 mod opener;
 mod store;
 
+pub use crate::cleanup::WorkGuard;
 pub use crate::credentials::Credentials;
 pub use crate::error::{Error, Result};
+pub use crate::items::StoredItem;
 #[cfg(feature = "s3")]
 pub use crate::object::S3DataStore;
 pub use crate::object::{LocalDiskStore, MemoryStore};

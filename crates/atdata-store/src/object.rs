@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 #[cfg(feature = "s3")]
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
@@ -22,9 +22,11 @@ use sha2::{Digest, Sha256};
 use tokio::runtime::{Handle, Runtime};
 use tokio::task::JoinHandle;
 
+use crate::cleanup::{CLEANUP_DEADLINE, Cleanup, WorkGuard};
 #[cfg(feature = "s3")]
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
+use crate::items::{StoredItem, staging_files};
 use crate::store::{DataStore, ShardUpload};
 
 /// Bytes per uploaded part (S3 requires at least 5 MiB for all but the last).
@@ -40,6 +42,8 @@ const READ_AHEAD: usize = 8;
 struct IoRuntime {
     runtime: Option<Runtime>,
     handle: Handle,
+    /// Aborts and deletes still running for callers that have gone.
+    cleanup: Cleanup,
 }
 
 impl IoRuntime {
@@ -53,6 +57,7 @@ impl IoRuntime {
         Ok(IoRuntime {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
+            cleanup: Cleanup::default(),
         })
     }
 
@@ -87,6 +92,7 @@ enum Location {
     #[cfg(feature = "s3")]
     S3 {
         bucket: String,
+        credentials: Box<Credentials>,
     },
     Disk {
         root: PathBuf,
@@ -124,7 +130,7 @@ impl Backend {
     fn prefix(&self) -> String {
         match &self.location {
             #[cfg(feature = "s3")]
-            Location::S3 { bucket } => format!("s3://{bucket}/"),
+            Location::S3 { bucket, .. } => format!("s3://{bucket}/"),
             Location::Disk { root } => format!("{}/", root.display()),
             Location::Memory => "memory:///".to_owned(),
         }
@@ -153,9 +159,17 @@ impl DataStore for Backend {
         let path = self.path(url)?;
         let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
         let (store, shown) = (self.store.clone(), url.to_owned());
-        self.runtime
-            .handle()
-            .spawn(download(store, path, shown, tx));
+        // A panic in the download task is an error for the reader, never a clean end.
+        let on_panic = tx.clone();
+        self.runtime.handle().spawn(async move {
+            let downloaded = std::panic::AssertUnwindSafe(download(store, path, shown.clone(), tx))
+                .catch_unwind()
+                .await;
+            if downloaded.is_err() {
+                let message = format!("{shown}: the download task panicked");
+                let _ = on_panic.send(Err(io::Error::other(message))).await;
+            }
+        });
         Ok(Box::new(ChunkReader {
             chunks: rx,
             current: Bytes::new(),
@@ -173,6 +187,7 @@ impl DataStore for Backend {
             .map_err(|e| Error::store(url.clone(), e))?;
         Ok(Box::new(Upload {
             handle,
+            cleanup: self.runtime.cleanup.clone(),
             url,
             upload: Some(upload),
             buffer: Vec::with_capacity(PART_SIZE),
@@ -215,6 +230,119 @@ impl DataStore for Backend {
 
     fn clone_store(&self) -> Box<dyn DataStore> {
         Box::new(self.clone())
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        self.runtime.cleanup.wait(&self.runtime.handle()).await
+    }
+
+    fn work_guard(&self) -> WorkGuard {
+        self.runtime.cleanup.guard()
+    }
+
+    async fn list_items(&self, prefix: &str) -> Result<Vec<StoredItem>> {
+        let prefix = prefix.trim_matches('/').to_owned();
+        let listed = {
+            let store = self.store.clone();
+            let path = (!prefix.is_empty()).then(|| Path::from(prefix.as_str()));
+            self.runtime
+                .handle()
+                .spawn(async move { store.list(path.as_ref()).try_collect::<Vec<_>>().await })
+                .await
+                .map_err(|e| Error::Runtime(e.to_string()))?
+                .map_err(|e| Error::store(self.url(&prefix), e))?
+        };
+        let mut items: Vec<StoredItem> = listed
+            .into_iter()
+            .map(|meta| StoredItem {
+                url: self.url(meta.location.as_ref()),
+                size: Some(meta.size),
+                modified: meta.last_modified.into(),
+                upload_id: None,
+            })
+            .collect();
+        match &self.location {
+            #[cfg(feature = "s3")]
+            Location::S3 {
+                bucket,
+                credentials,
+            } => {
+                let (bucket, credentials, p) =
+                    (bucket.clone(), credentials.clone(), prefix.clone());
+                let uploads = self
+                    .runtime
+                    .handle()
+                    .spawn(async move {
+                        crate::items::s3::list_uploads(&credentials, &bucket, &p).await
+                    })
+                    .await
+                    .map_err(|e| Error::Runtime(e.to_string()))??;
+                items.extend(uploads.into_iter().map(|(key, id, started)| StoredItem {
+                    url: self.url(&key),
+                    size: None,
+                    modified: started,
+                    upload_id: Some(id),
+                }));
+            }
+            Location::Disk { root } => {
+                items.extend(staging_files(root, &prefix)?.into_iter().map(
+                    |(key, staging, modified)| StoredItem {
+                        url: self.url(&key),
+                        size: None,
+                        modified,
+                        upload_id: Some(staging),
+                    },
+                ));
+            }
+            Location::Memory => {}
+        }
+        Ok(items)
+    }
+
+    async fn remove_item(&self, item: &StoredItem) -> Result<()> {
+        let Some(id) = &item.upload_id else {
+            return self.delete(&item.url).await;
+        };
+        match &self.location {
+            #[cfg(feature = "s3")]
+            Location::S3 {
+                bucket,
+                credentials,
+            } => {
+                let key = self.key(&item.url)?.to_owned();
+                let (bucket, credentials, id) = (bucket.clone(), credentials.clone(), id.clone());
+                self.runtime
+                    .handle()
+                    .spawn(async move {
+                        crate::items::s3::abort_upload(&credentials, &bucket, &key, &id).await
+                    })
+                    .await
+                    .map_err(|e| Error::Runtime(e.to_string()))?
+            }
+            Location::Disk { root } => {
+                // Only a staging file of this store's own folder is ever removed.
+                let staging = FsPath::new(id);
+                if !staging.starts_with(root)
+                    || staging_files(root, "")?.iter().all(|(_, s, _)| s != id)
+                {
+                    return Err(Error::ForeignUrl {
+                        url: id.clone(),
+                        expected: format!("a staging file under {}", root.display()),
+                    });
+                }
+                match std::fs::remove_file(staging) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(Error::Io {
+                        path: id.clone(),
+                        source: e,
+                    }),
+                }
+            }
+            Location::Memory => Err(Error::Unsupported(
+                "a memory store has no unfinished uploads".into(),
+            )),
+        }
     }
 }
 
@@ -310,6 +438,7 @@ impl Read for ChunkReader {
 /// A multipart upload fed through `Write`.
 struct Upload {
     handle: Handle,
+    cleanup: Cleanup,
     url: String,
     upload: Option<Box<dyn MultipartUpload>>,
     buffer: Vec<u8>,
@@ -416,8 +545,9 @@ impl ShardUpload for Upload {
 
 impl Drop for Upload {
     /// An upload that was not committed is aborted in the background on the store's runtime,
-    /// retried with backoff (up to about five minutes) so that its parts are cleared once the
-    /// server answers again, while the error that dropped it is returned at once.
+    /// retried with backoff (for up to a minute) so that its parts are cleared once the server
+    /// answers again, while the error that dropped it is returned at once. The abort is
+    /// tracked: `DataStore::shutdown` waits for it.
     fn drop(&mut self) {
         if self.committed {
             return;
@@ -428,12 +558,17 @@ impl Drop for Upload {
         for part in self.in_flight.drain(..) {
             part.abort();
         }
-        self.handle.spawn(async move {
+        let url = std::mem::take(&mut self.url);
+        self.cleanup.spawn(&self.handle, async move {
             let mut delay = std::time::Duration::from_millis(200);
-            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
-            while upload.abort().await.is_err() && tokio::time::Instant::now() < deadline {
+            let deadline = tokio::time::Instant::now() + CLEANUP_DEADLINE;
+            while upload.abort().await.is_err() {
+                if tokio::time::Instant::now() + delay > deadline {
+                    tracing::warn!("{url}: could not abort the upload; `atdata gc` will find it");
+                    return;
+                }
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(10));
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
             }
         });
     }
@@ -474,6 +609,22 @@ macro_rules! store_type {
 
             fn clone_store(&self) -> Box<dyn DataStore> {
                 Box::new(self.clone())
+            }
+
+            async fn shutdown(&self) -> Result<()> {
+                self.0.shutdown().await
+            }
+
+            fn work_guard(&self) -> WorkGuard {
+                self.0.work_guard()
+            }
+
+            async fn list_items(&self, prefix: &str) -> Result<Vec<StoredItem>> {
+                self.0.list_items(prefix).await
+            }
+
+            async fn remove_item(&self, item: &StoredItem) -> Result<()> {
+                self.0.remove_item(item).await
             }
         }
     };
@@ -533,6 +684,7 @@ impl S3DataStore {
             Arc::new(store),
             Location::S3 {
                 bucket: bucket.to_owned(),
+                credentials: Box::new(credentials),
             },
         )?))
     }

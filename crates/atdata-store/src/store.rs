@@ -2,13 +2,17 @@
 
 use std::fmt;
 use std::io::{self, BufWriter, Read, Seek, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use atdata_codec::SampleType;
 use atdata_wds::{Dataset, ShardOpener, ShardOptions, ShardWriter, SinkFactory};
 use sha2::{Digest, Sha256};
 
+use crate::cleanup::WorkGuard;
 use crate::error::{Error, Result};
+use crate::items::StoredItem;
 
 /// A place shards live: an S3 bucket, a local folder, memory.
 ///
@@ -51,6 +55,41 @@ pub trait DataStore: Send + Sync + fmt::Debug + 'static {
 
     /// An owned handle on the same store, for the writer thread.
     fn clone_store(&self) -> Box<dyn DataStore>;
+
+    /// Waits until the work this store finishes in the background has ended: aborting uploads
+    /// that were never committed, and the writes of dropped [`DataStoreExt::write_shards`]
+    /// futures stopping and deleting what they stored. Bounded (75 s: each task retries for
+    /// at most a minute); an [`Error::CleanupPending`] says how much was still running. Call
+    /// it before a program exits, so that what it cancelled leaves nothing behind; work still
+    /// pending at exit is lost with the process, and its leftovers are what `atdata gc` finds.
+    /// The store stays usable afterwards.
+    async fn shutdown(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// A guard that keeps [`shutdown`](Self::shutdown) waiting while it is held (a store
+    /// without background work returns one that keeps nothing waiting).
+    fn work_guard(&self) -> WorkGuard {
+        WorkGuard::default()
+    }
+
+    /// Every object under `prefix`, and every upload under it that was started and never
+    /// completed (S3 multipart uploads; a local store's `name#N` staging files), for
+    /// `atdata gc`.
+    async fn list_items(&self, prefix: &str) -> Result<Vec<StoredItem>> {
+        let _ = prefix;
+        Err(Error::Unsupported(format!(
+            "{self:?} cannot list what it holds"
+        )))
+    }
+
+    /// Deletes an object or aborts an upload that [`list_items`](Self::list_items) found.
+    async fn remove_item(&self, item: &StoredItem) -> Result<()> {
+        match item.upload_id {
+            None => self.delete(&item.url).await,
+            Some(_) => Err(Error::Unsupported(format!("{self:?} cannot abort uploads"))),
+        }
+    }
 }
 
 /// A shard being written to a store: bytes go in through `Write` (buffered and uploaded in
@@ -147,7 +186,13 @@ pub trait DataStoreExt: DataStore {
     ///
     /// Nothing becomes visible until every shard is complete: a failure aborts the uploads this
     /// call started; if a failure strikes between completions, the completed shards are deleted
-    /// (best effort) and named in the error.
+    /// (best effort) and named in the error. Every sample is first checked to decode as `T`
+    /// (for a `DynamicSample` dataset, by its schema): one that does not fails the write,
+    /// naming the shard, the key and the field.
+    ///
+    /// Dropping the returned future cancels the write: the writer thread stops at its next
+    /// sample (or before its next commit), aborts its uploads and deletes any shard it had
+    /// already committed; [`DataStore::shutdown`] waits for that.
     ///
     /// `options` is [`ShardOptions`] or [`WriteOptions`] (to stage shards locally).
     async fn write_shards<T, O>(
@@ -165,20 +210,57 @@ pub trait DataStoreExt: DataStore {
         let dataset = dataset.clone();
         let prefix = prefix.trim_matches('/').to_owned();
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let cancel = Cancel::default();
+        let cancelled = cancel.0.clone();
+        let guard = store.work_guard();
         // The dataset reader and the tar writer are blocking: they run on a thread of their own,
-        // and this future only waits (on any executor).
-        std::thread::Builder::new()
+        // and this future only waits (on any executor). The thread holds a work guard, so the
+        // store's shutdown waits for it when this future is dropped.
+        let thread = std::thread::Builder::new()
             .name("atdata-write-shards".into())
             .spawn(move || {
-                let _ = tx.send(write_blocking(&*store, &dataset, &prefix, options));
+                let _guard = guard;
+                let written = write_blocking(&*store, &dataset, &prefix, options, &cancelled);
+                if let Err(Ok(unclaimed)) = tx.send(written) {
+                    // The caller is gone: what was committed is no one's.
+                    delete_blocking(&*store, unclaimed.urls());
+                }
             })
             .map_err(|e| Error::Runtime(format!("cannot start the writer thread: {e}")))?;
-        rx.await
-            .map_err(|_| Error::Runtime("the writer thread ended early".into()))?
+        let written = rx.await;
+        drop(cancel); // the thread has answered; the flag matters only if this future is dropped first
+        match written {
+            Ok(written) => {
+                let _ = thread.join(); // it has sent its result: it is ending
+                written
+            }
+            Err(_) => Err(Error::Runtime(match thread.join() {
+                Err(payload) => format!(
+                    "the writer thread panicked: {}",
+                    payload
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_default()
+                ),
+                Ok(()) => "the writer thread ended without a result".into(),
+            })),
+        }
     }
 }
 
 impl<S: DataStore + ?Sized> DataStoreExt for S {}
+
+/// Sets its flag when dropped unfinished: the `write_shards` future's way of telling its thread
+/// that nobody waits for the result any more.
+#[derive(Default)]
+struct Cancel(Arc<AtomicBool>);
+
+impl Drop for Cancel {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
 
 /// Shard sinks that are uploads to a store.
 struct UploadSinks<'s> {
@@ -224,7 +306,15 @@ fn write_blocking<T: SampleType, O: ShardOpener>(
     dataset: &Dataset<T, O>,
     prefix: &str,
     options: WriteOptions,
+    cancelled: &AtomicBool,
 ) -> Result<WrittenShards> {
+    let check = || {
+        if cancelled.load(Ordering::SeqCst) {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
+        }
+    };
     let sinks = UploadSinks {
         store,
         prefix,
@@ -232,7 +322,8 @@ fn write_blocking<T: SampleType, O: ShardOpener>(
         cache_local: options.cache_local,
     };
     let mut writer = ShardWriter::with_sinks(sinks, options.shards);
-    for sample in dataset.raw_samples()? {
+    for sample in dataset.checked_raw_samples()? {
+        check()?;
         writer.write(&sample?)?;
     }
     // Every shard's bytes are stored; none is visible yet. Dropping an upload uncommitted aborts it.
@@ -240,7 +331,11 @@ fn write_blocking<T: SampleType, O: ShardOpener>(
     let mut urls = Vec::with_capacity(uploads.len());
     let mut checksums = Vec::with_capacity(uploads.len());
     for upload in &mut uploads {
-        if let Err(e) = upload.commit() {
+        if let Err(e) = check().and_then(|()| upload.commit()) {
+            if matches!(e, Error::Cancelled) {
+                delete_blocking(store, &urls);
+                return Err(e);
+            }
             let deleted = delete_blocking(store, &urls);
             return Err(Error::PartialCommit {
                 completed: urls,

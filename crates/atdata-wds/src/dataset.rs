@@ -356,6 +356,22 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
             None,
         ))
     }
+
+    /// The raw samples, in order, each first checked to decode as `T` (on the reading
+    /// threads): one that does not is an error naming the shard, the key and the field, in its
+    /// place. What an index insert copies, so that no entry indexes samples its schema cannot
+    /// read.
+    pub fn checked_raw_samples(&self) -> Result<Samples<WdsSample>> {
+        let decode = self.decoder();
+        let checked: MapFn<WdsSample> = Arc::new(move |shard: &str, sample: Sample<'_>| {
+            decode(shard, sample)?;
+            Ok(sample.to_owned_sample())
+        });
+        Ok(Samples::new(
+            self.pipeline(self.shard_list(), checked),
+            None,
+        ))
+    }
 }
 
 /// A seeded shuffle buffer.

@@ -124,6 +124,15 @@ pub enum Error {
         /// The count given.
         count: usize,
     },
+    /// A thread reading a shard panicked (in the opener, the reader or the decoder): the
+    /// shard's remaining samples are lost, and this error says so instead of a short epoch.
+    #[error("{shard}: the thread reading it panicked: {message}")]
+    ReaderPanicked {
+        /// The shard being read.
+        shard: String,
+        /// The panic's message, when it had one.
+        message: String,
+    },
     /// A member larger than a tar header can describe without extensions (8 GiB).
     #[error("member `{member}` of {len} bytes is larger than a tar header allows (8 GiB)")]
     MemberTooLarge {
@@ -139,6 +148,15 @@ fn member_suffix(member: &Option<String>) -> String {
         .as_ref()
         .map(|m| format!(" at member `{m}`"))
         .unwrap_or_default()
+}
+
+/// The text of a panic's payload, for [`Error::ReaderPanicked`].
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
 }
 
 impl Error {

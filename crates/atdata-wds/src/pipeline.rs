@@ -4,14 +4,16 @@
 //! into its own bounded queue of chunks. The consumer drains the queues in shard order, so the
 //! output order depends only on the shard list, never on thread timing, and memory is bounded
 //! by `parallelism × (QUEUE_DEPTH + 1)` chunks of at most `CHUNK_SAMPLES` samples or
-//! `CHUNK_BYTES` bytes. Dropping the consumer stops the threads at their next send.
+//! `CHUNK_BYTES` bytes. A shard's thread is joined when its queue ends, so a thread that
+//! panicked (in the opener, the reader or the decoder) is an error item naming the shard,
+//! never a silently short shard. Dropping the consumer stops the threads at their next send.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, panic_message};
 use crate::opener::ShardOpener;
 use crate::reader::{Grouper, Sample};
 
@@ -32,7 +34,11 @@ enum Msg<U> {
 }
 
 enum Source<U> {
-    Running(Receiver<Msg<U>>),
+    Running {
+        shard: String,
+        queue: Receiver<Msg<U>>,
+        thread: Option<thread::JoinHandle<()>>,
+    },
     /// The thread could not be started.
     NotStarted(Option<Error>),
 }
@@ -70,11 +76,16 @@ impl<U: Send + 'static> Pipeline<U> {
             };
             let (tx, rx) = sync_channel(QUEUE_DEPTH);
             let (opener, map) = (self.opener.clone(), self.map.clone());
+            let name = shard.clone();
             let started = thread::Builder::new()
                 .name("atdata-shard".into())
-                .spawn(move || read_shard(&shard, &*opener, &*map, &tx));
+                .spawn(move || read_shard(&name, &*opener, &*map, &tx));
             self.in_flight.push_back(match started {
-                Ok(_) => Source::Running(rx),
+                Ok(thread) => Source::Running {
+                    shard,
+                    queue: rx,
+                    thread: Some(thread),
+                },
                 Err(e) => Source::NotStarted(Some(Error::io("starting a shard reader thread", e))),
             });
         }
@@ -91,11 +102,24 @@ impl<U: Send + 'static> Iterator for Pipeline<U> {
             }
             self.fill();
             match self.in_flight.front_mut()? {
-                Source::Running(rx) => match rx.recv() {
+                Source::Running {
+                    shard,
+                    queue,
+                    thread,
+                } => match queue.recv() {
                     Ok(Msg::Chunk(items)) => self.buffer = items.into_iter(),
                     Ok(Msg::Failed(e)) => return Some(Err(e)),
                     Err(_) => {
+                        // The queue ends when the thread does: join it, and report a panic.
+                        let joined = thread.take().map_or(Ok(()), thread::JoinHandle::join);
+                        let shard = std::mem::take(shard);
                         self.in_flight.pop_front();
+                        if let Err(payload) = joined {
+                            return Some(Err(Error::ReaderPanicked {
+                                shard,
+                                message: panic_message(&*payload),
+                            }));
+                        }
                     }
                 },
                 Source::NotStarted(error) => {

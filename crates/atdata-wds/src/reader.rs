@@ -22,7 +22,11 @@ const TRUSTED_CAPACITY: u64 = 16 << 20;
 /// - a member `dir/base.ext.more` belongs to the sample keyed `dir/base` (up to the first `.` of
 ///   the last path component) under the extension `ext.more`, lowercased;
 /// - only consecutive members form one sample; a key seen again later starts a new sample;
-/// - top-level names like `__index__`, names without an extension, and non-file members are
+/// - a file named without an extension (`dir/base`, as some writers name a bare payload) is a
+///   sample keyed by its name with one member under the empty extension, so that a typed read
+///   reports it as missing its `msgpack` member instead of skipping it (webdataset skips such
+///   files silently; Python atdata fails on them);
+/// - top-level names like `__index__`, names starting with `.`, and non-file members are
 ///   skipped; PAX headers (`path`, `size`) and GNU long names are honoured.
 ///
 /// A truncated archive (including one missing its end-of-archive marker), a corrupt header, or
@@ -70,6 +74,7 @@ impl Iterator for TarReader<'_> {
 }
 
 /// A sample borrowed from a [`Grouper`]'s buffers.
+#[derive(Clone, Copy)]
 pub(crate) struct Sample<'s> {
     pub key: &'s str,
     pub members: &'s [(String, Vec<u8>)],
@@ -436,12 +441,16 @@ fn split_name(name: &str, key: &mut String, ext: &mut String) -> bool {
     if dir.is_empty() && base.len() >= 4 && base.starts_with("__") && base.ends_with("__") {
         return false;
     }
-    let Some(dot) = base.find('.').filter(|&d| d > 0) else {
+    if base.is_empty() || base.starts_with('.') {
         return false;
-    };
+    }
     key.clear();
-    key.push_str(&name[..dir.len() + dot]);
     ext.clear();
+    let Some(dot) = base.find('.') else {
+        key.push_str(name);
+        return true;
+    };
+    key.push_str(&name[..dir.len() + dot]);
     let rest = &base[dot + 1..];
     if rest.is_ascii() {
         ext.extend(rest.chars().map(|c| c.to_ascii_lowercase()));
@@ -505,7 +514,8 @@ mod tests {
         assert_eq!(s("a.b/c.txt").as_deref(), Some("a.b/c|txt"));
         assert_eq!(s("k.ÄB").as_deref(), Some("k|äb"));
         assert_eq!(s("__index__"), None);
-        assert_eq!(s("noext"), None);
+        assert_eq!(s("noext").as_deref(), Some("noext|"));
+        assert_eq!(s("dir/"), None);
         assert_eq!(s(".hidden"), None);
         assert_eq!(s("dir/__meta__.json").as_deref(), Some("dir/__meta__|json"));
     }

@@ -1,10 +1,11 @@
 //! Where the index and the store are: flags, then the environment (and `.env`).
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use anyhow::Context;
 use atdata::index::LocalIndexBuilder;
-use atdata::{Credentials, LocalDiskStore, LocalIndex, S3DataStore};
+use atdata::{Credentials, DataStore, LocalDiskStore, LocalIndex, S3DataStore};
 
 #[derive(Debug, clap::Args)]
 pub struct Config {
@@ -26,6 +27,10 @@ pub struct Config {
     /// instead of the seed's `sampleSchema` form; set it when sharing an index with Python.
     #[arg(long, global = true)]
     python_schema_refs: bool,
+
+    /// The indexes opened, for `shutdown`.
+    #[arg(skip)]
+    opened: Mutex<Vec<LocalIndex>>,
 }
 
 /// `~/.atdata/data`, where Python's `LocalDiskStore` writes by default.
@@ -53,21 +58,43 @@ impl Config {
         })
     }
 
+    async fn open(&self, builder: LocalIndexBuilder) -> anyhow::Result<LocalIndex> {
+        let index = builder.build().await?;
+        self.opened
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(index.clone());
+        Ok(index)
+    }
+
     /// The index, without a data store.
     pub async fn index(&self) -> anyhow::Result<LocalIndex> {
-        let builder = self.builder()?;
-        Ok(builder.build().await?)
+        self.open(self.builder()?).await
     }
 
     /// The index, writing shards through the configured store.
     pub async fn index_with_store(&self) -> anyhow::Result<(LocalIndex, String)> {
+        let (index, _, shown) = self.index_and_store().await?;
+        Ok((index, shown))
+    }
+
+    /// The index writing through the configured store, a handle on that store, and its name.
+    pub async fn index_and_store(
+        &self,
+    ) -> anyhow::Result<(LocalIndex, Box<dyn DataStore>, String)> {
+        fn with<S: DataStore + Clone>(
+            builder: LocalIndexBuilder,
+            store: S,
+        ) -> (LocalIndexBuilder, Box<dyn DataStore>) {
+            (builder.data_store(store.clone()), Box::new(store))
+        }
         let builder = self.builder()?;
-        let (builder, shown) = match &self.bucket {
+        let ((builder, store), shown) = match &self.bucket {
             Some(bucket) => {
                 let credentials = Credentials::from_env()
                     .context("--bucket needs S3 credentials (AWS_ACCESS_KEY_ID, ...)")?;
                 let store = S3DataStore::new(credentials, bucket)?;
-                (builder.data_store(store), format!("s3://{bucket}"))
+                (with(builder, store), format!("s3://{bucket}"))
             }
             None => {
                 let dir = match &self.store_dir {
@@ -75,9 +102,24 @@ impl Config {
                     None => default_store_dir()?,
                 };
                 let store = LocalDiskStore::new(&dir)?;
-                (builder.data_store(store), dir.display().to_string())
+                (with(builder, store), dir.display().to_string())
             }
         };
-        Ok((builder.build().await?, shown))
+        Ok((self.open(builder).await?, store, shown))
+    }
+
+    /// Waits for the background work of every index opened (inserts whose commit or cleanup
+    /// was still running, aborted uploads), so the process leaves nothing behind.
+    pub async fn shutdown(&self) -> anyhow::Result<()> {
+        let opened = std::mem::take(
+            &mut *self
+                .opened
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for index in opened {
+            index.shutdown().await?;
+        }
+        Ok(())
     }
 }

@@ -20,8 +20,10 @@ pub struct InsertArgs {
     /// The object prefix in the store [default: the name].
     #[arg(long)]
     prefix: Option<String>,
-    /// The schema reference its samples follow; without it, a schema is inferred from the
-    /// first 100 samples and published under the name (in CamelCase), next patch version.
+    /// The schema reference its samples follow (every sample is checked against it before
+    /// anything is indexed); without it, a schema is inferred from the first 100 samples and
+    /// published under the name (in CamelCase) at the next patch version, in the same commit
+    /// as the entry.
     #[arg(long)]
     schema: Option<String>,
     /// Samples per shard at most.
@@ -118,16 +120,12 @@ fn local_size(pattern: &str) -> Option<u64> {
 pub async fn insert(config: &Config, args: InsertArgs) -> anyhow::Result<()> {
     let (index, store) = config.index_with_store().await?;
     let (schema, schema_ref) = match &args.schema {
-        Some(r) => (index.decode_schema(r).await?, r.clone()),
+        Some(r) => (index.decode_schema(r).await?, Some(r.clone())),
         None => {
             let (pattern, name) = (args.pattern.clone(), args.name.clone());
-            let schema = tokio::task::spawn_blocking(move || infer(&pattern, &name)).await??;
-            let description = format!("inferred by `atdata insert` from {}", args.pattern);
-            let r = index
-                .publish_schema_of(&schema, None, Some(&description))
-                .await?;
-            tracing::info!("published the inferred schema {r}");
-            (schema, r)
+            let mut schema = tokio::task::spawn_blocking(move || infer(&pattern, &name)).await??;
+            schema.description = Some(format!("inferred by `atdata insert` from {}", args.pattern));
+            (schema, None)
         }
     };
 
@@ -153,7 +151,8 @@ pub async fn insert(config: &Config, args: InsertArgs) -> anyhow::Result<()> {
     );
     let options = InsertOptions {
         prefix: args.prefix.clone(),
-        schema_ref: Some(schema_ref),
+        publish_schema: schema_ref.is_none(),
+        schema_ref,
         maxcount: args.maxcount,
         maxsize: args.maxsize,
         ..Default::default()

@@ -1,6 +1,7 @@
 //! `atdata`: look inside shards and indexes, insert datasets, verify them.
 //!
-//! Exit codes: 0 on success, 1 on an error (one line on stderr), 2 on a usage error.
+//! Exit codes: 0 on success, 1 on an error (one line on stderr), 2 on a usage error, 130 after
+//! SIGINT and 143 after SIGTERM (the work in flight is cancelled and cleaned up first).
 
 use std::process::ExitCode;
 
@@ -8,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod config;
 mod entries;
+mod gc;
 mod insert;
 mod render;
 mod shards;
@@ -79,6 +81,9 @@ enum Command {
     },
     /// Writes a dataset's shards to the store (`--bucket`, else a local folder) and indexes it.
     Insert(insert::InsertArgs),
+    /// Lists (and with `--apply` removes) what interrupted inserts left in the store:
+    /// unfinished uploads and shard objects older than `--older-than` that no entry references.
+    Gc(gc::GcArgs),
     /// Re-hashes every shard of an entry against the checksums stored with it.
     Verify {
         /// A dataset name or a CID.
@@ -152,26 +157,64 @@ fn fail(e: &anyhow::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Runs the command until it ends or a signal cancels it, then waits for the cleanup of
+/// everything it started (an interrupted insert's uploads and shards); a second signal
+/// exits at once.
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = cli.config;
-    match cli.command {
+    let outcome = tokio::select! {
+        done = execute(&config, cli.command) => done,
+        code = interrupted() => {
+            eprintln!("interrupted: cancelling and cleaning up (again to exit at once)");
+            Ok(code)
+        }
+    };
+    let cleaned = tokio::select! {
+        cleaned = config.shutdown() => cleaned,
+        code = interrupted() => return Ok(code),
+    };
+    match (outcome, cleaned) {
+        (Ok(code), Ok(())) => Ok(code),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e.context("cleaning up")),
+    }
+}
+
+/// Waits for SIGINT (exit code 130) or SIGTERM (143).
+async fn interrupted() -> ExitCode {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => ExitCode::from(130),
+        _ = term.recv() => ExitCode::from(143),
+    }
+}
+
+async fn execute(config: &Config, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Inspect { url, schema, json } => {
-            shards::inspect(&config, &url, schema.as_deref(), json).await?
+            shards::inspect(config, &url, schema.as_deref(), json).await?
         }
         Command::Cat { url, schema, limit } => {
-            shards::cat(&config, &url, schema.as_deref(), limit).await?
+            shards::cat(config, &url, schema.as_deref(), limit).await?
         }
-        Command::Ls { json } => entries::ls(&config, json).await?,
-        Command::Get { name_or_cid, json } => entries::get(&config, &name_or_cid, json).await?,
+        Command::Ls { json } => entries::ls(config, json).await?,
+        Command::Get { name_or_cid, json } => entries::get(config, &name_or_cid, json).await?,
         Command::Schema { command } => match command {
-            SchemaCommand::List { json } => entries::schema_list(&config, json).await?,
+            SchemaCommand::List { json } => entries::schema_list(config, json).await?,
             SchemaCommand::Show { schema_ref, json } => {
-                entries::schema_show(&config, &schema_ref, json).await?
+                entries::schema_show(config, &schema_ref, json).await?
             }
         },
-        Command::Insert(args) => insert::insert(&config, args).await?,
+        Command::Insert(args) => insert::insert(config, args).await?,
+        Command::Gc(args) => return gc::gc(config, args).await,
         Command::Verify { name_or_cid, json } => {
-            return verify::verify(&config, &name_or_cid, json).await;
+            return verify::verify(config, &name_or_cid, json).await;
         }
     }
     Ok(ExitCode::SUCCESS)
