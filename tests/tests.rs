@@ -10,6 +10,7 @@ mod cli;
 mod datasets;
 mod faults;
 mod golden;
+mod hardening;
 mod index;
 mod roundtrip;
 mod samples;
