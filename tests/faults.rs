@@ -441,3 +441,167 @@ async fn insert_dataset_against_a_stopped_s3_server_leaves_no_entry() {
         "nothing written at all"
     );
 }
+
+/// The `atdata` command on a SQLite index of its own, writing shards to `s3`'s bucket.
+fn cli_on(s3: &OwnS3) -> crate::hardening::Atdata {
+    let mut cli = crate::hardening::Atdata::new();
+    for (k, v) in [
+        ("AWS_ENDPOINT", s3.endpoint()),
+        ("AWS_ACCESS_KEY_ID", "minioadmin".into()),
+        ("AWS_SECRET_ACCESS_KEY", "minioadmin".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_BUCKET", BUCKET.into()),
+    ] {
+        cli.env.push((k.into(), v));
+    }
+    cli
+}
+
+/// Objects visible under `prefix` in the bucket.
+fn objects(s3: &OwnS3, prefix: &str) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let raw = raw_store(s3);
+    rt.block_on(raw.list(Some(&prefix.into())).collect::<Vec<_>>())
+        .into_iter()
+        .map(|meta| meta.unwrap().location.to_string())
+        .collect()
+}
+
+#[test]
+fn sigint_mid_insert_to_s3_leaves_no_upload_and_gc_clears_what_a_sigkill_leaves() {
+    use crate::hardening::finish;
+
+    let state = tempfile::tempdir().unwrap();
+    let s3 = OwnS3::start(state.path(), 150);
+    let cli = cli_on(&s3);
+    let source = crate::hardening::write_blobs(cli.home.path(), 300);
+    let insert = [
+        "insert",
+        source.as_str(),
+        "--name",
+        "blobs",
+        "--maxsize",
+        "16000000",
+    ];
+
+    // SIGINT: the insert is cancelled, its uploads aborted before the command exits.
+    let child = cli.interrupt(&insert, Duration::from_millis(2000), "INT");
+    let out = finish(child, Duration::from_secs(120));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s3.open_uploads(), 0, "uploads left open after SIGINT");
+    assert!(objects(&s3, "blobs").is_empty());
+    assert!(cli.is_empty());
+
+    // SIGKILL: nothing can clean up; the open uploads are what gc is for.
+    let child = cli.interrupt(&insert, Duration::from_millis(2000), "KILL");
+    finish(child, Duration::from_secs(30));
+    let open = s3.open_uploads();
+    assert!(open > 0, "the kill left no upload open: kill earlier");
+    assert!(cli.is_empty());
+    let recent = cli.json(&["gc", "--json"]);
+    assert_eq!(recent["found"], serde_json::json!([]), "fresh uploads are kept: {recent}");
+    let listed = cli.json(&["gc", "--older-than", "0s", "--json"]);
+    assert_eq!(listed["found"].as_array().unwrap().len(), open, "{listed}");
+    assert_eq!(s3.open_uploads(), open, "a dry run removes nothing");
+    let applied = cli.json(&["gc", "--older-than", "0s", "--apply", "--json"]);
+    assert!(
+        applied["found"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["kind"] == "upload" && f["removed"] == true),
+        "{applied}"
+    );
+    assert_eq!(s3.open_uploads(), 0, "gc left uploads open");
+
+    // The same insert then succeeds; gc keeps what it references.
+    cli.ok(&insert);
+    let stored = objects(&s3, "blobs");
+    assert!(stored.len() > 10, "{stored:?}");
+    let after = cli.json(&["gc", "--older-than", "0s", "--apply", "--json"]);
+    assert_eq!(after["found"], serde_json::json!([]), "{after}");
+    assert_eq!(after["kept_referenced"], serde_json::json!(stored.len()));
+    assert_eq!(objects(&s3, "blobs"), stored);
+    assert!(cli.ok(&["verify", "blobs"]).contains("ok"));
+}
+
+#[test]
+fn an_s3_server_killed_mid_insert_or_a_dropped_insert_future_leaves_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let s3 = OwnS3::start(state.path(), 210);
+    let cli = cli_on(&s3);
+    let source = crate::hardening::write_blobs(cli.home.path(), 300);
+    let insert = [
+        "insert",
+        source.as_str(),
+        "--name",
+        "blobs",
+        "--maxsize",
+        "16000000",
+    ];
+
+    // The server dies mid-insert and comes back while the command cleans up.
+    let child = cli
+        .command(&insert)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2000));
+    assert!(s3.open_uploads() > 0, "the insert had no upload open yet");
+    s3.kill();
+    std::thread::sleep(Duration::from_secs(10)); // the write gives up meanwhile
+    s3.script(&[]);
+    let out = crate::hardening::finish(child, Duration::from_secs(120));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error:"), "{stderr}");
+    assert_eq!(s3.open_uploads(), 0, "uploads left open: {stderr}");
+    assert!(objects(&s3, "blobs").is_empty());
+    assert!(cli.is_empty());
+
+    // A dropped insert future: the write stops, and shutdown waits for its cleanup.
+    let options = || InsertOptions {
+        maxsize: 16 << 20,
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let index = rt.block_on(async {
+        let index = LocalIndex::builder()
+            .sqlite_path(cli.home.path().join("lib.db"))
+            .data_store(S3DataStore::new(credentials(&s3), BUCKET).unwrap())
+            .build()
+            .await
+            .unwrap();
+        let ds = Dataset::<Blob>::new(&source).unwrap();
+        let cut = tokio::time::timeout(
+            Duration::from_millis(1500),
+            index.insert_dataset_with(&ds, "dropped", options()),
+        )
+        .await;
+        assert!(cut.is_err(), "the insert ended before it was dropped");
+        index.shutdown().await.unwrap();
+        assert!(index.all_entries().await.unwrap().is_empty());
+        assert!(index.list_schemas().await.unwrap().is_empty());
+        index
+    });
+    assert_eq!(s3.open_uploads(), 0, "uploads left open by a dropped future");
+    assert!(objects(&s3, "dropped").is_empty());
+    let ds = Dataset::<Blob>::new(&source).unwrap();
+    let entry = rt
+        .block_on(index.insert_dataset_with(&ds, "dropped", options()))
+        .unwrap();
+    assert_eq!(objects(&s3, "dropped").len(), entry.data_urls.len());
+}

@@ -182,7 +182,11 @@ pub(crate) mod s3 {
         let mut out = Vec::new();
         let (mut key_marker, mut id_marker) = (String::new(), String::new());
         loop {
-            let mut query = vec![("uploads", ""), ("prefix", prefix)];
+            let mut query = vec![("uploads", "")];
+            // An empty `prefix=` breaks some servers' signature checks (SeaweedFS's).
+            if !prefix.is_empty() {
+                query.push(("prefix", prefix));
+            }
             if !key_marker.is_empty() {
                 query.push(("key-marker", &key_marker));
                 query.push(("upload-id-marker", &id_marker));
