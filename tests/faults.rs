@@ -478,14 +478,7 @@ fn sigint_mid_insert_to_s3_leaves_no_upload_and_gc_clears_what_a_sigkill_leaves(
     let s3 = OwnS3::start(state.path(), 150);
     let cli = cli_on(&s3);
     let source = crate::hardening::write_blobs(cli.home.path(), 300);
-    let insert = [
-        "insert",
-        source.as_str(),
-        "--name",
-        "blobs",
-        "--maxsize",
-        "16000000",
-    ];
+    let insert = crate::hardening::blob_insert(&source);
 
     // SIGINT: the insert is cancelled, its uploads aborted before the command exits.
     let child = cli.interrupt(&insert, Duration::from_millis(2000), "INT");
@@ -507,7 +500,11 @@ fn sigint_mid_insert_to_s3_leaves_no_upload_and_gc_clears_what_a_sigkill_leaves(
     assert!(open > 0, "the kill left no upload open: kill earlier");
     assert!(cli.is_empty());
     let recent = cli.json(&["gc", "--json"]);
-    assert_eq!(recent["found"], serde_json::json!([]), "fresh uploads are kept: {recent}");
+    assert_eq!(
+        recent["found"],
+        serde_json::json!([]),
+        "fresh uploads are kept: {recent}"
+    );
     let listed = cli.json(&["gc", "--older-than", "0s", "--json"]);
     assert_eq!(listed["found"].as_array().unwrap().len(), open, "{listed}");
     assert_eq!(s3.open_uploads(), open, "a dry run removes nothing");
@@ -539,14 +536,7 @@ fn an_s3_server_killed_mid_insert_or_a_dropped_insert_future_leaves_nothing() {
     let s3 = OwnS3::start(state.path(), 210);
     let cli = cli_on(&s3);
     let source = crate::hardening::write_blobs(cli.home.path(), 300);
-    let insert = [
-        "insert",
-        source.as_str(),
-        "--name",
-        "blobs",
-        "--maxsize",
-        "16000000",
-    ];
+    let insert = crate::hardening::blob_insert(&source);
 
     // The server dies mid-insert and comes back while the command cleans up.
     let child = cli
@@ -597,7 +587,11 @@ fn an_s3_server_killed_mid_insert_or_a_dropped_insert_future_leaves_nothing() {
         assert!(index.list_schemas().await.unwrap().is_empty());
         index
     });
-    assert_eq!(s3.open_uploads(), 0, "uploads left open by a dropped future");
+    assert_eq!(
+        s3.open_uploads(),
+        0,
+        "uploads left open by a dropped future"
+    );
     assert!(objects(&s3, "dropped").is_empty());
     let ds = Dataset::<Blob>::new(&source).unwrap();
     let entry = rt

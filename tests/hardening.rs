@@ -18,7 +18,7 @@ use atdata::{WdsSample, json_to_msgpack};
 use serde_json::{Value as Json, json};
 
 use crate::cli::built;
-use crate::index::fresh_db;
+use crate::index::{fresh_db, walk as files};
 
 /// A row of the tests' datasets.
 #[packable]
@@ -52,18 +52,6 @@ fn write_items(dir: &Path, stem: &str, shards: usize, n: i64) -> String {
     dir.join(format!("{stem}-{{0..{}}}.tar", shards - 1))
         .display()
         .to_string()
-}
-
-/// Every file under `dir`.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(read) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    read.flat_map(|e| {
-        let p = e.unwrap().path();
-        if p.is_dir() { files(&p) } else { vec![p] }
-    })
-    .collect()
 }
 
 async fn sqlite_with_store(dir: &Path) -> (LocalIndex, PathBuf) {
@@ -122,7 +110,10 @@ async fn concurrent_publishes(index: LocalIndex) {
 
     // An explicit version: the same record again is a no-op, another one a conflict.
     let r = index.publish_schema::<Item>("5.0.0", None).await.unwrap();
-    assert_eq!(index.publish_schema::<Item>("5.0.0", None).await.unwrap(), r);
+    assert_eq!(
+        index.publish_schema::<Item>("5.0.0", None).await.unwrap(),
+        r
+    );
     let mut other = Misfit::schema();
     other.name = "Item".into();
     let err = index
@@ -130,8 +121,14 @@ async fn concurrent_publishes(index: LocalIndex) {
         .await
         .unwrap_err();
     assert!(matches!(err, IndexError::SchemaConflict { .. }), "{err}");
-    assert_eq!(index.get_schema(&r).await.unwrap().record.schema, Item::schema());
-    index.replace_schema_of(&other, "5.0.0", None).await.unwrap();
+    assert_eq!(
+        index.get_schema(&r).await.unwrap().record.schema,
+        Item::schema()
+    );
+    index
+        .replace_schema_of(&other, "5.0.0", None)
+        .await
+        .unwrap();
     assert_eq!(index.get_schema(&r).await.unwrap().record.schema, other);
 }
 
@@ -170,8 +167,8 @@ async fn concurrent_inserts_under_one_name(index: LocalIndex, dir: &Path) {
                 w.finish().unwrap().close().unwrap();
                 let schema =
                     atdata::Schema::infer("Shared", payloads.iter().map(Vec::as_slice)).unwrap();
-                let ds = Dataset::<DynamicSample>::with_schema(path.to_str().unwrap(), schema)
-                    .unwrap();
+                let ds =
+                    Dataset::<DynamicSample>::with_schema(path.to_str().unwrap(), schema).unwrap();
                 let options = InsertOptions {
                     publish_schema: true,
                     ..Default::default()
@@ -351,8 +348,15 @@ async fn an_insert_under_a_schema_its_samples_do_not_follow_fails_naming_key_and
         publish_schema: true,
         ..Default::default()
     };
-    let entry = index.insert_dataset_with(&ds, "items", options).await.unwrap();
-    assert!(entry.schema_ref.ends_with("Item@1.0.0"), "{}", entry.schema_ref);
+    let entry = index
+        .insert_dataset_with(&ds, "items", options)
+        .await
+        .unwrap();
+    assert!(
+        entry.schema_ref.ends_with("Item@1.0.0"),
+        "{}",
+        entry.schema_ref
+    );
     assert_eq!(index.list_schemas().await.unwrap().len(), 1);
 }
 
@@ -400,6 +404,11 @@ struct Blob {
     data: Vec<u8>,
 }
 
+/// `atdata insert` of the blobs at `source` in 16 MB shards.
+pub fn blob_insert(source: &str) -> [&str; 6] {
+    ["insert", source, "--name", "blobs", "--maxsize", "16000000"]
+}
+
 pub fn write_blobs(dir: &Path, n: i64) -> String {
     let path = dir.join("blobs.tar");
     let mut w = TarWriter::create(&path).unwrap();
@@ -429,7 +438,10 @@ async fn a_dropped_insert_future_stops_and_leaves_nothing_and_a_rerun_succeeds()
         index.insert_dataset_with(&ds, "blobs", options()),
     )
     .await;
-    assert!(cut.is_err(), "the insert ended before it was dropped: make it larger");
+    assert!(
+        cut.is_err(),
+        "the insert ended before it was dropped: make it larger"
+    );
     index.shutdown().await.unwrap();
     nothing_left(&index, &store_dir).await;
     let entry = index
@@ -516,7 +528,8 @@ impl Atdata {
 
     /// Entries and schema records, through the command.
     pub fn is_empty(&self) -> bool {
-        self.json(&["ls", "--json"]) == json!([]) && self.json(&["schema", "list", "--json"]) == json!([])
+        self.json(&["ls", "--json"]) == json!([])
+            && self.json(&["schema", "list", "--json"]) == json!([])
     }
 }
 
@@ -539,7 +552,7 @@ pub fn finish(child: Child, limit: Duration) -> Output {
 fn sigint_and_sigterm_mid_insert_exit_130_and_143_leaving_nothing_and_a_rerun_succeeds() {
     let cli = Atdata::new();
     let source = write_blobs(cli.home.path(), 300);
-    let insert = ["insert", source.as_str(), "--name", "blobs", "--maxsize", "16000000"];
+    let insert = blob_insert(&source);
     for (signal, code) in [("INT", 130), ("TERM", 143)] {
         let child = cli.interrupt(&insert, Duration::from_millis(1500), signal);
         let out = finish(child, Duration::from_secs(90));
@@ -555,7 +568,10 @@ fn sigint_and_sigterm_mid_insert_exit_130_and_143_leaving_nothing_and_a_rerun_su
     }
     cli.ok(&insert);
     let entry = cli.json(&["get", "blobs", "--json"]);
-    assert_eq!(files(&cli.store()).len(), entry["data_urls"].as_array().unwrap().len());
+    assert_eq!(
+        files(&cli.store()).len(),
+        entry["data_urls"].as_array().unwrap().len()
+    );
 }
 
 #[test]
@@ -579,16 +595,24 @@ fn a_cli_insert_that_contradicts_its_schema_fails_naming_key_and_field_and_publi
     let path = cli.home.path().join("drift.tar");
     let mut w = TarWriter::create(&path).unwrap();
     for i in 0..150 {
-        let id = if i < 120 { json!(i) } else { json!(format!("#{i}")) };
+        let id = if i < 120 {
+            json!(i)
+        } else {
+            json!(format!("#{i}"))
+        };
         let payload = json_to_msgpack(&json!({"id": id, "text": "t"})).unwrap();
-        w.write(&WdsSample::msgpack(format!("{i:06}"), payload)).unwrap();
+        w.write(&WdsSample::msgpack(format!("{i:06}"), payload))
+            .unwrap();
     }
     w.finish().unwrap().close().unwrap();
     let source = path.display().to_string();
     let out = cli.run(&["insert", &source, "--name", "drift"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("000120") && stderr.contains("id"), "{stderr}");
+    assert!(
+        stderr.contains("000120") && stderr.contains("id"),
+        "{stderr}"
+    );
     assert!(cli.is_empty(), "a failed insert left an entry or a schema");
     assert!(files(&cli.store()).is_empty());
 
@@ -612,7 +636,8 @@ fn eight_concurrent_cli_inserts_under_one_name_publish_eight_versions_that_all_d
             let mut w = TarWriter::create(&path).unwrap();
             for i in 0..10 {
                 let payload = json_to_msgpack(&json!({"id": i, format!("f{t}"): t})).unwrap();
-                w.write(&WdsSample::msgpack(format!("{i:04}"), payload)).unwrap();
+                w.write(&WdsSample::msgpack(format!("{i:04}"), payload))
+                    .unwrap();
             }
             w.finish().unwrap().close().unwrap();
             let source = path.display().to_string();
@@ -626,7 +651,11 @@ fn eight_concurrent_cli_inserts_under_one_name_publish_eight_versions_that_all_d
     let mut refs = Vec::new();
     for child in children {
         let out = finish(child, Duration::from_secs(120));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let entry: Json = serde_json::from_slice(&out.stdout).unwrap();
         let schema_ref = entry["schema_ref"].as_str().unwrap().to_owned();
         let url = entry["data_urls"][0].as_str().unwrap();
@@ -637,7 +666,13 @@ fn eight_concurrent_cli_inserts_under_one_name_publish_eight_versions_that_all_d
     refs.sort();
     refs.dedup();
     assert_eq!(refs.len(), 8, "{refs:?}");
-    assert_eq!(cli.json(&["schema", "list", "--json"]).as_array().unwrap().len(), 8);
+    assert_eq!(
+        cli.json(&["schema", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        8
+    );
 }
 
 // ------------------------------------------------------------------ gc on real leftovers
@@ -655,14 +690,17 @@ fn gc_removes_what_a_killed_insert_left_and_never_what_an_entry_references() {
 
     // A SIGKILL mid-insert: staging files (`name.tar#N`) stay behind.
     let source = write_blobs(cli.home.path(), 300);
-    let insert = ["insert", source.as_str(), "--name", "blobs", "--maxsize", "16000000"];
+    let insert = blob_insert(&source);
     let child = cli.interrupt(&insert, Duration::from_millis(1500), "KILL");
     finish(child, Duration::from_secs(30));
     let staging: Vec<_> = files(&cli.store())
         .into_iter()
         .filter(|p| p.to_string_lossy().contains('#'))
         .collect();
-    assert!(!staging.is_empty(), "the kill left no staging file: kill earlier");
+    assert!(
+        !staging.is_empty(),
+        "the kill left no staging file: kill earlier"
+    );
     // And an object no entry references, as a crash between commit and index would leave.
     let stray = cli.store().join("blobs/data--deadbeef--000000.tar");
     std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
@@ -680,13 +718,21 @@ fn gc_removes_what_a_killed_insert_left_and_never_what_an_entry_references() {
         .map(|f| f["url"].as_str().unwrap())
         .collect();
     assert_eq!(found.len(), staging.len() + 1, "{listed}");
-    assert!(found.iter().any(|u| u.ends_with("data--deadbeef--000000.tar")));
+    assert!(
+        found
+            .iter()
+            .any(|u| u.ends_with("data--deadbeef--000000.tar"))
+    );
     assert_eq!(listed["kept_referenced"], json!(3), "{listed}");
     assert!(stray.exists() && staging.iter().all(|p| p.exists()));
     // Applied.
     let applied = cli.json(&["gc", "--older-than", "0s", "--apply", "--json"]);
     assert!(
-        applied["found"].as_array().unwrap().iter().all(|f| f["removed"] == json!(true)),
+        applied["found"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["removed"] == json!(true)),
         "{applied}"
     );
     let mut left = files(&cli.store());

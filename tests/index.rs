@@ -848,7 +848,8 @@ async fn a_failed_index_write_deletes_the_shards_it_wrote() {
     assert!(left.is_empty(), "shards left behind: {left:?}");
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
+/// Every file under `dir`.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let Ok(read) = std::fs::read_dir(dir) else {
         return Vec::new();
     };

@@ -399,26 +399,25 @@ impl LocalIndex {
             }
         };
         SchemaRef::parse(&schema_ref)?;
-        let mut metadata = options.metadata;
         let store = self.inner.store.clone().filter(|_| use_store);
-        if store.is_some() && !matches!(metadata, None | Some(Value::Object(_))) {
+        if store.is_some() && !matches!(options.metadata, None | Some(Value::Object(_))) {
             return Err(Error::Invalid(
                 "metadata must be a JSON object to take the shard checksums".into(),
             ));
         }
 
+        let mut commit = Commit {
+            index: self.clone(),
+            name: name.to_owned(),
+            schema,
+            schema_ref,
+            mode,
+            data_urls: vec![dataset.url().to_owned()],
+            metadata: options.metadata,
+            store: None,
+            cancelled: Arc::default(),
+        };
         let Some(store) = store else {
-            let commit = Commit {
-                index: self.clone(),
-                name: name.to_owned(),
-                schema,
-                schema_ref,
-                mode,
-                data_urls: vec![dataset.url().to_owned()],
-                metadata,
-                store: None,
-                cancelled: Arc::default(),
-            };
             return commit.run().await;
         };
         // Dropping this future while the shards are written cancels the write (the store
@@ -445,7 +444,7 @@ impl LocalIndex {
             .zip(written.checksums())
             .map(|(u, s)| (u.clone(), Value::from(s.as_str())))
             .collect();
-        let mut object = match metadata.take() {
+        let mut object = match commit.metadata.take() {
             Some(Value::Object(m)) => m,
             _ => Map::new(),
         };
@@ -453,18 +452,10 @@ impl LocalIndex {
         // From here the shards are stored: the commit runs as a task of the index's own, so
         // that dropping this future cannot leave them behind. It writes the entry, or deletes
         // the shards (when it fails, or when this future was dropped before it began).
-        let cancel = Cancel(Arc::default());
-        let commit = Commit {
-            index: self.clone(),
-            name: name.to_owned(),
-            schema,
-            schema_ref,
-            mode,
-            data_urls: written.urls().to_vec(),
-            metadata: Some(Value::Object(object)),
-            store: Some(store),
-            cancelled: cancel.0.clone(),
-        };
+        commit.data_urls = written.urls().to_vec();
+        commit.metadata = Some(Value::Object(object));
+        commit.store = Some(store);
+        let cancel = Cancel(commit.cancelled.clone());
         let task = self.inner.commits.spawn(commit.run());
         let committed = task.await.map_err(|e| Error::Task(e.to_string()))?;
         drop(cancel);

@@ -144,6 +144,18 @@ impl Backend {
         })
     }
 
+    /// Runs `fut` on the store's runtime and waits for it (from async code).
+    async fn run<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T> {
+        self.runtime
+            .handle()
+            .spawn(fut)
+            .await
+            .map_err(|e| Error::Runtime(e.to_string()))
+    }
+
     fn path(&self, url: &str) -> Result<Path> {
         Path::parse(self.key(url)?).map_err(|e| Error::store(url, e.into()))
     }
@@ -202,12 +214,7 @@ impl DataStore for Backend {
         let path = self.path(url)?;
         let store = self.store.clone();
         let shown = url.to_owned();
-        let result = self
-            .runtime
-            .handle()
-            .spawn(async move { store.delete(&path).await })
-            .await
-            .map_err(|e| Error::Runtime(e.to_string()))?;
+        let result = self.run(async move { store.delete(&path).await }).await?;
         match result {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(Error::store(shown, e)),
@@ -242,16 +249,14 @@ impl DataStore for Backend {
 
     async fn list_items(&self, prefix: &str) -> Result<Vec<StoredItem>> {
         let prefix = prefix.trim_matches('/').to_owned();
-        let listed = {
-            let store = self.store.clone();
-            let path = (!prefix.is_empty()).then(|| Path::from(prefix.as_str()));
-            self.runtime
-                .handle()
-                .spawn(async move { store.list(path.as_ref()).try_collect::<Vec<_>>().await })
-                .await
-                .map_err(|e| Error::Runtime(e.to_string()))?
-                .map_err(|e| Error::store(self.url(&prefix), e))?
-        };
+        let (store, path) = (
+            self.store.clone(),
+            (!prefix.is_empty()).then(|| Path::from(prefix.as_str())),
+        );
+        let listed = self
+            .run(async move { store.list(path.as_ref()).try_collect::<Vec<_>>().await })
+            .await?
+            .map_err(|e| Error::store(self.url(&prefix), e))?;
         let mut items: Vec<StoredItem> = listed
             .into_iter()
             .map(|meta| StoredItem {
@@ -261,7 +266,7 @@ impl DataStore for Backend {
                 upload_id: None,
             })
             .collect();
-        match &self.location {
+        let uploads = match &self.location {
             #[cfg(feature = "s3")]
             Location::S3 {
                 bucket,
@@ -269,33 +274,20 @@ impl DataStore for Backend {
             } => {
                 let (bucket, credentials, p) =
                     (bucket.clone(), credentials.clone(), prefix.clone());
-                let uploads = self
-                    .runtime
-                    .handle()
-                    .spawn(async move {
-                        crate::items::s3::list_uploads(&credentials, &bucket, &p).await
-                    })
-                    .await
-                    .map_err(|e| Error::Runtime(e.to_string()))??;
-                items.extend(uploads.into_iter().map(|(key, id, started)| StoredItem {
-                    url: self.url(&key),
-                    size: None,
-                    modified: started,
-                    upload_id: Some(id),
-                }));
+                self.run(
+                    async move { crate::items::s3::list_uploads(&credentials, &bucket, &p).await },
+                )
+                .await??
             }
-            Location::Disk { root } => {
-                items.extend(staging_files(root, &prefix)?.into_iter().map(
-                    |(key, staging, modified)| StoredItem {
-                        url: self.url(&key),
-                        size: None,
-                        modified,
-                        upload_id: Some(staging),
-                    },
-                ));
-            }
-            Location::Memory => {}
-        }
+            Location::Disk { root } => staging_files(root, &prefix)?,
+            Location::Memory => Vec::new(),
+        };
+        items.extend(uploads.into_iter().map(|(key, id, started)| StoredItem {
+            url: self.url(&key),
+            size: None,
+            modified: started,
+            upload_id: Some(id),
+        }));
         Ok(items)
     }
 
@@ -311,13 +303,10 @@ impl DataStore for Backend {
             } => {
                 let key = self.key(&item.url)?.to_owned();
                 let (bucket, credentials, id) = (bucket.clone(), credentials.clone(), id.clone());
-                self.runtime
-                    .handle()
-                    .spawn(async move {
-                        crate::items::s3::abort_upload(&credentials, &bucket, &key, &id).await
-                    })
-                    .await
-                    .map_err(|e| Error::Runtime(e.to_string()))?
+                self.run(async move {
+                    crate::items::s3::abort_upload(&credentials, &bucket, &key, &id).await
+                })
+                .await?
             }
             Location::Disk { root } => {
                 // Only a staging file of this store's own folder is ever removed.

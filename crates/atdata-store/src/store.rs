@@ -234,15 +234,9 @@ pub trait DataStoreExt: DataStore {
                 let _ = thread.join(); // it has sent its result: it is ending
                 written
             }
+            // The panic's message went to stderr through the panic hook.
             Err(_) => Err(Error::Runtime(match thread.join() {
-                Err(payload) => format!(
-                    "the writer thread panicked: {}",
-                    payload
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| payload.downcast_ref::<String>().cloned())
-                        .unwrap_or_default()
-                ),
+                Err(_) => "the writer thread panicked".into(),
                 Ok(()) => "the writer thread ended without a result".into(),
             })),
         }

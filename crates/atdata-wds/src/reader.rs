@@ -94,7 +94,7 @@ impl Sample<'_> {
         self.members.iter().map(|(_, d)| d.len()).sum()
     }
 
-    pub fn to_owned_sample(&self) -> WdsSample {
+    pub fn to_owned_sample(self) -> WdsSample {
         WdsSample {
             key: self.key.to_owned(),
             members: self.members.to_vec(),
