@@ -23,8 +23,10 @@ struct TrainingSample {
 async fn main() -> anyhow::Result<()> {
     // A `.env` in the current directory fills what the environment lacks; none is fine.
     let _ = dotenvy::dotenv();
-    let redis_url = std::env::var("REDIS_URL").context("REDIS_URL (see scripts/services.sh)")?;
-    let bucket = std::env::var("AWS_BUCKET").context("AWS_BUCKET (see scripts/services.sh)")?;
+    let redis_url =
+        std::env::var("REDIS_URL").context("REDIS_URL (a Redis server, redis://host:port/db)")?;
+    let bucket = std::env::var("AWS_BUCKET")
+        .context("AWS_BUCKET (an S3 bucket; AWS_ENDPOINT and credentials beside it)")?;
 
     // 1-2. Samples.
     let samples = (0..10_000).map(|i| TrainingSample {

@@ -22,10 +22,21 @@ fi
 cargo build --quiet -p atdata-cli
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-redis_url="${REDIS_URL%/}/62"
+# Database 62 of the test Redis: emptied only when it is empty or carries the test marker.
+case "$ATDATA_TEST_REDIS_URL" in
+  redis://127.*|redis://localhost*|redis://\[::1\]*) ;;
+  *) echo "ATDATA_TEST_REDIS_URL must be on loopback" >&2; exit 1 ;;
+esac
+redis_url="${ATDATA_TEST_REDIS_URL%/}/62"
+if [ "$(redis-cli -u "$redis_url" dbsize)" != 0 ] &&
+   [ "$(redis-cli -u "$redis_url" exists atdata-test:owned)" != 1 ]; then
+  echo "database 62 of $ATDATA_TEST_REDIS_URL holds data this script did not write: not flushing it" >&2
+  exit 1
+fi
 redis-cli -u "$redis_url" flushdb >/dev/null
+redis-cli -u "$redis_url" set atdata-test:owned 1 >/dev/null
 for index in "sqlite:$work/index.db" "$redis_url"; do
-  env -u AWS_BUCKET target/debug/atdata --index "$index" --store-dir "$work/store" \
+  env -u AWS_BUCKET -u ATDATA_INDEX target/debug/atdata --index "$index" --store-dir "$work/store" \
     --python-schema-refs insert 'tests/golden/shards/golden_image-{000000..000001}.tar' \
     --name rust-images --maxcount 2 >/dev/null
 done

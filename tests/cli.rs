@@ -35,23 +35,29 @@ struct Row {
 struct Cli {
     home: tempfile::TempDir,
     index: String,
+    /// Variables the command gets besides HOME and the store folder (the test S3 server's).
+    env: Vec<(String, String)>,
 }
 
 impl Cli {
     fn new(index: impl FnOnce(&Path) -> String) -> Cli {
         let home = tempfile::tempdir().unwrap();
         let index = index(home.path());
-        Cli { home, index }
+        Cli {
+            home,
+            index,
+            env: Vec::new(),
+        }
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(built("atdata"))
+        crate::services::scrub(&mut Command::new(built("atdata")))
             .args(args)
             .args(["--index", &self.index])
             .current_dir(self.home.path())
             .env("HOME", self.home.path())
             .env("ATDATA_STORE_DIR", self.home.path().join("store"))
-            .env_remove("ATDATA_INDEX")
+            .envs(self.env.iter().cloned())
             .env_remove("AWS_BUCKET") // shards to the local folder unless --bucket is given
             .output()
             .expect("atdata runs")
@@ -240,11 +246,13 @@ fn the_cli_works_on_a_redis_index_with_shards_in_s3() {
     let url = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(crate::index::fresh_db(21));
-    let cli = Cli::new(|_| url.clone());
+    let mut cli = Cli::new(|_| url.clone());
+    let s3 = crate::services::s3();
+    cli.env = s3.aws_env();
     suite(&cli);
 
     // Shards to the S3 server with --bucket (credentials from the environment), read back.
-    let bucket = std::env::var("AWS_BUCKET").expect("the S3 test services (AWS_BUCKET)");
+    let bucket = s3.bucket;
     let source = cli.home.path().join("rows-0.tar").display().to_string();
     let entry = cli.json(&[
         "insert", &source, "--name", "rows-s3", "--bucket", &bucket, "--prefix", "cli-test",

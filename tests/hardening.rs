@@ -4,7 +4,7 @@
 //! killed, with `atdata gc` cleaning up after it. Each test names the row of the issue it
 //! covers.
 //!
-//! Redis tests use databases 20-29.
+//! Redis tests use databases 22 and 23.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -134,7 +134,7 @@ async fn concurrent_publishes(index: LocalIndex) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_concurrent_auto_versioned_publishes_get_eight_versions_on_redis() {
-    let index = LocalIndex::connect_redis(fresh_db(20).await).await.unwrap();
+    let index = LocalIndex::connect_redis(fresh_db(22).await).await.unwrap();
     concurrent_publishes(index).await;
 }
 
@@ -205,7 +205,7 @@ async fn concurrent_inserts_under_one_name(index: LocalIndex, dir: &Path) {
 async fn eight_concurrent_inserts_under_one_name_all_decode_on_redis() {
     let dir = tempfile::tempdir().unwrap();
     let index = LocalIndex::builder()
-        .redis_url(fresh_db(21).await)
+        .redis_url(fresh_db(23).await)
         .data_store(LocalDiskStore::new(dir.path().join("store")).unwrap())
         .build()
         .await
@@ -484,9 +484,9 @@ impl Atdata {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(built("atdata"));
-        cmd.args(args)
+        crate::services::scrub(&mut cmd)
+            .args(args)
             .current_dir(self.home.path())
-            .env_remove("AWS_BUCKET")
             .envs(self.env.iter().cloned());
         cmd
     }

@@ -2,8 +2,10 @@
 //! byte-identical to Python's for the same inputs, one behaviour suite on both providers,
 //! concurrent inserts, and inserts through a data store.
 //!
-//! Redis tests each use their own database (the services start Redis with 64): 1-9 here,
-//! 10-19 in `faults`, 63 for the benchmark. A database is emptied with FLUSHDB before use.
+//! Redis tests each use their own database of the test server (`ATDATA_TEST_REDIS_URL`; the
+//! services start Redis with 64): 1-9 here, 10-19 in `faults` (19: the workflow example),
+//! 20-29 in `hardening` and `workflow`, 62 for the interop script, 63 for the benchmark. A
+//! database is emptied before use only when it is empty or carries the suite's marker key.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,17 +22,7 @@ use crate::samples::{GoldenImage, GoldenPoint};
 
 const CREATED_AT: &str = "2025-01-02T03:04:05.678901+00:00";
 
-/// The Redis URL of database `db`, emptied. Fails loudly without the test services.
-pub async fn fresh_db(db: u8) -> String {
-    let base = std::env::var("REDIS_URL").expect(
-        "the index tests need Redis: run `bash scripts/test.sh`, or \
-         `eval \"$(bash scripts/services.sh)\"` before `cargo test` (REDIS_URL)",
-    );
-    let url = format!("{}/{db}", base.trim_end_matches('/'));
-    let mut conn = raw_redis(&url).await;
-    let () = redis::cmd("FLUSHDB").query_async(&mut conn).await.unwrap();
-    url
-}
+pub use crate::redis_db::fresh_db;
 
 pub async fn raw_redis(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
@@ -364,6 +356,7 @@ async fn rust_writes_pythons_redis_keys_byte_for_byte() {
         .query_async(&mut conn)
         .await
         .unwrap();
+    keys.retain(|k| k != crate::services::REDIS_MARKER);
     keys.sort();
     let golden = load("redis_dump.json")["keys"].as_array().unwrap().clone();
     let mut expected: Vec<String> = golden
@@ -882,10 +875,10 @@ async fn metadata_that_cannot_take_checksums_is_refused_before_any_write() {
 async fn the_repo_writes_to_s3_and_indexes_in_redis() {
     #![allow(deprecated)]
     let url = fresh_db(5).await;
-    let bucket = std::env::var("AWS_BUCKET").expect("the S3 test services (AWS_BUCKET)");
+    let s3 = crate::stores::test_s3();
     let repo = atdata::Repo::new(
-        Credentials::from_env().unwrap(),
-        format!("{bucket}/repo-test"),
+        crate::stores::test_credentials(&s3),
+        format!("{}/repo-test", s3.bucket),
         &url,
     )
     .await
@@ -901,7 +894,7 @@ async fn the_repo_writes_to_s3_and_indexes_in_redis() {
     assert!(
         stored
             .url()
-            .starts_with(&format!("s3://{bucket}/repo-test/repo-rows/data--")),
+            .starts_with(&format!("s3://{}/repo-test/repo-rows/data--", s3.bucket)),
         "{}",
         stored.url()
     );

@@ -18,14 +18,26 @@ struct Blob {
     data: Vec<u8>,
 }
 
+/// The test S3 server's settings (`ATDATA_TEST_S3_*`, on loopback).
+pub fn test_s3() -> crate::services::TestS3 {
+    crate::services::s3()
+}
+
+/// Credentials for the test S3 server.
+pub fn test_credentials(s3: &crate::services::TestS3) -> Credentials {
+    Credentials::from_map([
+        ("AWS_ENDPOINT", s3.endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", &s3.access_key_id),
+        ("AWS_SECRET_ACCESS_KEY", &s3.secret_access_key),
+        ("AWS_REGION", &s3.region),
+    ])
+    .unwrap()
+}
+
 /// The S3 server the services script started, or a clear failure.
-fn s3_store() -> S3DataStore {
-    let missing = "S3 tests need the test services: run `bash scripts/test.sh`, or \
-                   `eval \"$(bash scripts/services.sh)\"` before `cargo test` (AWS_ENDPOINT, AWS_BUCKET, ...)";
-    let bucket = std::env::var("AWS_BUCKET").expect(missing);
-    let credentials = Credentials::from_env().expect(missing);
-    assert!(credentials.endpoint().is_some(), "{missing}");
-    S3DataStore::new(credentials, &bucket).unwrap()
+pub fn s3_store() -> S3DataStore {
+    let s3 = test_s3();
+    S3DataStore::new(test_credentials(&s3), &s3.bucket).unwrap()
 }
 
 /// Writes `n` blobs of `size` bytes to a local shard and returns its dataset.
@@ -274,10 +286,24 @@ fn s3_shards_read_from_a_plain_sync_main() {
 fn s3_urls_open_with_credentials_from_the_environment() {
     let store = s3_store();
     let written = write_from_sync(&store, 3, 8, "env", ShardOptions::default());
-    // The facade's Dataset opens s3:// URLs as given, credentials from the environment.
-    let ds = Dataset::<Blob>::new(&written.urls()[0]).unwrap();
-    assert_eq!(ds.samples().unwrap().map(Result::unwrap).count(), 3);
+    // The facade's Dataset opens s3:// URLs as given, credentials from the environment: the
+    // `atdata` command reads through it, in a process whose AWS_* name the test server.
+    let cat = |url: &str| {
+        crate::services::scrub(&mut std::process::Command::new(crate::cli::built("atdata")))
+            .args(["cat", url])
+            .envs(test_s3().aws_env())
+            .output()
+            .unwrap()
+    };
+    let out = cat(&written.urls()[0]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
     let missing = written.urls()[0].replace("data--", "nothing--");
-    let err = first_error(&Dataset::<Blob>::new(&missing).unwrap());
-    assert!(err.to_string().contains(&missing), "{err}");
+    let out = cat(&missing);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&missing));
 }

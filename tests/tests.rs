@@ -12,9 +12,13 @@ mod faults;
 mod golden;
 mod hardening;
 mod index;
+#[path = "support/redis_db.rs"]
+mod redis_db;
 mod roundtrip;
 mod samples;
 mod schemas;
+#[path = "support/services.rs"]
+mod services;
 mod stores;
 mod ui;
 mod workflow;

@@ -20,7 +20,8 @@ struct TrainingSample {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seeds_workflow_on_redis_and_s3() {
     let redis_url = crate::index::fresh_db(20).await;
-    let bucket = std::env::var("AWS_BUCKET").expect("the S3 test services (AWS_BUCKET)");
+    let s3 = crate::stores::test_s3();
+    let bucket = s3.bucket.clone();
     let dir = tempfile::tempdir().unwrap();
 
     // 1-3. Samples into a local tar.
@@ -39,7 +40,7 @@ async fn the_seeds_workflow_on_redis_and_s3() {
     sink.finish().unwrap().close().unwrap();
 
     // 4. Index on Redis with the S3 store; publish and insert.
-    let store = S3DataStore::new(Credentials::from_env().unwrap(), &bucket).unwrap();
+    let store = S3DataStore::new(crate::stores::test_credentials(&s3), &bucket).unwrap();
     let index = LocalIndex::builder()
         .redis_url(&redis_url)
         .data_store(store)
@@ -78,7 +79,12 @@ async fn the_seeds_workflow_on_redis_and_s3() {
             .schema,
         TrainingSample::schema()
     );
-    let dataset = Dataset::<TrainingSample>::new(&found.data_urls[0]).unwrap();
+    // Read with the test server's credentials (the seed reads the environment's: the
+    // tests never use a user's AWS_*).
+    let store = S3DataStore::new(crate::stores::test_credentials(&s3), &bucket).unwrap();
+    let dataset = Dataset::<TrainingSample>::new(&found.data_urls[0])
+        .unwrap()
+        .with_opener(atdata::DefaultOpener::with_store(store));
     let read: Vec<TrainingSample> = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         for batch in dataset.ordered(32).unwrap() {
@@ -96,15 +102,10 @@ async fn the_seeds_workflow_on_redis_and_s3() {
 #[test]
 fn the_quickstart_runs_in_a_fresh_directory_without_services() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(built("examples/quickstart"))
+    let out = crate::services::scrub(&mut Command::new(built("examples/quickstart")))
         .current_dir(dir.path())
         .env("TMPDIR", dir.path())
         .env("HOME", dir.path())
-        .env_remove("REDIS_URL")
-        .env_remove("AWS_ENDPOINT")
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_BUCKET")
         .output()
         .expect("the quickstart runs");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -14,6 +14,11 @@ use atdata_wds::Dataset;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+#[path = "../../../tests/support/redis_db.rs"]
+mod redis_db;
+#[path = "../../../tests/support/services.rs"]
+mod services;
+
 /// The sample type the entries name.
 #[packable(crate = "atdata_codec")]
 struct Row {
@@ -32,9 +37,6 @@ fn main() -> Result<(), BoxError> {
     } else {
         ([200, 1_000], [200, 1_000])
     };
-    let base = std::env::var("REDIS_URL")
-        .map_err(|_| "the index benchmark needs Redis: eval \"$(bash scripts/services.sh)\"")?;
-    let url = format!("{}/63", base.trim_end_matches('/'));
     let rt = if std::env::var_os("ATDATA_BENCH_CURRENT_THREAD").is_some() {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -46,9 +48,10 @@ fn main() -> Result<(), BoxError> {
             .build()?
     };
     rt.block_on(async {
+        // Database 63 of the test Redis (`ATDATA_TEST_REDIS_URL`), emptied only if it is ours.
+        let url = redis_db::fresh_db(63).await;
         let client = redis::Client::open(url.as_str())?;
-        let mut raw = client.get_multiplexed_async_connection().await?;
-        let () = redis::cmd("FLUSHDB").query_async(&mut raw).await?;
+        let raw = client.get_multiplexed_async_connection().await?;
         let ping = mean(&[(); LOOKUPS], |()| {
             let mut raw = raw.clone();
             async move {
@@ -61,7 +64,7 @@ fn main() -> Result<(), BoxError> {
 
         let index = LocalIndex::connect_redis(&url).await?;
         run("redis", &index, redis_sizes, Some(&raw)).await?;
-        let () = redis::cmd("FLUSHDB").query_async(&mut raw).await?;
+        redis_db::fresh_db(63).await;
 
         let dir = tempfile::tempdir()?;
         let index = LocalIndex::open_sqlite(dir.path().join("index.db")).await?;

@@ -26,15 +26,23 @@ struct Blob {
     data: Vec<u8>,
 }
 
+#[path = "../../../tests/support/services.rs"]
+mod services;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> Result<(), BoxError> {
     let full = std::env::args().any(|a| a == "--bench");
     let (samples, shard_mb) = if full { (1000, 100) } else { (24, 8) };
-    let bucket = std::env::var("AWS_BUCKET").map_err(
-        |_| "the store benchmark needs the test services: eval \"$(bash scripts/services.sh)\"",
-    )?;
-    let credentials = Credentials::from_env()?;
+    // The test S3 server (`ATDATA_TEST_S3_*`, on loopback), under a prefix of this run's own.
+    let s3 = services::s3();
+    let bucket = s3.bucket.clone();
+    let credentials = Credentials::from_map([
+        ("AWS_ENDPOINT", s3.endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", &s3.access_key_id),
+        ("AWS_SECRET_ACCESS_KEY", &s3.secret_access_key),
+        ("AWS_REGION", &s3.region),
+    ])?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
