@@ -743,3 +743,55 @@ fn gc_removes_what_a_killed_insert_left_and_never_what_an_entry_references() {
     assert_eq!(left, expected);
     assert!(cli.ok(&["verify", "kept"]).contains("ok"));
 }
+
+// ------------------------------------------------------------------ the suite spares the user's servers
+
+#[test]
+fn the_suite_accepts_only_loopback_hosts() {
+    use crate::services::require_loopback;
+    for ok in [
+        "redis://127.0.0.1:6379",
+        "redis://:pw@localhost:6379/3",
+        "http://[::1]:9000",
+        "http://127.1.2.3",
+    ] {
+        require_loopback("X", ok);
+    }
+    for bad in [
+        "redis://10.0.0.1:6379",
+        "redis://user:pw@redis.example.com/0",
+        "http://192.168.1.5:9000",
+        "http://127.0.0.1.example.com:9000",
+        "https://s3.amazonaws.com",
+    ] {
+        let refused = std::panic::catch_unwind(|| require_loopback("X", bad));
+        assert!(refused.is_err(), "{bad} was accepted");
+    }
+}
+
+/// A database holding keys the suite did not write is refused, and left as it was.
+#[tokio::test]
+async fn the_suite_never_flushes_a_redis_database_with_data_it_did_not_write() {
+    let url = format!("{}/24", crate::services::redis_base());
+    let mut conn = crate::index::raw_redis(&url).await;
+    // This test's own stand-in for somebody else's data (removed at the end).
+    let () = redis::cmd("FLUSHDB").query_async(&mut conn).await.unwrap();
+    let () = redis::cmd("SET")
+        .arg("someone:else")
+        .arg("x")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let refused = tokio::spawn(fresh_db(24)).await;
+    assert!(refused.is_err(), "flushed a database it did not mark");
+    let kept: Option<String> = redis::cmd("GET")
+        .arg("someone:else")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("x"));
+    // Once marked (as fresh_db marks it), it is the suite's own.
+    let () = redis::cmd("FLUSHDB").query_async(&mut conn).await.unwrap();
+    fresh_db(24).await;
+    fresh_db(24).await;
+}

@@ -29,37 +29,3 @@ pub async fn fresh_db(db: u8) -> String {
         .unwrap();
     url
 }
-
-#[cfg(test)]
-mod tests {
-    /// A database holding keys the suite did not write is refused, and left as it was.
-    #[tokio::test]
-    async fn a_database_with_foreign_data_is_never_flushed() {
-        let url = format!("{}/24", super::super::services::redis_base());
-        let mut conn = redis::Client::open(url.as_str())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        // This test's own stand-in for somebody else's data (removed at the end).
-        let () = redis::cmd("FLUSHDB").query_async(&mut conn).await.unwrap();
-        let () = redis::cmd("SET")
-            .arg("someone:else")
-            .arg("x")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        let refused = tokio::spawn(super::fresh_db(24)).await;
-        assert!(refused.is_err(), "flushed a database it did not mark");
-        let kept: Option<String> = redis::cmd("GET")
-            .arg("someone:else")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(kept.as_deref(), Some("x"));
-        // Once marked (as fresh_db marks), it is the suite's own.
-        let () = redis::cmd("FLUSHDB").query_async(&mut conn).await.unwrap();
-        super::fresh_db(24).await;
-        super::fresh_db(24).await;
-    }
-}
