@@ -290,7 +290,7 @@ async fn check_golden_reads(index: &LocalIndex, dump: &str) {
     let expected = query(dump, "list_schemas()")["returned"].clone();
     assert_eq!(listed.len(), expected.as_array().unwrap().len());
     for (got, want) in listed.iter().zip(expected.as_array().unwrap()) {
-        let got: Json = serde_json::from_str(&got.to_json()).unwrap();
+        let got: Json = serde_json::from_str(&got.as_ref().unwrap().to_json()).unwrap();
         for key in ["name", "version", "fields", "createdAt", "$ref"] {
             assert_eq!(got[key], want[key], "{key} of {}", want["$ref"]);
         }
@@ -613,7 +613,7 @@ async fn behaviour(backend: Backend) {
         .await
         .unwrap()
         .into_iter()
-        .map(|s| s.record.version)
+        .map(|s| s.unwrap().record.version)
         .collect();
     assert_eq!(
         versions,

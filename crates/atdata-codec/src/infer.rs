@@ -5,7 +5,7 @@ use rmp::Marker;
 use crate::array::ArrayPayload;
 use crate::error::{Error, Result};
 use crate::msgpack::Decoder;
-use crate::schema::{FieldType, Primitive, Schema, SchemaField};
+use crate::schema::{FieldType, MAX_LIST_NESTING, Primitive, Schema, SchemaField};
 
 /// What the samples so far say about a value's type.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,7 +120,7 @@ fn read_sample(payload: &[u8]) -> Result<Vec<(String, Shape, bool)>> {
                 name: field.to_owned(),
             });
         }
-        let shape = shape(&mut dec).map_err(|e| e.in_field(field))?;
+        let shape = shape(&mut dec, 0).map_err(|e| e.in_field(field))?;
         // Only a nil value reads as `Unknown` at the top of a field.
         let nil = shape == Shape::Unknown;
         fields.push((field.to_owned(), shape, nil));
@@ -129,7 +129,8 @@ fn read_sample(payload: &[u8]) -> Result<Vec<(String, Shape, bool)>> {
     Ok(fields)
 }
 
-fn shape(dec: &mut Decoder<'_>) -> Result<Shape> {
+/// The shape of the next value, `depth` lists down (bounded: lists nest at most 32 deep).
+fn shape(dec: &mut Decoder<'_>, depth: usize) -> Result<Shape> {
     Ok(match dec.peek()? {
         Marker::Null => {
             dec.nil()?;
@@ -155,12 +156,17 @@ fn shape(dec: &mut Decoder<'_>) -> Result<Shape> {
             }
         }
         Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
+            if depth == MAX_LIST_NESTING {
+                return Err(Error::Uninferable(format!(
+                    "lists nested more than {MAX_LIST_NESTING} deep"
+                )));
+            }
             let mut items = Shape::Unknown;
             for i in 0..dec.array_len()? {
                 if dec.peek()? == Marker::Null {
                     return Err(Error::Uninferable("a list holding nil".into()).in_item(i));
                 }
-                let item = shape(dec).map_err(|e| e.in_item(i))?;
+                let item = shape(dec, depth + 1).map_err(|e| e.in_item(i))?;
                 items = items.merge(item).ok_or_else(|| {
                     Error::Uninferable("a list whose items differ in type".into())
                 })?;
@@ -188,6 +194,26 @@ mod tests {
         let mut out = Vec::new();
         f(&mut Encoder::new(&mut out));
         out
+    }
+
+    #[test]
+    fn lists_nested_past_the_limit_are_an_error_not_a_stack_overflow() {
+        let nested = |levels: usize| {
+            let mut p = vec![0x81, 0xa1, b'x'];
+            p.extend(std::iter::repeat_n(0x91, levels));
+            p.push(0x01);
+            p
+        };
+        let deep = nested(5000);
+        let err = Schema::infer("Deep", [&deep[..]]).unwrap_err();
+        assert!(err.to_string().contains("32 deep"), "{err}");
+        let ok = Schema::infer("Deep", [&nested(32)[..]]).unwrap();
+        ok.validate().unwrap();
+        let record = crate::SchemaRecord::new(ok, "1.0.0", "t");
+        assert_eq!(
+            crate::SchemaRecord::from_json(&record.to_json()).unwrap(),
+            record
+        );
     }
 
     #[test]

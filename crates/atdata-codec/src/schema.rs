@@ -85,8 +85,34 @@ pub enum FieldType {
     Other(Value),
 }
 
+/// Lists nest at most this deep in a schema: deeper records would pass serde_json's own
+/// nesting limit (128) on the way in and fail on the way out.
+pub(crate) const MAX_LIST_NESTING: usize = 32;
+
+fn too_deep() -> Error {
+    Error::UnsupportedFieldType(format!("lists nested more than {MAX_LIST_NESTING} deep"))
+}
+
 impl FieldType {
+    /// How deep lists nest in this type (0 for a scalar).
+    fn nesting(&self) -> usize {
+        let mut depth = 0;
+        let mut t = self;
+        while let FieldType::Array { items } = t {
+            depth += 1;
+            t = items;
+        }
+        depth
+    }
+
     fn from_json(v: &Value) -> Result<FieldType> {
+        FieldType::from_json_at(v, 0)
+    }
+
+    fn from_json_at(v: &Value, depth: usize) -> Result<FieldType> {
+        if depth > MAX_LIST_NESTING {
+            return Err(too_deep());
+        }
         let bad = |why: &str| Error::UnsupportedFieldType(format!("{why}: {v}"));
         let obj = v.as_object().ok_or_else(|| bad("not an object"))?;
         let type_name = obj
@@ -111,8 +137,9 @@ impl FieldType {
                     .to_owned(),
             },
             "array" => FieldType::Array {
-                items: Box::new(FieldType::from_json(
+                items: Box::new(FieldType::from_json_at(
                     obj.get("items").ok_or_else(|| bad("array without items"))?,
+                    depth + 1,
                 )?),
             },
             "structured" | "sparse" | "arrow_tensor" | "safetensors" | "dataframe" => {
@@ -204,6 +231,31 @@ impl Schema {
     /// The field named `name`.
     pub fn field(&self, name: &str) -> Option<&SchemaField> {
         self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// Checks that every reader can take this schema back: lists nest at most 32 deep (an
+    /// index refuses to publish a schema that fails this).
+    ///
+    /// ```
+    /// use atdata_codec::{FieldType, Primitive, Schema, SchemaField};
+    ///
+    /// let mut t = FieldType::Primitive(Primitive::Int);
+    /// for _ in 0..40 {
+    ///     t = FieldType::Array { items: Box::new(t) };
+    /// }
+    /// let field = SchemaField { name: "deep".into(), field_type: t, optional: false };
+    /// let schema = Schema { name: "Deep".into(), fields: vec![field], description: None };
+    /// assert!(schema.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        match self
+            .fields
+            .iter()
+            .find(|f| f.field_type.nesting() > MAX_LIST_NESTING)
+        {
+            Some(f) => Err(too_deep().in_field(&f.name)),
+            None => Ok(()),
+        }
     }
 }
 

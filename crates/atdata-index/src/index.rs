@@ -378,6 +378,7 @@ impl LocalIndex {
         use_store: bool,
     ) -> Result<LocalDatasetEntry> {
         let schema = T::sample_schema(dataset.context());
+        schema.validate()?;
         let (schema_ref, mode) = match (options.schema_ref, options.publish_schema) {
             (Some(_), true) => {
                 return Err(Error::Invalid(
@@ -489,7 +490,10 @@ impl LocalIndex {
     }
 
     /// Every entry, as an async stream read a page of 1,000 entries at a time (on Redis, one
-    /// `SCAN` and one pipelined batch of `HGETALL`s a page), each entry once. The order is the provider's (SCAN order on Redis, CID order on SQLite).
+    /// `SCAN` and one pipelined batch of `HGETALL`s a page), each entry once. The order is the
+    /// provider's (SCAN order on Redis, CID order on SQLite). An entry that cannot be read (a
+    /// key of the wrong type, a damaged row) is an `Error::Corrupt` naming its key, in its
+    /// place, and the stream goes on; a failing server ends it with its error.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -520,8 +524,11 @@ impl LocalIndex {
             state.cursor = next.map(Some);
             let fresh: Vec<_> = rows
                 .into_iter()
-                .filter(|r| state.seen.insert(r.cid.clone()))
-                .map(LocalDatasetEntry::from_row)
+                .filter(|r| {
+                    r.as_ref()
+                        .map_or(true, |r| state.seen.insert(r.cid.clone()))
+                })
+                .map(|r| r.and_then(LocalDatasetEntry::from_row))
                 .collect();
             Ok(Some((stream::iter(fresh), state)))
         })
@@ -529,7 +536,8 @@ impl LocalIndex {
         .boxed()
     }
 
-    /// Every entry (see [`entries`](Self::entries)).
+    /// Every entry (see [`entries`](Self::entries)); the first that cannot be read is the
+    /// error (use `entries` to list the rest past it).
     pub async fn all_entries(&self) -> Result<Vec<LocalDatasetEntry>> {
         self.entries().try_collect().await
     }
@@ -626,6 +634,7 @@ impl LocalIndex {
         version: impl Into<Option<&'v str>>,
         description: Option<&str>,
     ) -> Result<String> {
+        schema.validate()?;
         let mut schema = schema.clone();
         if let Some(d) = description {
             schema.description = Some(d.to_owned());
@@ -679,6 +688,7 @@ impl LocalIndex {
         version: &str,
         description: Option<&str>,
     ) -> Result<String> {
+        schema.validate()?;
         let mut schema = schema.clone();
         if let Some(d) = description {
             schema.description = Some(d.to_owned());
@@ -710,10 +720,11 @@ impl LocalIndex {
         })
     }
 
-    /// Every schema record, sorted by name then version. A record under a legacy
-    /// `module.Name` key is listed as `Name`.
-    pub async fn list_schemas(&self) -> Result<Vec<PublishedSchema>> {
-        let mut out = self
+    /// Every schema record, sorted by name then version; a record that cannot be read is an
+    /// `Error::Corrupt` naming its key, listed after the others, so one bad record never hides
+    /// the rest. A record under a legacy `module.Name` key is listed as `Name`.
+    pub async fn list_schemas(&self) -> Result<Vec<Result<PublishedSchema>>> {
+        let (mut good, bad): (Vec<_>, Vec<_>) = self
             .provider()
             .all_schemas()
             .await?
@@ -730,12 +741,14 @@ impl LocalIndex {
                     SchemaRef::new(&record.schema.name, &record.version).format(self.inner.form);
                 Ok(PublishedSchema { record, schema_ref })
             })
-            .collect::<Result<Vec<_>>>()?;
-        out.sort_by(|a, b| {
-            (&a.record.schema.name, &a.record.version)
-                .cmp(&(&b.record.schema.name, &b.record.version))
+            .partition(Result::is_ok);
+        good.sort_by(|a, b| match (a, b) {
+            (Ok(a), Ok(b)) => (&a.record.schema.name, &a.record.version)
+                .cmp(&(&b.record.schema.name, &b.record.version)),
+            _ => std::cmp::Ordering::Equal,
         });
-        Ok(out)
+        good.extend(bad);
+        Ok(good)
     }
 
     /// The runtime schema `schema_ref` names, for `Dataset::<DynamicSample>::with_schema`.

@@ -6,8 +6,9 @@ use async_trait::async_trait;
 use crate::entry::{EntryRow, LabelRow};
 use crate::error::Result;
 
-/// One page of entries and where the next page starts (`None`: that was the last).
-pub(crate) type Page = (Vec<EntryRow>, Option<String>);
+/// One page of entries (a row that cannot be read is an error naming its key, in its place)
+/// and where the next page starts (`None`: that was the last).
+pub(crate) type Page = (Vec<Result<EntryRow>>, Option<String>);
 
 /// A schema record's text under its name and version.
 #[derive(Debug, Clone)]

@@ -49,19 +49,6 @@ redis.call('HSET', KEYS[3], unpack(label))
 return 1
 ";
 
-/// `redis://user:secret@host:6379/2?x` as `redis://host:6379/2`: what messages may show.
-pub(crate) fn redact(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if path.is_empty() {
-        format!("{scheme}://{host}")
-    } else {
-        format!("{scheme}://{host}/{path}")
-    }
-}
-
 /// A SCAN MATCH pattern matching `literal` exactly, then `*`.
 fn glob_prefix(literal: &str) -> String {
     let mut out = String::with_capacity(literal.len() + 1);
@@ -77,7 +64,7 @@ fn glob_prefix(literal: &str) -> String {
 
 impl RedisProvider {
     pub(crate) async fn connect(url: &str) -> Result<RedisProvider> {
-        let server = redact(url);
+        let server = atdata_store::redact_url(url);
         let client = redis::Client::open(url).map_err(|source| Error::Redis {
             server: server.clone(),
             source,
@@ -260,7 +247,8 @@ impl Provider for RedisProvider {
         let mut cursor = None;
         loop {
             let (rows, next) = self.entry_page(cursor).await?;
-            if let Some(row) = rows.into_iter().find(|r| r.name == name) {
+            // A row that cannot be read is not the one asked for: the scan goes on.
+            if let Some(row) = rows.into_iter().flatten().find(|r| r.name == name) {
                 return Ok(Some(row));
             }
             match next {
@@ -281,10 +269,12 @@ impl Provider for RedisProvider {
             (next, keys) = self.scan(next, &pattern).await?;
         }
         let mut pipe = redis::pipe();
+        // One key of the wrong type fails its own command, not the page.
+        pipe.ignore_errors();
         for key in &keys {
             pipe.cmd("HGETALL").arg(&key[..]);
         }
-        let hashes: Vec<HashMap<String, Vec<u8>>> = if keys.is_empty() {
+        let hashes: Vec<redis::RedisResult<HashMap<String, Vec<u8>>>> = if keys.is_empty() {
             Vec::new()
         } else {
             pipe.query_async(&mut self.conn.clone())
@@ -294,9 +284,15 @@ impl Provider for RedisProvider {
         let rows = keys
             .iter()
             .zip(hashes)
-            .filter(|(_, h)| !h.is_empty()) // deleted since the SCAN
-            .map(|(k, h)| entry_row(k, h))
-            .collect::<Result<Vec<_>>>()?;
+            .filter(|(_, h)| !matches!(h, Ok(h) if h.is_empty())) // deleted since the SCAN
+            .map(|(k, h)| match h {
+                Ok(h) => entry_row(k, h),
+                Err(e) => Err(Error::Corrupt {
+                    key: String::from_utf8_lossy(k).into_owned(),
+                    reason: format!("not an entry hash: {e}"),
+                }),
+            })
+            .collect();
         Ok((rows, (next != 0).then(|| next.to_string())))
     }
 
@@ -384,12 +380,21 @@ mod tests {
 
     #[test]
     fn redacts_credentials_and_options() {
+        let redact = atdata_store::redact_url;
         assert_eq!(
             redact("redis://:s3cret@10.0.0.1:6380/4?x=1"),
             "redis://10.0.0.1:6380/4"
         );
         assert_eq!(redact("rediss://u:p@h"), "rediss://h");
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        for url in [
+            "redis://:pa/ss@127.0.0.1:6379/2",
+            "redis://:pa?ss@127.0.0.1:6379/2",
+            "redis://:pa#ss@127.0.0.1:6379/2",
+            "redis://:p@a/s?s#@127.0.0.1:6379/2",
+        ] {
+            assert_eq!(redact(url), "redis://127.0.0.1:6379/2", "{url}");
+        }
     }
 
     #[test]

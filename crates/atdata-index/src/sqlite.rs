@@ -234,16 +234,36 @@ impl Provider for SqliteProvider {
 
     async fn entry_page(&self, cursor: Option<String>) -> Result<Page> {
         let after = cursor.unwrap_or_default();
+        // Each row with its cid read apart, so a row whose other columns do not read is an
+        // error naming it, and paging goes on past it.
         let rows = self
             .run(move |c| {
                 let mut stmt =
                     c.prepare_cached(select_entries!("WHERE e.cid > ?1 ORDER BY e.cid LIMIT ?2"))?;
-                stmt.query_map(params![after, PAGE], entry_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
+                stmt.query_map(params![after, PAGE], |r| {
+                    Ok((r.get::<_, String>(0), entry_row(r)))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
             })
             .await?;
-        let next = (rows.len() as i64 == PAGE).then(|| rows[rows.len() - 1].cid.clone());
-        Ok((rows, next))
+        let full = rows.len() as i64 == PAGE;
+        let next = rows
+            .iter()
+            .rev()
+            .find_map(|(cid, _)| cid.as_ref().ok().cloned());
+        let rows = rows
+            .into_iter()
+            .map(|(cid, row)| {
+                row.map_err(|e| Error::Corrupt {
+                    key: format!(
+                        "dataset_entries({})",
+                        cid.unwrap_or_else(|_| "a cid that is not text".into())
+                    ),
+                    reason: e.to_string(),
+                })
+            })
+            .collect();
+        Ok((rows, next.filter(|_| full)))
     }
 
     async fn put_label(&self, label: LabelRow) -> Result<()> {

@@ -48,7 +48,7 @@ impl Credentials {
                 .cloned()
                 .ok_or_else(|| Error::Credentials(format!("{key} is missing")))
         };
-        Ok(Credentials {
+        let credentials = Credentials {
             endpoint: map
                 .get("AWS_ENDPOINT")
                 .or_else(|| map.get("AWS_ENDPOINT_URL"))
@@ -61,7 +61,77 @@ impl Credentials {
                 .or_else(|| map.get("AWS_DEFAULT_REGION"))
                 .cloned()
                 .unwrap_or_else(|| "us-east-1".to_owned()),
-        })
+        };
+        credentials.validate()?;
+        Ok(credentials)
+    }
+
+    /// Checks what the S3 client would otherwise fail on deep inside a request (or panic on):
+    /// an endpoint that is not an `http(s)://host[:port][/path]` URL or carries credentials,
+    /// and values that cannot go into a request header. Messages never show a secret.
+    fn validate(&self) -> Result<()> {
+        let header_safe = |name: &str, value: &str| {
+            if value.bytes().all(|b| b.is_ascii_graphic()) {
+                Ok(())
+            } else {
+                Err(Error::Credentials(format!(
+                    "{name} holds a space, a control character or a non-ASCII character"
+                )))
+            }
+        };
+        header_safe("AWS_ACCESS_KEY_ID", &self.access_key_id)?;
+        header_safe("AWS_SECRET_ACCESS_KEY", &self.secret_access_key)?;
+        if let Some(token) = &self.session_token {
+            header_safe("AWS_SESSION_TOKEN", token)?;
+        }
+        if !self
+            .region
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(Error::Credentials(
+                "AWS_REGION may hold only letters, digits and `-` (as `us-east-1`)".into(),
+            ));
+        }
+        let Some(endpoint) = &self.endpoint else {
+            return Ok(());
+        };
+        let shown = redact_url(endpoint);
+        let bad = |why: &str| Err(Error::Credentials(format!("AWS_ENDPOINT `{shown}`: {why}")));
+        let Some(rest) = endpoint
+            .strip_prefix("http://")
+            .or_else(|| endpoint.strip_prefix("https://"))
+        else {
+            return bad("expected an http:// or https:// URL");
+        };
+        if !endpoint.bytes().all(|b| b.is_ascii_graphic()) {
+            return bad("holds a space, a control character or a non-ASCII character");
+        }
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if authority.contains('@') {
+            return bad(
+                "must not carry credentials (`user:password@`); give AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            );
+        }
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => authority.split(':').next().unwrap_or_default(),
+        };
+        if host.is_empty() {
+            return bad("has no host");
+        }
+        if let Some((_, port)) = authority
+            .rsplit_once(':')
+            .filter(|_| !authority.ends_with(']'))
+        {
+            if !authority.starts_with('[') && port.parse::<u16>().is_err() {
+                return bad("has a port that is not a number from 0 to 65535");
+            }
+        }
+        if rest.contains(['?', '#']) {
+            return bad("must not carry a query or a fragment");
+        }
+        Ok(())
     }
 
     /// From a `.env` file (read with dotenvy; the process environment is not changed).
@@ -103,6 +173,33 @@ impl Credentials {
     pub(crate) fn session_token(&self) -> Option<&str> {
         self.session_token.as_deref()
     }
+}
+
+/// `url` as messages may show it: no user or password, no query or fragment (which may carry
+/// tokens). Works on every scheme the project takes (`redis://`, `rediss://`, `http(s)://`,
+/// `s3://`, ...), whatever characters a password holds (`/`, `?`, `#`, `@` included): the
+/// host is what follows the last `@`.
+///
+/// ```
+/// use atdata_store::redact_url;
+///
+/// assert_eq!(redact_url("redis://:p/a?s#s@10.0.0.1:6380/4?x=1"), "redis://10.0.0.1:6380/4");
+/// assert_eq!(redact_url("https://user:pw@s3.example.com/path?X-Amz-Signature=abc"), "https://s3.example.com/path");
+/// assert_eq!(redact_url("sqlite:/home/me/index.db"), "sqlite:/home/me/index.db");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // Not a URL with an authority: a path, `sqlite:PATH`. Nothing to cut unless it looks
+        // like it holds credentials.
+        return if url.contains('@') {
+            "<a value that is not shown>".to_owned()
+        } else {
+            url.to_owned()
+        };
+    };
+    let after_user = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let end = after_user.find(['?', '#']).unwrap_or(after_user.len());
+    format!("{scheme}://{}", &after_user[..end])
 }
 
 /// A dotenvy error without the line's content (which may hold a secret).

@@ -51,7 +51,7 @@ mod opener;
 mod store;
 
 pub use crate::cleanup::WorkGuard;
-pub use crate::credentials::Credentials;
+pub use crate::credentials::{Credentials, redact_url};
 pub use crate::error::{Error, Result};
 pub use crate::items::StoredItem;
 #[cfg(feature = "s3")]

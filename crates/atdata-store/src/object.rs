@@ -644,7 +644,13 @@ store_type! {
 impl S3DataStore {
     /// A store for `bucket` with `credentials`. Does no I/O.
     pub fn new(credentials: Credentials, bucket: &str) -> Result<S3DataStore> {
+        // Timeouts: a connection is given 5 s, a request 20 s (an 8 MiB part needs 0.4 MB/s).
+        // Set first: client options set later would reset `allow_http`.
+        let client = object_store::ClientOptions::new()
+            .with_connect_timeout(std::time::Duration::from_secs(5))
+            .with_timeout(std::time::Duration::from_secs(20));
         let mut builder = AmazonS3Builder::new()
+            .with_client_options(client)
             .with_bucket_name(bucket)
             .with_region(credentials.region())
             .with_access_key_id(credentials.access_key_id())
@@ -658,11 +664,12 @@ impl S3DataStore {
                 .with_allow_http(endpoint.starts_with("http://"))
                 .with_virtual_hosted_style_request(false);
         }
-        // Retry transient failures with backoff, but give up on a dead server within seconds
-        // rather than object_store's default of three minutes.
+        // Retry transient failures with backoff, but give up on a dead server within about
+        // 20 s rather than object_store's default of minutes: no retry starts 20 s after the
+        // first attempt.
         let retry = object_store::RetryConfig {
             max_retries: 5,
-            retry_timeout: std::time::Duration::from_secs(30),
+            retry_timeout: std::time::Duration::from_secs(20),
             ..Default::default()
         };
         let store = builder

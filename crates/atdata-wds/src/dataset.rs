@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::{Error, Result};
 use crate::opener::{LocalOpener, ShardOpener};
 use crate::pipeline::{MapFn, Pipeline};
-use crate::reader::Sample;
+use crate::reader::{DEFAULT_MAX_MEMBER_BYTES, Sample};
 use crate::urls::expand_urls;
 
 /// How [`Dataset::shuffled`] and [`Dataset::shuffled_samples`] shuffle: the shard order, then a
@@ -103,6 +103,7 @@ pub struct Dataset<T: SampleType, O = LocalOpener> {
     worker: (usize, usize),
     epoch: u64,
     parallelism: usize,
+    max_member: u64,
 }
 
 impl<T: SampleType, O> Clone for Dataset<T, O> {
@@ -116,6 +117,7 @@ impl<T: SampleType, O> Clone for Dataset<T, O> {
             worker: self.worker,
             epoch: self.epoch,
             parallelism: self.parallelism,
+            max_member: self.max_member,
         }
     }
 }
@@ -164,6 +166,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
             worker: (0, 1),
             epoch: 0,
             parallelism: default_parallelism(),
+            max_member: DEFAULT_MAX_MEMBER_BYTES,
         })
     }
 
@@ -178,6 +181,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
             worker: self.worker,
             epoch: self.epoch,
             parallelism: self.parallelism,
+            max_member: self.max_member,
         }
     }
 
@@ -258,6 +262,14 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         self
     }
 
+    /// Refuses shard members larger than `max` bytes (default 1 GiB) with an error naming the
+    /// shard and member, before reading them: a member is held in memory whole, so this bounds
+    /// what a lying or hostile header can cost (see [`crate::TarReader::with_max_member_bytes`]).
+    pub fn with_max_member_bytes(mut self, max: u64) -> Dataset<T, O> {
+        self.max_member = max;
+        self
+    }
+
     /// Selects this rank's and worker's shards from an epoch's shard order.
     fn assigned(&self, order: Vec<String>) -> Vec<String> {
         let slots = self.rank.1 * self.worker.1;
@@ -286,7 +298,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
 
     fn pipeline<U: Send + 'static>(&self, shards: Vec<String>, map: MapFn<U>) -> Pipeline<U> {
         let opener: Arc<dyn ShardOpener> = self.opener.clone();
-        Pipeline::new(shards, opener, map, self.parallelism)
+        Pipeline::new(shards, opener, map, self.parallelism, self.max_member)
     }
 
     fn decoder(&self) -> MapFn<T> {

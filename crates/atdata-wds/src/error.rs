@@ -133,6 +133,21 @@ pub enum Error {
         /// The panic's message, when it had one.
         message: String,
     },
+    /// A member larger than the reader accepts (`TarReader::with_max_member_bytes`,
+    /// `Dataset::with_max_member_bytes`; 1 GiB by default), refused before it is read.
+    #[error(
+        "{shard}: member `{member}` claims {len} bytes, over the limit of {limit} (raise it with `with_max_member_bytes` or `--max-member-bytes`)"
+    )]
+    MemberOverLimit {
+        /// The shard.
+        shard: String,
+        /// The member name.
+        member: String,
+        /// The size its header claims.
+        len: u64,
+        /// The limit in force.
+        limit: u64,
+    },
     /// A member larger than a tar header can describe without extensions (8 GiB).
     #[error("member `{member}` of {len} bytes is larger than a tar header allows (8 GiB)")]
     MemberTooLarge {

@@ -46,7 +46,7 @@ mod writer;
 pub use crate::dataset::{Batches, Dataset, Samples, ShuffleOptions};
 pub use crate::error::{Error, Result};
 pub use crate::opener::{LocalOpener, ShardOpener};
-pub use crate::reader::TarReader;
+pub use crate::reader::{DEFAULT_MAX_MEMBER_BYTES, TarReader};
 pub use crate::shards::{FileSinks, ShardOptions, ShardWriter, SinkFactory};
 pub use crate::urls::expand_urls;
 pub use crate::writer::{ShardFile, TarWriter};

@@ -50,6 +50,7 @@ pub(crate) struct Pipeline<U> {
     opener: Arc<dyn ShardOpener>,
     map: MapFn<U>,
     parallelism: usize,
+    max_member: u64,
 }
 
 impl<U: Send + 'static> Pipeline<U> {
@@ -58,6 +59,7 @@ impl<U: Send + 'static> Pipeline<U> {
         opener: Arc<dyn ShardOpener>,
         map: MapFn<U>,
         parallelism: usize,
+        max_member: u64,
     ) -> Pipeline<U> {
         Pipeline {
             shards: shards.into_iter(),
@@ -66,6 +68,7 @@ impl<U: Send + 'static> Pipeline<U> {
             opener,
             map,
             parallelism: parallelism.max(1),
+            max_member,
         }
     }
 
@@ -76,10 +79,10 @@ impl<U: Send + 'static> Pipeline<U> {
             };
             let (tx, rx) = sync_channel(QUEUE_DEPTH);
             let (opener, map) = (self.opener.clone(), self.map.clone());
-            let name = shard.clone();
+            let (name, max_member) = (shard.clone(), self.max_member);
             let started = thread::Builder::new()
                 .name("atdata-shard".into())
-                .spawn(move || read_shard(&name, &*opener, &*map, &tx));
+                .spawn(move || read_shard(&name, &*opener, &*map, &tx, max_member));
             self.in_flight.push_back(match started {
                 Ok(thread) => Source::Running {
                     shard,
@@ -142,6 +145,7 @@ fn read_shard<U>(
     opener: &dyn ShardOpener,
     map: &(dyn Fn(&str, Sample<'_>) -> Result<U> + Send + Sync),
     tx: &SyncSender<Msg<U>>,
+    max_member: u64,
 ) {
     let input = match opener.open(shard) {
         Ok(input) => input,
@@ -152,7 +156,7 @@ fn read_shard<U>(
     };
     let mut chunk = Vec::new();
     let mut bytes = 0;
-    let mut samples = Grouper::new(input, shard.to_owned());
+    let mut samples = Grouper::new(input, shard.to_owned(), max_member);
     while let Some(read) = samples.advance() {
         let item = read.and_then(|()| {
             let sample = samples.sample();

@@ -12,9 +12,13 @@ use flate2::bufread::MultiGzDecoder;
 use crate::error::{Error, Result};
 
 const BLOCK: usize = 512;
-/// Members are read in pieces of at most this much until their size is confirmed, so a header
-/// claiming a huge size never causes a huge allocation.
+/// A member's buffer grows by doubling from this much (never past its header's size), so a
+/// header claiming a huge size never causes a huge allocation before the bytes arrive.
 const TRUSTED_CAPACITY: u64 = 16 << 20;
+/// The largest member read by default: 1 GiB (see [`TarReader::with_max_member_bytes`]).
+pub const DEFAULT_MAX_MEMBER_BYTES: u64 = 1 << 30;
+/// The largest PAX header or GNU long name accepted (they are read whole).
+const MAX_HEADER_EXTENSION: u64 = 1 << 20;
 
 /// Reads a tar shard from any `Read` (a file, an HTTP or object-store body) and yields its
 /// samples, grouping members by WebDataset's rule:
@@ -56,8 +60,27 @@ impl<'a> TarReader<'a> {
     /// A reader over `input`; `shard` names it in errors.
     pub fn new(input: impl Read + Send + 'a, shard: impl Into<String>) -> TarReader<'a> {
         TarReader {
-            grouper: Grouper::new(input, shard.into()),
+            grouper: Grouper::new(input, shard.into(), DEFAULT_MAX_MEMBER_BYTES),
         }
+    }
+
+    /// Refuses members larger than `max` bytes (default [`DEFAULT_MAX_MEMBER_BYTES`], 1 GiB)
+    /// with [`Error::MemberOverLimit`], before reading them: a member is held in memory whole,
+    /// so this bounds what one lying header can cost.
+    ///
+    /// ```
+    /// use atdata_codec::WdsSample;
+    /// use atdata_wds::{Error, TarReader, TarWriter};
+    ///
+    /// let mut w = TarWriter::new(Vec::new());
+    /// w.write(&WdsSample::msgpack("a", vec![0; 100])).unwrap();
+    /// let bytes = w.finish().unwrap();
+    /// let mut reader = TarReader::new(&bytes[..], "s.tar").with_max_member_bytes(64);
+    /// assert!(matches!(reader.next(), Some(Err(Error::MemberOverLimit { .. }))));
+    /// ```
+    pub fn with_max_member_bytes(mut self, max: u64) -> TarReader<'a> {
+        self.grouper.members.max_member = max;
+        self
     }
 }
 
@@ -65,11 +88,8 @@ impl Iterator for TarReader<'_> {
     type Item = Result<WdsSample>;
 
     fn next(&mut self) -> Option<Result<WdsSample>> {
-        Some(
-            self.grouper
-                .advance()?
-                .map(|()| self.grouper.sample().to_owned_sample()),
-        )
+        // The sample's buffers are handed over, not copied.
+        Some(self.grouper.advance()?.map(|()| self.grouper.take_sample()))
     }
 }
 
@@ -124,7 +144,7 @@ pub(crate) struct Grouper<'a> {
 }
 
 impl<'a> Grouper<'a> {
-    pub fn new(input: impl Read + Send + 'a, shard: String) -> Grouper<'a> {
+    pub fn new(input: impl Read + Send + 'a, shard: String, max_member: u64) -> Grouper<'a> {
         let mut buffered = BufReader::with_capacity(256 << 10, input);
         // Sniff for gzip; an error here (a missing object, say) is reported as the first item.
         let (gzip, error) = match buffered.fill_buf() {
@@ -140,7 +160,7 @@ impl<'a> Grouper<'a> {
             Box::new(buffered)
         };
         Grouper {
-            members: Members::new(stream, shard),
+            members: Members::new(stream, shard, max_member),
             key: String::new(),
             slots: Vec::new(),
             len: 0,
@@ -160,6 +180,18 @@ impl<'a> Grouper<'a> {
         Sample {
             key: &self.key,
             members: &self.slots[..self.len],
+        }
+    }
+
+    /// The sample [`advance`](Self::advance) last read, its buffers moved out (the slots
+    /// start empty again).
+    pub fn take_sample(&mut self) -> WdsSample {
+        WdsSample {
+            key: self.key.clone(),
+            members: self.slots[..self.len]
+                .iter_mut()
+                .map(|(ext, data)| (std::mem::take(ext), std::mem::take(data)))
+                .collect(),
         }
     }
 
@@ -243,15 +275,27 @@ struct Members<R: BufRead> {
     long_name: Option<String>,
     /// A size from a PAX `size` record, for the next member.
     pax_size: Option<u64>,
+    /// The largest member read.
+    max_member: u64,
 }
 
 impl<R: BufRead> Members<R> {
-    fn new(input: R, shard: String) -> Members<R> {
+    fn new(input: R, shard: String, max_member: u64) -> Members<R> {
         Members {
             input,
             shard,
             long_name: None,
             pax_size: None,
+            max_member,
+        }
+    }
+
+    fn over_limit(&self, member: &str, len: u64, limit: u64) -> Error {
+        Error::MemberOverLimit {
+            shard: self.shard.clone(),
+            member: member.to_owned(),
+            len,
+            limit,
         }
     }
 
@@ -296,15 +340,40 @@ impl<R: BufRead> Members<R> {
     }
 
     /// Reads `size` bytes of member data into `out` (replacing its contents), then the padding.
+    /// The buffer grows by doubling as bytes arrive, never past `size`, so it ends at most
+    /// `size` bytes large (a reused buffer keeps its capacity).
     fn data(&mut self, size: u64, out: &mut Vec<u8>, member: &str) -> Result<()> {
         out.clear();
-        out.reserve(size.min(TRUSTED_CAPACITY) as usize);
-        let read = (&mut self.input)
-            .take(size)
-            .read_to_end(out)
-            .map_err(|e| self.io_error(e, member))?;
-        if (read as u64) < size {
-            return Err(self.truncated(Some(member)));
+        let size_usize =
+            usize::try_from(size).map_err(|_| self.over_limit(member, size, usize::MAX as u64))?;
+        while out.len() < size_usize {
+            if out.len() == out.capacity() {
+                let grow = out
+                    .len()
+                    .max(TRUSTED_CAPACITY as usize)
+                    .min(size_usize - out.len());
+                out.reserve_exact(grow);
+            }
+            let start = out.len();
+            let room = (out.capacity() - start).min(size_usize - start);
+            out.resize(start + room, 0);
+            let n = loop {
+                match self.input.read(&mut out[start..]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    other => break other,
+                }
+            };
+            match n {
+                Ok(0) => {
+                    out.truncate(start);
+                    return Err(self.truncated(Some(member)));
+                }
+                Ok(n) => out.truncate(start + n),
+                Err(e) => {
+                    out.truncate(start);
+                    return Err(self.io_error(e, member));
+                }
+            }
         }
         self.skip_padding(size, member)
     }
@@ -356,6 +425,9 @@ impl<R: BufRead> Members<R> {
                     .entry_size()
                     .map_err(|e| self.corrupt(Some(name), e.to_string()))?,
             };
+            if matches!(block[156], b'x' | b'L') && size > MAX_HEADER_EXTENSION {
+                return Err(self.over_limit(name, size, MAX_HEADER_EXTENSION));
+            }
             match block[156] {
                 b'x' => {
                     let mut records = Vec::new();
@@ -369,6 +441,9 @@ impl<R: BufRead> Members<R> {
                     self.long_name = Some(String::from_utf8_lossy(&long[..end]).into_owned());
                 }
                 b'0' | 0 | b'7' if split_name(name, &mut out.key, &mut out.ext) => {
+                    if size > self.max_member {
+                        return Err(self.over_limit(name, size, self.max_member));
+                    }
                     self.data(size, &mut out.data, name)?;
                     return Ok(true);
                 }
@@ -489,7 +564,7 @@ mod tests {
             b"nospace",
             b"0 \n",
         ] {
-            let mut m = Members::new(&b""[..], "s.tar".into());
+            let mut m = Members::new(&b""[..], "s.tar".into(), DEFAULT_MAX_MEMBER_BYTES);
             assert!(
                 matches!(
                     m.apply_pax(records, "pax"),
@@ -498,7 +573,7 @@ mod tests {
                 "{records:?}"
             );
         }
-        let mut m = Members::new(&b""[..], "s.tar".into());
+        let mut m = Members::new(&b""[..], "s.tar".into(), DEFAULT_MAX_MEMBER_BYTES);
         m.apply_pax(b"12 path=abc\n9 size=7\n", "pax").unwrap();
         assert_eq!((m.long_name.as_deref(), m.pax_size), (Some("abc"), Some(7)));
     }

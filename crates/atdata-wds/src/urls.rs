@@ -4,6 +4,8 @@ use crate::error::{Error, Result};
 
 /// Refuse patterns that would expand to more URLs than this.
 const MAX_URLS: usize = 10_000_000;
+/// Refuse braces nested deeper than this (expansion recurses once per level).
+const MAX_DEPTH: usize = 64;
 
 /// Expands a brace pattern into the URLs it names, in order.
 ///
@@ -14,7 +16,8 @@ const MAX_URLS: usize = 10_000_000;
 /// - Several groups multiply left to right; braces nest. Braces with neither a range nor a comma
 ///   are kept as written (`a{b}c`). `\{`, `\}` and `\,` are literal.
 ///
-/// Unbalanced braces are an error, and so is a pattern naming more than ten million URLs.
+/// Unbalanced braces are an error, and so are a pattern naming more than ten million URLs and
+/// braces nested more than 64 deep.
 ///
 /// ```
 /// use atdata_wds::expand_urls;
@@ -30,7 +33,7 @@ pub fn expand_urls(pattern: &str) -> Result<Vec<String>> {
         pattern: pattern.to_owned(),
         reason: reason.to_owned(),
     };
-    let urls = expand(pattern).map_err(invalid)?;
+    let urls = expand(pattern, 0).map_err(invalid)?;
     Ok(urls.into_iter().map(|u| unescape(&u)).collect())
 }
 
@@ -46,8 +49,11 @@ fn unescape(s: &str) -> String {
     out
 }
 
-/// Expands `s`, keeping escapes for `unescape`.
-fn expand(s: &str) -> std::result::Result<Vec<String>, &'static str> {
+/// Expands `s` (inside `depth` groups), keeping escapes for `unescape`.
+fn expand(s: &str, depth: usize) -> std::result::Result<Vec<String>, &'static str> {
+    if depth > MAX_DEPTH {
+        return Err("braces nested more than 64 deep");
+    }
     let mut out = vec![String::new()];
     let mut rest = s;
     while !rest.is_empty() {
@@ -56,7 +62,7 @@ fn expand(s: &str) -> std::result::Result<Vec<String>, &'static str> {
             u.push_str(literal);
         }
         let Some(inner) = group else { break };
-        let alternatives = expand_group(inner)?;
+        let alternatives = expand_group(inner, depth + 1)?;
         let total = out
             .len()
             .checked_mul(alternatives.len())
@@ -110,21 +116,21 @@ fn next_group(s: &str) -> std::result::Result<(&str, Option<&str>, &str), &'stat
 }
 
 /// The alternatives of one group's inside.
-fn expand_group(inner: &str) -> std::result::Result<Vec<String>, &'static str> {
+fn expand_group(inner: &str, depth: usize) -> std::result::Result<Vec<String>, &'static str> {
     if let Some(range) = range(inner)? {
         return Ok(range);
     }
     let parts = split_top_level(inner);
     if parts.len() == 1 {
         // Neither a range nor a list: the braces stay, their inside is still expanded.
-        return Ok(expand(inner)?
+        return Ok(expand(inner, depth)?
             .into_iter()
             .map(|s| format!("{{{s}}}"))
             .collect());
     }
     let mut out = Vec::new();
     for part in parts {
-        out.extend(expand(part)?);
+        out.extend(expand(part, depth)?);
         if out.len() > MAX_URLS {
             return Err("expands to more than ten million URLs");
         }
@@ -181,13 +187,20 @@ fn range(inner: &str) -> std::result::Result<Option<Vec<String>>, &'static str> 
         } else {
             0
         };
-        let count = a.abs_diff(b) / step + 1;
-        if count > MAX_URLS as u64 {
-            return Err("expands to more than ten million URLs");
-        }
+        let count = (a.abs_diff(b) / step)
+            .checked_add(1)
+            .filter(|&n| n <= MAX_URLS as u64)
+            .ok_or("expands to more than ten million URLs")?;
+        // Every value lies between `a` and `b`, so the arithmetic stays within i64 (i128 spares
+        // the casts a proof).
         let values = (0..count).map(|k| {
-            let offset = (k * step) as i64;
-            if a <= b { a + offset } else { a - offset }
+            let offset = i128::from(k) * i128::from(step);
+            let v = if a <= b {
+                i128::from(a) + offset
+            } else {
+                i128::from(a) - offset
+            };
+            v as i64
         });
         return Ok(Some(values.map(|v| format!("{v:0width$}")).collect()));
     }
@@ -227,6 +240,29 @@ fn is_integer(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_nesting_and_huge_ranges_are_errors_not_overflows() {
+        let deep = format!("{}x{}", "{a,".repeat(5000), "}".repeat(5000));
+        assert!(
+            expand_urls(&deep)
+                .unwrap_err()
+                .to_string()
+                .contains("64 deep")
+        );
+        let shallow = format!("{}x{}", "{a,".repeat(60), "}".repeat(60));
+        assert_eq!(expand_urls(&shallow).unwrap().len(), 61);
+        let err = expand_urls("{-9223372036854775808..9223372036854775807}").unwrap_err();
+        assert!(err.to_string().contains("ten million"), "{err}");
+        assert_eq!(
+            expand_urls("{9223372036854775806..9223372036854775807}").unwrap(),
+            ["9223372036854775806", "9223372036854775807"]
+        );
+        assert_eq!(
+            expand_urls("{-9223372036854775808..-9223372036854775807}").unwrap(),
+            ["-9223372036854775808", "-9223372036854775807"]
+        );
+    }
 
     fn ex(p: &str) -> Vec<String> {
         expand_urls(p).unwrap()

@@ -69,6 +69,9 @@ impl<W: Write> TarWriter<W> {
 
     /// Appends a sample: one member per `(extension, bytes)`. Keys must be non-empty and hold
     /// no `.` (a reader would split the key there), no `/` at the end, and no NUL.
+    ///
+    /// The whole sample is checked before any of it is written: a bad extension or an
+    /// oversized member leaves the archive as it was.
     pub fn write(&mut self, sample: &WdsSample) -> Result<()> {
         validate_key(&sample.key)?;
         for (ext, data) in &sample.members {
@@ -78,6 +81,14 @@ impl<W: Write> TarWriter<W> {
                     reason: "the extension must be non-empty with no `/` or NUL",
                 });
             }
+            if data.len() as u64 > MAX_MEMBER {
+                return Err(Error::MemberTooLarge {
+                    member: format!("{}.{ext}", sample.key),
+                    len: data.len() as u64,
+                });
+            }
+        }
+        for (ext, data) in &sample.members {
             let name = format!("{}.{ext}", sample.key);
             self.member(&name, data)
                 .map_err(|e| Error::io(name.clone(), e))?;
@@ -218,7 +229,35 @@ pub struct ShardFile {
 #[derive(Debug)]
 enum FileKind {
     Plain(BufWriter<File>),
-    Gzip(GzEncoder<BufWriter<File>>),
+    /// `None` only while a finished gzip member is being replaced by the next.
+    Gzip(Option<GzEncoder<BufWriter<File>>>, GzipState),
+}
+
+/// Whether the current gzip member was finished by a flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GzipState {
+    Open,
+    Finished,
+}
+
+impl FileKind {
+    /// The gzip encoder to write to, opening a new gzip member after a finished one (a file of
+    /// several members is one valid gzip stream to every reader, ours included).
+    fn gzip<'e>(
+        enc: &'e mut Option<GzEncoder<BufWriter<File>>>,
+        state: &mut GzipState,
+    ) -> io::Result<&'e mut GzEncoder<BufWriter<File>>> {
+        if *state == GzipState::Finished {
+            let file = enc
+                .take()
+                .ok_or_else(|| io::Error::other("gzip stream lost"))?
+                .finish()?;
+            *enc = Some(GzEncoder::new(file, Compression::default()));
+            *state = GzipState::Open;
+        }
+        enc.as_mut()
+            .ok_or_else(|| io::Error::other("gzip stream lost"))
+    }
 }
 
 impl ShardFile {
@@ -237,7 +276,10 @@ impl ShardFile {
         Ok(ShardFile {
             path: shown,
             inner: if gzip {
-                FileKind::Gzip(GzEncoder::new(file, Compression::default()))
+                FileKind::Gzip(
+                    Some(GzEncoder::new(file, Compression::default())),
+                    GzipState::Open,
+                )
             } else {
                 FileKind::Plain(file)
             },
@@ -249,7 +291,8 @@ impl ShardFile {
         let path = self.path;
         let result = match self.inner {
             FileKind::Plain(mut w) => w.flush(),
-            FileKind::Gzip(gz) => gz.finish().and_then(|mut w| w.flush()),
+            FileKind::Gzip(Some(gz), _) => gz.finish().and_then(|mut w| w.flush()),
+            FileKind::Gzip(None, _) => Err(io::Error::other("gzip stream lost")),
         };
         result.map_err(|e| Error::io(path, e))
     }
@@ -259,23 +302,32 @@ impl Write for ShardFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.inner {
             FileKind::Plain(w) => w.write(buf),
-            FileKind::Gzip(w) => w.write(buf),
+            FileKind::Gzip(enc, state) => FileKind::gzip(enc, state)?.write(buf),
         }
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match &mut self.inner {
             FileKind::Plain(w) => w.write_all(buf),
-            FileKind::Gzip(w) => w.write_all(buf),
+            FileKind::Gzip(enc, state) => FileKind::gzip(enc, state)?.write_all(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.inner {
             FileKind::Plain(w) => w.flush(),
-            // The writer flushes once, at the end of the archive: finish the gzip stream there,
-            // so `TarWriter::finish` alone leaves a complete file.
-            FileKind::Gzip(w) => w.try_finish().and_then(|()| w.get_mut().flush()),
+            // The writer flushes once, at the end of the archive: finish the gzip member
+            // there, so `TarWriter::finish` alone leaves a complete file. A write after a
+            // flush starts a new member instead of failing.
+            FileKind::Gzip(enc, state) => match enc {
+                Some(gz) if *state == GzipState::Open => {
+                    gz.try_finish()?;
+                    *state = GzipState::Finished;
+                    gz.get_mut().flush()
+                }
+                Some(gz) => gz.get_mut().flush(),
+                None => Err(io::Error::other("gzip stream lost")),
+            },
         }
     }
 }
@@ -283,6 +335,37 @@ impl Write for ShardFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writing_after_a_gzip_flush_starts_a_new_member_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.tar.gz");
+        let mut f = ShardFile::create(&path).unwrap();
+        f.write_all(b"first ").unwrap();
+        f.flush().unwrap();
+        f.write_all(b"second").unwrap();
+        f.flush().unwrap();
+        f.flush().unwrap();
+        f.close().unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::MultiGzDecoder::new(File::open(&path).unwrap()),
+            &mut text,
+        )
+        .unwrap();
+        assert_eq!(text, "first second");
+    }
+
+    #[test]
+    fn a_bad_second_extension_writes_nothing_of_the_sample() {
+        let mut w = TarWriter::new(Vec::new());
+        let sample = WdsSample {
+            key: "k".into(),
+            members: vec![("msgpack".into(), vec![1]), ("bad/ext".into(), vec![2])],
+        };
+        assert!(w.write(&sample).is_err());
+        assert_eq!(w.bytes_written(), 0);
+    }
 
     #[test]
     fn pax_record_length_counts_itself() {

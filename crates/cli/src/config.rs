@@ -11,22 +11,27 @@ use atdata::{Credentials, DataStore, LocalDiskStore, LocalIndex, S3DataStore};
 pub struct Config {
     /// The index: `redis://[:password@]host:port/db` or `sqlite:PATH` [default:
     /// ~/.atdata/index.db, the file Python atdata uses by default].
-    #[arg(long, global = true, env = "ATDATA_INDEX")]
+    #[arg(long, global = true, env = "ATDATA_INDEX", hide_env_values = true)]
     index: Option<String>,
 
     /// Write shards to this S3 bucket (credentials from `AWS_*`), instead of a local folder.
-    #[arg(long, global = true, env = "AWS_BUCKET")]
+    #[arg(long, global = true, env = "AWS_BUCKET", hide_env_values = true)]
     bucket: Option<String>,
 
     /// The local folder shards go to without `--bucket` [default: ~/.atdata/data, as Python's
     /// LocalDiskStore].
-    #[arg(long, global = true, env = "ATDATA_STORE_DIR")]
+    #[arg(long, global = true, env = "ATDATA_STORE_DIR", hide_env_values = true)]
     store_dir: Option<PathBuf>,
 
     /// Write new schema references in Python atdata's current form (`atdata://local/schema/`)
     /// instead of the seed's `sampleSchema` form; set it when sharing an index with Python.
     #[arg(long, global = true)]
     python_schema_refs: bool,
+
+    /// The largest shard member read, in bytes (a member is held in memory whole; larger ones
+    /// are an error before they are read).
+    #[arg(long, global = true, default_value_t = atdata::wds::DEFAULT_MAX_MEMBER_BYTES)]
+    max_member_bytes: u64,
 
     /// The indexes opened, for `shutdown`.
     #[arg(skip)]
@@ -49,13 +54,19 @@ impl Config {
             }
             Some(spec) => match spec.strip_prefix("sqlite:") {
                 Some(path) => builder.sqlite_path(path),
-                None => {
-                    anyhow::bail!("--index {spec}: expected redis://host:port/db or sqlite:PATH")
-                }
+                // The spec is not shown: it may hold a password in a form we do not parse.
+                None => anyhow::bail!(
+                    "--index (or ATDATA_INDEX): expected redis://host:port/db, rediss://... or sqlite:PATH"
+                ),
             },
             // The builder's own default: ~/.atdata/index.db.
             None => builder,
         })
+    }
+
+    /// `--max-member-bytes`.
+    pub fn max_member_bytes(&self) -> u64 {
+        self.max_member_bytes
     }
 
     async fn open(&self, builder: LocalIndexBuilder) -> anyhow::Result<LocalIndex> {

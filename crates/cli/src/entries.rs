@@ -1,7 +1,10 @@
 //! `ls`, `get` and `schema`: reading the index.
 
+use std::process::ExitCode;
+
 use atdata::index::Error as IndexError;
 use atdata::{Cid, LocalDatasetEntry, LocalIndex};
+use futures::StreamExt;
 use serde_json::Value as Json;
 
 use crate::config::Config;
@@ -30,24 +33,46 @@ fn describe(e: &LocalDatasetEntry) {
     }
 }
 
-pub async fn ls(config: &Config, json: bool) -> anyhow::Result<()> {
-    let mut entries = config.index().await?.all_entries().await?;
+/// Prints the items of a listing that could not be read, one line each on stderr; exit code 1
+/// when there were any (the rest was listed).
+fn report(errors: &[IndexError]) -> ExitCode {
+    for e in errors {
+        eprintln!("error: {e}");
+    }
+    if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+pub async fn ls(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let listed: Vec<_> = config.index().await?.entries().collect().await;
+    let (mut entries, mut errors) = (Vec::new(), Vec::new());
+    for item in listed {
+        match item {
+            Ok(e) => entries.push(e),
+            // A failing server ends the listing: that is the command's error.
+            Err(e @ IndexError::Corrupt { .. }) => errors.push(e),
+            Err(e) => return Err(e.into()),
+        }
+    }
     entries.sort_by(|a, b| (&a.name, a.cid().to_string()).cmp(&(&b.name, b.cid().to_string())));
     if json {
         let all: Vec<Json> = entries.iter().map(LocalDatasetEntry::to_json).collect();
         println!("{}", Json::Array(all));
-        return Ok(());
+    } else {
+        for e in &entries {
+            println!(
+                "{}\t{}\t{}\t{} url(s)",
+                e.name,
+                e.cid(),
+                e.schema_ref,
+                e.data_urls.len()
+            );
+        }
     }
-    for e in &entries {
-        println!(
-            "{}\t{}\t{}\t{} url(s)",
-            e.name,
-            e.cid(),
-            e.schema_ref,
-            e.data_urls.len()
-        );
-    }
-    Ok(())
+    Ok(report(&errors))
 }
 
 pub async fn get(config: &Config, name_or_cid: &str, json: bool) -> anyhow::Result<()> {
@@ -60,25 +85,33 @@ pub async fn get(config: &Config, name_or_cid: &str, json: bool) -> anyhow::Resu
     Ok(())
 }
 
-pub async fn schema_list(config: &Config, json: bool) -> anyhow::Result<()> {
-    let schemas = config.index().await?.list_schemas().await?;
+pub async fn schema_list(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let (schemas, errors): (Vec<_>, Vec<_>) = config
+        .index()
+        .await?
+        .list_schemas()
+        .await?
+        .into_iter()
+        .partition(Result::is_ok);
+    let schemas: Vec<_> = schemas.into_iter().flatten().collect();
+    let errors: Vec<_> = errors.into_iter().filter_map(Result::err).collect();
     if json {
         let all = schemas
             .iter()
             .map(|s| serde_json::from_str(&s.to_json()))
             .collect::<Result<Vec<Json>, _>>()?;
         println!("{}", Json::Array(all));
-        return Ok(());
+    } else {
+        for s in &schemas {
+            println!(
+                "{}\t{} field(s)\t{}",
+                s.schema_ref,
+                s.record.schema.fields.len(),
+                s.record.schema.description.as_deref().unwrap_or("")
+            );
+        }
     }
-    for s in &schemas {
-        println!(
-            "{}\t{} field(s)\t{}",
-            s.schema_ref,
-            s.record.schema.fields.len(),
-            s.record.schema.description.as_deref().unwrap_or("")
-        );
-    }
-    Ok(())
+    Ok(report(&errors))
 }
 
 pub async fn schema_show(config: &Config, schema_ref: &str, json: bool) -> anyhow::Result<()> {

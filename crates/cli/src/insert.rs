@@ -86,9 +86,9 @@ fn camel_case(name: &str) -> String {
 const INFER_FROM: usize = 100;
 
 /// The schema of the first samples of `pattern`.
-fn infer(pattern: &str, name: &str) -> anyhow::Result<Schema> {
+fn infer(pattern: &str, name: &str, max_member: u64) -> anyhow::Result<Schema> {
     let mut payloads = Vec::new();
-    for_each_sample(pattern, |_, mut sample| {
+    for_each_sample(pattern, max_member, |_, mut sample| {
         let at = sample.members.iter().position(|(e, _)| e == "msgpack");
         let payload = at
             .map(|i| sample.members.swap_remove(i).1)
@@ -123,7 +123,9 @@ pub async fn insert(config: &Config, args: InsertArgs) -> anyhow::Result<()> {
         Some(r) => (index.decode_schema(r).await?, Some(r.clone())),
         None => {
             let (pattern, name) = (args.pattern.clone(), args.name.clone());
-            let mut schema = tokio::task::spawn_blocking(move || infer(&pattern, &name)).await??;
+            let max_member = config.max_member_bytes();
+            let mut schema =
+                tokio::task::spawn_blocking(move || infer(&pattern, &name, max_member)).await??;
             schema.description = Some(format!("inferred by `atdata insert` from {}", args.pattern));
             (schema, None)
         }
@@ -143,12 +145,12 @@ pub async fn insert(config: &Config, args: InsertArgs) -> anyhow::Result<()> {
     } else {
         ProgressBar::hidden()
     };
-    let ds = atdata::Dataset::<DynamicSample>::with_schema(&args.pattern, schema)?.with_opener(
-        CountingOpener {
+    let ds = atdata::Dataset::<DynamicSample>::with_schema(&args.pattern, schema)?
+        .with_max_member_bytes(config.max_member_bytes())
+        .with_opener(CountingOpener {
             inner: DefaultOpener::default(),
             bar: bar.clone(),
-        },
-    );
+        });
     let options = InsertOptions {
         prefix: args.prefix.clone(),
         publish_schema: schema_ref.is_none(),

@@ -203,10 +203,10 @@ async fn execute(config: &Config, command: Command) -> anyhow::Result<ExitCode> 
         Command::Cat { url, schema, limit } => {
             shards::cat(config, &url, schema.as_deref(), limit).await?
         }
-        Command::Ls { json } => entries::ls(config, json).await?,
+        Command::Ls { json } => return entries::ls(config, json).await,
         Command::Get { name_or_cid, json } => entries::get(config, &name_or_cid, json).await?,
         Command::Schema { command } => match command {
-            SchemaCommand::List { json } => entries::schema_list(config, json).await?,
+            SchemaCommand::List { json } => return entries::schema_list(config, json).await,
             SchemaCommand::Show { schema_ref, json } => {
                 entries::schema_show(config, &schema_ref, json).await?
             }

@@ -13,15 +13,16 @@ use crate::config::Config;
 use crate::render;
 
 /// Hands every sample of every shard of `url`, in order, to `each` (which returns `false` to
-/// stop). It blocks: call it from a blocking thread.
+/// stop), refusing members over `max_member` bytes. It blocks: call it from a blocking thread.
 pub fn for_each_sample(
     url: &str,
+    max_member: u64,
     mut each: impl FnMut(&str, WdsSample) -> anyhow::Result<bool>,
 ) -> anyhow::Result<()> {
     let opener = DefaultOpener::default();
     for shard in expand_urls(url)? {
         let input: Box<dyn Read + Send> = opener.open(&shard)?;
-        for sample in TarReader::new(input, shard.clone()) {
+        for sample in TarReader::new(input, shard.clone()).with_max_member_bytes(max_member) {
             if !each(&shard, sample?)? {
                 return Ok(());
             }
@@ -51,6 +52,7 @@ pub async fn inspect(
 ) -> anyhow::Result<()> {
     let schema = schema(config, schema_ref).await?;
     let owned = url.to_owned();
+    let max_member = config.max_member_bytes();
     let (shards, extensions, keys, first) = tokio::task::spawn_blocking(move || {
         let mut shards: Vec<(String, ShardStats)> = Vec::new();
         let mut extensions: BTreeMap<String, usize> = BTreeMap::new();
@@ -60,7 +62,7 @@ pub async fn inspect(
             shards.push((shard, ShardStats::default()));
         }
         let mut at = 0;
-        for_each_sample(&owned, |shard, sample| {
+        for_each_sample(&owned, max_member, |shard, sample| {
             while shards[at].0 != shard {
                 at += 1;
             }
@@ -184,11 +186,12 @@ pub async fn cat(
 ) -> anyhow::Result<()> {
     let schema = schema(config, schema_ref).await?;
     let url = url.to_owned();
+    let max_member = config.max_member_bytes();
     tokio::task::spawn_blocking(move || {
         let stdout = io::stdout();
         let mut out = io::BufWriter::new(stdout.lock());
         let mut left = limit.unwrap_or(usize::MAX);
-        let written = for_each_sample(&url, |_, sample| {
+        let written = for_each_sample(&url, max_member, |_, sample| {
             if left == 0 {
                 return Ok(false);
             }
