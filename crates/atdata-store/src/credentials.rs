@@ -120,13 +120,12 @@ impl Credentials {
         if host.is_empty() {
             return bad("has no host");
         }
-        if let Some((_, port)) = authority
-            .rsplit_once(':')
-            .filter(|_| !authority.ends_with(']'))
-        {
-            if !authority.starts_with('[') && port.parse::<u16>().is_err() {
-                return bad("has a port that is not a number from 0 to 65535");
-            }
+        let port = match authority.strip_prefix('[') {
+            Some(v6) => v6.split_once("]:").map(|(_, p)| p),
+            None => authority.split_once(':').map(|(_, p)| p),
+        };
+        if port.is_some_and(|p| p.parse::<u16>().is_err()) {
+            return bad("has a port that is not a number from 0 to 65535");
         }
         if rest.contains(['?', '#']) {
             return bad("must not carry a query or a fragment");
