@@ -315,11 +315,17 @@ pub(crate) fn to_typed<A: Element, D: Dimension>(
     } else {
         Array::from_shape_vec(p.shape.clone(), values)
     };
-    // The length was checked against the shape in `parse`, and the rank against `D` above.
+    // The length was checked against the shape in `parse`, and the rank against `D` above;
+    // should either still fail, the error says which (not a mismatch of equal ranks).
+    let array = array.map_err(|_| ArrayError::LengthMismatch {
+        dtype: p.dtype_text.to_owned(),
+        shape: p.shape.slice().to_vec(),
+        expected: p.shape.size().saturating_mul(std::mem::size_of::<A>()),
+        found: p.data.len(),
+    })?;
     array
-        .ok()
-        .and_then(|a| a.into_dimensionality::<D>().ok())
-        .ok_or(ArrayError::DimensionMismatch {
+        .into_dimensionality::<D>()
+        .map_err(|_| ArrayError::DimensionMismatch {
             expected: D::NDIM.unwrap_or(ndim),
             found: ndim,
         })

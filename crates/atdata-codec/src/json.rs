@@ -55,8 +55,9 @@ fn encode(enc: &mut Encoder<'_>, value: &Value) -> Result<()> {
 }
 
 /// Reads a msgpack value as JSON. Map keys must be strings; byte strings become base64 text
-/// (standard alphabet, padded); a float that JSON cannot hold (NaN, infinity) is an error, as is
-/// trailing data.
+/// (standard alphabet, padded); a float that JSON cannot hold becomes the text `"NaN"`,
+/// `"Infinity"` or `"-Infinity"` (so it is never confused with nil, which is `null`). Trailing
+/// data is an error.
 ///
 /// ```
 /// assert_eq!(atdata_codec::msgpack_to_json(&[0x91, 0xa1, b'x']).unwrap(), serde_json::json!(["x"]));
@@ -79,9 +80,15 @@ fn decode(dec: &mut Decoder<'_>, depth: usize) -> Result<Value> {
             Value::Null
         }
         Marker::True | Marker::False => Value::Bool(dec.bool()?),
-        Marker::F32 | Marker::F64 => Number::from_f64(dec.float()?)
-            .map(Value::Number)
-            .ok_or(Error::Msgpack("a NaN or infinite float has no JSON form"))?,
+        Marker::F32 | Marker::F64 => {
+            let f = dec.float()?;
+            match Number::from_f64(f) {
+                Some(n) => Value::Number(n),
+                None if f.is_nan() => Value::from("NaN"),
+                None if f > 0.0 => Value::from("Infinity"),
+                None => Value::from("-Infinity"),
+            }
+        }
         Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => {
             Value::String(dec.str()?.to_owned())
         }
@@ -140,7 +147,16 @@ mod tests {
     fn hostile_input_is_an_error() {
         assert!(msgpack_to_json(&[0xdd, 0xff, 0xff, 0xff, 0xff]).is_err()); // huge array, no items
         assert!(msgpack_to_json(&[0x81, 0x01, 0x01]).is_err()); // non-string key
-        assert!(msgpack_to_json(&[0xcb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0]).is_err()); // NaN
+        // NaN and infinities are text, never `null` (which is nil).
+        assert_eq!(
+            msgpack_to_json(&[0xcb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0]).unwrap(),
+            "NaN"
+        );
+        assert_eq!(
+            msgpack_to_json(&[0xcb, 0xff, 0xf0, 0, 0, 0, 0, 0, 0]).unwrap(),
+            "-Infinity"
+        );
+        assert_eq!(msgpack_to_json(&[0xc0]).unwrap(), Value::Null);
         assert!(msgpack_to_json(&[0xc0, 0xc0]).is_err()); // trailing bytes
         assert!(msgpack_to_json(&[0x91; 200]).is_err()); // too deep
     }

@@ -33,7 +33,9 @@ pub struct LocalDatasetEntry {
     pub metadata: Option<Value>,
     /// The UUID of entries made by atdata before CIDs (read, never written).
     pub legacy_uuid: Option<String>,
-    cid: Cid,
+    /// The CID and the `schema_ref` and `data_urls` it was made for (or read with): when
+    /// either field has changed since, [`cid`](Self::cid) computes it anew.
+    cid: (Cid, String, Vec<String>),
 }
 
 impl LocalDatasetEntry {
@@ -48,17 +50,32 @@ impl LocalDatasetEntry {
         let cid = entry_cid(&schema_ref, &data_urls)?;
         Ok(LocalDatasetEntry {
             name: name.into(),
+            cid: (cid, schema_ref.clone(), data_urls.clone()),
             schema_ref,
             data_urls,
             metadata,
             legacy_uuid: None,
-            cid,
         })
     }
 
-    /// The content identifier (`bafyrei...`).
-    pub fn cid(&self) -> &Cid {
-        &self.cid
+    /// The content identifier (`bafyrei...`) of `schema_ref` and `data_urls` as they are now:
+    /// the stored one for an entry read from an index (even one computed otherwise, by an
+    /// older writer), computed again once either field is changed.
+    ///
+    /// ```
+    /// let mut entry = atdata_index::LocalDatasetEntry::new("a", "atdata://local/schema/A@1.0.0", vec!["a.tar".into()], None).unwrap();
+    /// let before = entry.cid();
+    /// entry.data_urls.push("b.tar".into());
+    /// assert_ne!(entry.cid(), before);
+    /// ```
+    pub fn cid(&self) -> Cid {
+        let (cid, schema_ref, data_urls) = &self.cid;
+        if *schema_ref == self.schema_ref && *data_urls == self.data_urls {
+            return *cid;
+        }
+        // The DAG-CBOR of two strings' structure cannot fail to encode; if it ever did, the
+        // old CID is the honest fallback of a value that cannot be identified anew.
+        entry_cid(&self.schema_ref, &self.data_urls).unwrap_or(*cid)
     }
 
     /// The first data URL (the seed's `wds_url`).
@@ -108,14 +125,14 @@ impl LocalDatasetEntry {
             "schema_ref": self.schema_ref,
             "data_urls": self.data_urls,
             "metadata": self.metadata,
-            "cid": self.cid.to_string(),
+            "cid": self.cid().to_string(),
         })
     }
 
     pub(crate) fn to_row(&self) -> Result<EntryRow> {
         let urls = Value::from(self.data_urls.clone());
         Ok(EntryRow {
-            cid: self.cid.to_string(),
+            cid: self.cid().to_string(),
             name: self.name.clone(),
             schema_ref: self.schema_ref.clone(),
             data_urls: json_to_msgpack(&urls)?,
@@ -153,11 +170,11 @@ impl LocalDatasetEntry {
             .map_err(|e| corrupt(format!("metadata: {e}")))?;
         Ok(LocalDatasetEntry {
             name: row.name,
+            cid: (cid, row.schema_ref.clone(), data_urls.clone()),
             schema_ref: row.schema_ref,
             data_urls,
             metadata,
             legacy_uuid: row.legacy_uuid,
-            cid,
         })
     }
 }

@@ -88,7 +88,7 @@ const INFER_FROM: usize = 100;
 /// The schema of the first samples of `pattern`.
 fn infer(pattern: &str, name: &str, max_member: u64) -> anyhow::Result<Schema> {
     let mut payloads = Vec::new();
-    for_each_sample(pattern, max_member, |_, mut sample| {
+    for_each_sample(pattern, max_member, |_, _, mut sample| {
         let at = sample.members.iter().position(|(e, _)| e == "msgpack");
         let payload = at
             .map(|i| sample.members.swap_remove(i).1)

@@ -114,8 +114,24 @@ enum SchemaCommand {
 }
 
 fn main() -> ExitCode {
-    // A `.env` in the current directory fills what the environment lacks; none is fine.
-    let _ = dotenvy::dotenv();
+    // A `.env` in the current directory fills what the environment lacks; none is fine, a
+    // malformed one is an error (its lines are never shown: they may hold secrets).
+    match dotenvy::dotenv() {
+        Ok(_) => {}
+        Err(e) if e.not_found() => {}
+        Err(dotenvy::Error::LineParse(_, at)) => {
+            return fail(&anyhow::anyhow!(
+                ".env in the current directory: cannot parse the line at byte {at}"
+            ));
+        }
+        Err(e) => {
+            let why = match e {
+                dotenvy::Error::Io(io) => io.to_string(),
+                _ => "cannot be read".into(),
+            };
+            return fail(&anyhow::anyhow!(".env in the current directory: {why}"));
+        }
+    }
     let cli = Cli::parse(); // usage errors exit with 2
     let level = match cli.verbose {
         0 => tracing::Level::WARN,

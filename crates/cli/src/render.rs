@@ -22,7 +22,7 @@ fn value(v: &Value) -> anyhow::Result<Json> {
         Value::Bool(b) => Json::from(*b),
         Value::Int(i) => Json::from(*i),
         Value::UInt(u) => Json::from(*u),
-        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        Value::Float(f) => float(*f),
         Value::Str(s) => Json::from(s.as_str()),
         Value::Bytes(b) => Json::from(STANDARD.encode(b)),
         Value::List(items) => Json::Array(items.iter().map(value).collect::<anyhow::Result<_>>()?),
@@ -37,7 +37,13 @@ fn numbers<A: Element>(a: &ArrayPayload, f: impl Fn(&A) -> Json) -> anyhow::Resu
 }
 
 fn float(f: f64) -> Json {
-    serde_json::Number::from_f64(f).map_or_else(|| Json::from(f.to_string()), Json::Number)
+    // Text, never `null` (which is nil), as `msgpack_to_json` writes them.
+    match serde_json::Number::from_f64(f) {
+        Some(n) => Json::Number(n),
+        None if f.is_nan() => Json::from("NaN"),
+        None if f > 0.0 => Json::from("Infinity"),
+        None => Json::from("-Infinity"),
+    }
 }
 
 /// `{"dtype": "float32", "shape": [2, 3], "data": [...]}` in C order; complex elements as

@@ -12,18 +12,19 @@ use serde_json::{Map, Value as Json, json};
 use crate::config::Config;
 use crate::render;
 
-/// Hands every sample of every shard of `url`, in order, to `each` (which returns `false` to
-/// stop), refusing members over `max_member` bytes. It blocks: call it from a blocking thread.
+/// Hands every sample of every shard of `url`, in order, to `each` with the shard's position in
+/// the expanded pattern (a pattern may name one shard twice) and URL; `each` returns `false` to
+/// stop. Members over `max_member` bytes are refused. It blocks: call it from a blocking thread.
 pub fn for_each_sample(
     url: &str,
     max_member: u64,
-    mut each: impl FnMut(&str, WdsSample) -> anyhow::Result<bool>,
+    mut each: impl FnMut(usize, &str, WdsSample) -> anyhow::Result<bool>,
 ) -> anyhow::Result<()> {
     let opener = DefaultOpener::default();
-    for shard in expand_urls(url)? {
+    for (at, shard) in expand_urls(url)?.into_iter().enumerate() {
         let input: Box<dyn Read + Send> = opener.open(&shard)?;
         for sample in TarReader::new(input, shard.clone()).with_max_member_bytes(max_member) {
-            if !each(&shard, sample?)? {
+            if !each(at, &shard, sample?)? {
                 return Ok(());
             }
         }
@@ -61,11 +62,7 @@ pub async fn inspect(
         for shard in expand_urls(&owned)? {
             shards.push((shard, ShardStats::default()));
         }
-        let mut at = 0;
-        for_each_sample(&owned, max_member, |shard, sample| {
-            while shards[at].0 != shard {
-                at += 1;
-            }
+        for_each_sample(&owned, max_member, |at, _, sample| {
             let stats = &mut shards[at].1;
             stats.samples += 1;
             stats.bytes += sample.members.iter().map(|(_, d)| d.len()).sum::<usize>();
@@ -191,7 +188,7 @@ pub async fn cat(
         let stdout = io::stdout();
         let mut out = io::BufWriter::new(stdout.lock());
         let mut left = limit.unwrap_or(usize::MAX);
-        let written = for_each_sample(&url, max_member, |_, sample| {
+        let written = for_each_sample(&url, max_member, |_, _, sample| {
             if left == 0 {
                 return Ok(false);
             }
