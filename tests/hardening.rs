@@ -795,3 +795,131 @@ async fn the_suite_never_flushes_a_redis_database_with_data_it_did_not_write() {
     fresh_db(24).await;
     fresh_db(24).await;
 }
+
+// ------------------------------------------------------------------ issue 10: listings, timeouts, the command's output
+
+/// One key of the wrong type, one hash without its fields and one broken schema record among
+/// good ones: each is reported naming its key, and the rest are still listed.
+#[tokio::test]
+async fn bad_redis_items_are_reported_per_item_and_the_rest_still_listed() {
+    let url = fresh_db(25).await;
+    let index = LocalIndex::connect_redis(&url).await.unwrap();
+    for n in 0..3 {
+        let ds = Dataset::<Item>::new(&format!("good-{n}.tar")).unwrap();
+        index.add_entry(&ds, format!("good-{n}"), None, None).await.unwrap();
+    }
+    let mut raw = crate::index::raw_redis(&url).await;
+    let () = redis::cmd("SET")
+        .arg("LocalDatasetEntry:bafywrongtype")
+        .arg("a string, not a hash")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let () = redis::cmd("HSET")
+        .arg("LocalDatasetEntry:bafyhalf")
+        .arg("name")
+        .arg("half")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let () = redis::cmd("SET")
+        .arg("LocalSchema:Broken@1.0.0")
+        .arg("{")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+
+    let listed: Vec<_> = futures::StreamExt::collect(index.entries()).await;
+    let good: Vec<_> = listed.iter().filter_map(|e| e.as_ref().ok()).collect();
+    assert_eq!(good.len(), 3, "{listed:?}");
+    let mut bad: Vec<String> = listed
+        .iter()
+        .filter_map(|e| match e {
+            Err(IndexError::Corrupt { key, .. }) => Some(key.clone()),
+            Err(other) => panic!("not a per-item error: {other}"),
+            Ok(_) => None,
+        })
+        .collect();
+    bad.sort();
+    assert_eq!(bad, ["LocalDatasetEntry:bafyhalf", "LocalDatasetEntry:bafywrongtype"]);
+    // A by-name lookup that falls back to a scan passes over them.
+    assert!(matches!(
+        index.get_entry_by_name("nothing").await,
+        Err(IndexError::NotFound { .. })
+    ));
+    let schemas = index.list_schemas().await.unwrap();
+    assert_eq!(schemas.iter().filter(|s| s.is_ok()).count(), 1);
+    assert!(schemas.iter().any(
+        |s| matches!(s, Err(IndexError::Corrupt { key, .. }) if key == "LocalSchema:Broken@1.0.0")
+    ));
+
+    // The command lists the good ones and reports each bad one on its own line.
+    let cli = Atdata::new();
+    let out = cli.run(&["ls", "--index", &url]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("error: ")).count(), 2, "{stderr}");
+    let out = cli.run(&["schema", "list", "--index", &url]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LocalSchema:Broken@1.0.0"));
+}
+
+#[test]
+fn an_s3_endpoint_that_never_answers_fails_within_seconds() {
+    // A server of this test's own that accepts connections and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hold = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            match listener.accept() {
+                Ok((conn, _)) => held.push(conn),
+                Err(_) => break,
+            }
+        }
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let credentials = Credentials::from_map([
+        ("AWS_ENDPOINT", format!("http://127.0.0.1:{port}").as_str()),
+        ("AWS_ACCESS_KEY_ID", "k"),
+        ("AWS_SECRET_ACCESS_KEY", "s"),
+    ])
+    .unwrap();
+    let store = S3DataStore::new(credentials, "silent").unwrap();
+    let started = Instant::now();
+    let mut reader = store.open_shard("s3://silent/a.tar").unwrap();
+    let mut buf = [0u8; 16];
+    let err = reader.read(&mut buf).unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(40), "failed only after {took:?}: {err}");
+    assert!(err.to_string().contains("s3://silent/a.tar"), "{err}");
+    drop(hold);
+}
+
+#[test]
+fn inspect_counts_a_shard_listed_twice_twice_and_cat_shows_nan_apart_from_nil() {
+    let cli = Atdata::new();
+    let path = cli.home.path().join("nan.tar");
+    let mut w = TarWriter::create(&path).unwrap();
+    let mut nan = vec![0x82, 0xa1, b'x', 0xcb];
+    nan.extend_from_slice(&f64::NAN.to_be_bytes());
+    nan.extend_from_slice(&[0xa1, b'y', 0xc0]);
+    w.write(&WdsSample::msgpack("k0", nan)).unwrap();
+    w.finish().unwrap().close().unwrap();
+    let shard = path.display().to_string();
+    let twice = format!("{{{shard},{shard}}}");
+    let inspected = cli.json(&["inspect", &twice, "--json"]);
+    let counts: Vec<_> = inspected["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["samples"].clone())
+        .collect();
+    assert_eq!(counts, [json!(1), json!(1)], "{inspected}");
+    let line = cli.ok(&["cat", &shard]);
+    let sample: Json = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(sample["x"], "NaN", "{line}");
+    assert_eq!(sample["y"], Json::Null, "{line}");
+}

@@ -5,6 +5,7 @@
 
 mod api_contract;
 mod arrays;
+mod bad_input;
 mod cids;
 mod cli;
 mod datasets;

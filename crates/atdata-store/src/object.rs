@@ -336,7 +336,8 @@ impl DataStore for Backend {
 }
 
 /// Times a download that breaks off is resumed (from where it stopped, with a ranged request)
-/// before the error reaches the reader. Each request is itself retried by object_store.
+/// before the error reaches the reader. Each request is itself retried by object_store, so a
+/// dead server fails a read within its retry timeout (about 20 s).
 const DOWNLOAD_RESUMES: u32 = 5;
 
 /// Streams the object at `path` into `tx`, resuming with ranged requests when the body breaks
@@ -350,6 +351,7 @@ async fn download(
     let mut offset = 0u64;
     let mut resumes = 0;
     loop {
+        let started_at = offset;
         let options = GetOptions {
             range: (offset > 0).then_some(GetRange::Offset(offset)),
             ..Default::default()
@@ -386,7 +388,11 @@ async fn download(
                 | object_store::Error::PermissionDenied { .. }
                 | object_store::Error::Unauthenticated { .. }
         );
-        if permanent || resumes == DOWNLOAD_RESUMES {
+        // Resume only a body that broke off after bytes came: a request that failed outright
+        // was already retried by object_store, and retrying it again would only multiply the
+        // wait on a dead server.
+        let broke_off = offset > started_at;
+        if permanent || !broke_off || resumes == DOWNLOAD_RESUMES {
             let _ = tx.send(Err(io_error(Error::store(url, failure)))).await;
             return;
         }
