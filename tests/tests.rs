@@ -10,6 +10,7 @@ mod cids;
 mod cli;
 mod datasets;
 mod faults;
+mod fuzz_seeds;
 mod golden;
 mod hardening;
 mod index;

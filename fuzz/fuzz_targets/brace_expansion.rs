@@ -1,0 +1,8 @@
+//! See `checks::brace_expansion`.
+#![no_main]
+
+#[path = "../checks.rs"]
+#[allow(dead_code)]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::brace_expansion(data));
