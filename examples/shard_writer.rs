@@ -2,7 +2,9 @@
 //! size- and count-limited shards, then read them back in order and by rank.
 //!
 //! Its dependencies are `atdata-codec`, `atdata-derive` and `atdata-wds`, to show that each
-//! layer works without the ones above it. Run with `cargo run --example shard_writer`.
+//! layer works without the ones above it. Run with `cargo run --example shard_writer`; with
+//! a directory argument (`-- DIR`) it also writes gzip shards there and keeps them (the
+//! Python interop script reads them with Python atdata).
 
 use atdata_codec::Packable;
 use atdata_derive::packable;
@@ -25,7 +27,8 @@ fn main() -> anyhow::Result<()> {
         maxsize: 16 << 10, // 16 KiB of payload per shard, whichever limit comes first
         ..Default::default()
     };
-    let mut writer = ShardWriter::new(pattern.to_str().expect("a UTF-8 temp dir"), options)?;
+    let mut writer =
+        ShardWriter::new(pattern.to_str().expect("a UTF-8 temp dir"), options.clone())?;
     for i in 0..1_000 {
         let caption = Caption {
             text: format!("caption number {i}"),
@@ -47,5 +50,19 @@ fn main() -> anyhow::Result<()> {
     println!("{total} samples; rank 0 reads {rank0}, rank 1 reads {rank1}");
     assert_eq!(rank0 + rank1, total);
     std::fs::remove_dir_all(&dir)?;
+
+    // The same captions as gzip shards, kept in a folder the caller names.
+    if let Some(keep) = std::env::args().nth(1) {
+        let pattern = std::path::Path::new(&keep).join("captions-%06d.tar.gz");
+        let mut writer = ShardWriter::new(pattern.to_str().expect("a UTF-8 path"), options)?;
+        for i in 0..1_000 {
+            let caption = Caption {
+                text: format!("caption number {i}"),
+                tokens: (0..i % 7).collect(),
+            };
+            writer.write(&caption.as_wds(&format!("{i:06}")))?;
+        }
+        println!("kept {} gzip shards in {keep}", writer.finish()?.len());
+    }
     Ok(())
 }

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Checks, with the Python peer itself, that Python atdata 0.7 reads what Rust writes: the
-# `atdata` command inserts the golden image shards into a SQLite index and into Redis (database
-# 62, emptied first) with Python-form schema refs; Python's `Index` then lists both, finds the
-# entry by name, reads its schema record and reads every stored sample.
-# (Rust reading Python's files is covered by the test suite's golden dumps.)
+# Checks with the Python peer itself (atdata 0.7.0b1 from PyPI in a Python 3.12 venv, reused
+# when its folder survives) that both libraries read what the other writes:
 #
-#   bash scripts/python-interop.sh          # needs Python 3.12 (pyenv's here) and PyPI
+# Rust -> Python: the `atdata` command inserts the golden image shards (payloads with NDArray
+#   fields) into a SQLite index and into Redis (database 62 of the test Redis) with a schema it
+#   infers and publishes, plus a typed dataset with an explicit record; the `shard_writer`
+#   example writes gzip shards with ShardWriter. Python's `Index` lists both indexes, finds the
+#   entries by name (through the labels Rust wrote), reads the schema records and CIDs, and
+#   reads every sample of every shard, plain and gzip, comparing values.
+# Python -> Rust: Python writes samples (NDArray, int, float, str, optional, list fields) with
+#   `write_samples`, publishes the schema and inserts the dataset into its own SQLite index and
+#   into Redis; the `atdata` command lists them, reads the records and decodes every sample by
+#   the published schema, comparing them with what Python wrote.
 #
-# Not part of CI: installing atdata and its dependencies takes minutes.
+#   bash scripts/python-interop.sh        # run by scripts/test.sh; needs PyPI the first time
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,13 +21,15 @@ eval "$(bash scripts/services.sh)"
 PYTHON="${PYTHON:-$(command -v python3.12 || echo "$HOME/.pyenv/versions/3.12.1/bin/python")}"
 VENV="${PYATDATA_VENV:-$(dirname "$(mktemp -u)")/test-services/pyatdata-venv}"
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import atdata' 2>/dev/null; then
+  echo "[interop] installing atdata 0.7.0b1 into $VENV (takes a few minutes)" >&2
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "atdata==0.7.0b1" redis
 fi
 
-cargo build --quiet -p atdata-cli
+cargo build --quiet -p atdata-cli --example shard_writer
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+
 # Database 62 of the test Redis: emptied only when it is empty or carries the test marker.
 case "$ATDATA_TEST_REDIS_URL" in
   redis://127.*|redis://localhost*|redis://\[::1\]*) ;;
@@ -35,16 +43,19 @@ if [ "$(redis-cli -u "$redis_url" dbsize)" != 0 ] &&
 fi
 redis-cli -u "$redis_url" flushdb >/dev/null
 redis-cli -u "$redis_url" set atdata-test:owned 1 >/dev/null
-for index in "sqlite:$work/index.db" "$redis_url"; do
-  env -u AWS_BUCKET -u ATDATA_INDEX target/debug/atdata --index "$index" --store-dir "$work/store" \
-    --python-schema-refs insert 'tests/golden/shards/golden_image-{000000..000001}.tar' \
-    --name rust-images --maxcount 2 >/dev/null
-done
 
-"$VENV/bin/python" - "$work/index.db" "$redis_url" <<'PY'
-import sys
-import atdata
-import redis
+atdata() { env -u AWS_BUCKET -u ATDATA_INDEX HOME="$work" target/debug/atdata "$@"; }
+
+# ---------------------------------------------------------------- Rust writes
+for index in "sqlite:$work/rust.db" "$redis_url"; do
+  atdata --index "$index" --store-dir "$work/store" --python-schema-refs \
+    insert 'tests/golden/shards/golden_image-{000000..000001}.tar' --name rust-images --maxcount 2 >/dev/null
+done
+target/debug/examples/shard_writer "$work/gz" >/dev/null
+
+"$VENV/bin/python" - "$work/rust.db" "$redis_url" "$work/gz" <<'PY'
+import glob, sys
+import atdata, redis, webdataset as wds, msgpack
 from atdata import Index
 
 def check(index, label):
@@ -58,8 +69,87 @@ def check(index, label):
     labels = [s["label"] for url in e.data_urls
               for s in atdata.Dataset[atdata.DictSample](url).ordered(batch_size=None)]
     assert labels == [f"img_{i}" for i in range(5)], labels
-    print(f"python atdata reads the Rust-written {label} index: {e.cid}, {len(labels)} samples")
+    print(f"python reads the Rust-written {label} index: {e.cid}, {len(labels)} samples")
 
 check(Index(provider="sqlite", path=sys.argv[1], atmosphere=None), "SQLite")
 check(Index(redis=redis.Redis.from_url(sys.argv[2]), atmosphere=None), "Redis")
+
+shards = sorted(glob.glob(f"{sys.argv[3]}/captions-*.tar.gz"))
+assert len(shards) > 1, shards
+seen = []
+for shard in shards:
+    for sample in wds.WebDataset(shard, shardshuffle=False):
+        body = msgpack.unpackb(sample["msgpack"], raw=False)
+        i = int(sample["__key__"])
+        assert body == {"text": f"caption number {i}", "tokens": list(range(i % 7))}, body
+        seen.append(i)
+assert seen == list(range(1000)), seen[:10]
+print(f"python webdataset reads the Rust-written gzip shards: {len(shards)} shards, {len(seen)} samples")
 PY
+
+# ---------------------------------------------------------------- Python writes
+"$VENV/bin/python" - "$work/py" "$work/python.db" "$redis_url" <<'PY'
+import json, os, sys
+from typing import Optional
+import numpy as np
+import atdata, redis
+from atdata import Index
+from numpy.typing import NDArray
+
+@atdata.packable
+class PyRow:
+    """A row Python wrote."""
+    features: NDArray
+    label: int
+    score: float
+    name: str
+    note: Optional[str]
+    tags: list[str]
+
+rows = [PyRow(features=np.arange(i, i + 4, dtype=np.float32).reshape(2, 2), label=i,
+              score=i / 4, name=f"row {i}", note=None if i % 2 else f"note {i}",
+              tags=[f"t{j}" for j in range(i % 3)]) for i in range(10)]
+os.makedirs(sys.argv[1], exist_ok=True)
+ds = atdata.write_samples(rows, f"{sys.argv[1]}/rows.tar", maxcount=4)
+expected = [{"features": r.features.tolist(), "label": r.label, "score": r.score, "name": r.name,
+             "note": r.note, "tags": r.tags} for r in rows]
+json.dump(expected, open(f"{sys.argv[1]}/expected.json", "w"))
+for index in (Index(provider="sqlite", path=sys.argv[2], atmosphere=None),
+              Index(redis=redis.Redis.from_url(sys.argv[3]), atmosphere=None)):
+    ref = index.publish_schema(PyRow, version="1.0.0")
+    entry = index.insert_dataset(ds, name="py-rows", schema_ref=ref)
+print(f"python wrote {len(rows)} rows in {ds.url}: {entry.cid}")
+PY
+
+# Rust reads it back (its output compared in Python: no jq needed on the machine).
+for index in "sqlite:$work/python.db" "$redis_url"; do
+  atdata --index "$index" get py-rows --json >"$work/entry.json"
+  ref="$("$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["schema_ref"])' "$work/entry.json")"
+  cid="$("$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["cid"])' "$work/entry.json")"
+  url="$("$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["data_urls"][0])' "$work/entry.json")"
+  atdata --index "$index" schema show "$ref" --json >"$work/schema.json"
+  atdata --index "$index" get "$cid" --json >"$work/by-cid.json"
+  atdata --index "$index" cat "$url" --schema "$ref" >"$work/read.jsonl"
+  "$VENV/bin/python" - "$work" "$index" <<'PY'
+import json, sys
+work, index = sys.argv[1], sys.argv[2]
+entry = json.load(open(f"{work}/entry.json"))
+assert entry["schema_ref"] == "atdata://local/schema/PyRow@1.0.0", entry
+# The CID names the same entry when Rust looks it up.
+assert json.load(open(f"{work}/by-cid.json"))["name"] == "py-rows"
+schema = json.load(open(f"{work}/schema.json"))
+assert [f["name"] for f in schema["fields"]] == ["features", "label", "score", "name", "note", "tags"], schema
+want = json.load(open(f"{work}/py/expected.json"))
+got = [json.loads(line) for line in open(f"{work}/read.jsonl")]
+def flat(x):
+    return [v for row in x for v in row] if x and isinstance(x[0], list) else x
+for g in got:
+    assert g["features"]["dtype"] == "float32" and g["features"]["shape"] == [2, 2], g
+    g["features"] = g["features"]["data"]
+for w in want:
+    w["features"] = flat(w["features"])
+assert got == want, (got, want)
+print(f"rust reads the Python-written {index.split(':')[0]} index: {entry['cid']}, {len(got)} samples")
+PY
+done
+echo "python interop: ok"

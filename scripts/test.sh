@@ -3,7 +3,8 @@
 # conformance against a real S3 server, the index on a real Redis and SQLite, the `atdata`
 # command and the examples end to end, and doc tests; each benchmark once in test mode; and the
 # quickstart and workflow examples. Installs (if missing) and starts Redis and SeaweedFS on
-# loopback first.
+# loopback first; last, the Python interop check (scripts/python-interop.sh: Python atdata 0.7 and
+# this library read what the other writes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,3 +22,4 @@ REDIS_URL="$ATDATA_TEST_REDIS_URL/19" AWS_ENDPOINT="$ATDATA_TEST_S3_ENDPOINT" \
   AWS_REGION="$ATDATA_TEST_S3_REGION" AWS_BUCKET="$ATDATA_TEST_S3_BUCKET" \
   cargo run --quiet --example workflow >/dev/null
 echo "workflow example: ok"
+bash scripts/python-interop.sh

@@ -170,7 +170,13 @@ const CASES: &[Case] = &[
         check: |_| {
             let mut bytes = one_row();
             bytes.truncate(520);
-            expect!(first_error(bytes), WdsError::Truncated { member: Some(_), .. })
+            expect!(
+                first_error(bytes),
+                WdsError::Truncated {
+                    member: Some(_),
+                    ..
+                }
+            )
         },
     },
     Case {
@@ -180,7 +186,10 @@ const CASES: &[Case] = &[
         check: |_| {
             let bytes = one_row();
             let data_end = 512 + 512;
-            expect!(first_error(bytes[..data_end].to_vec()), WdsError::Truncated { .. })
+            expect!(
+                first_error(bytes[..data_end].to_vec()),
+                WdsError::Truncated { .. }
+            )
         },
     },
     Case {
@@ -274,8 +283,8 @@ const CASES: &[Case] = &[
         input: "a member over a reader's own limit",
         error: "wds::Error::MemberOverLimit",
         check: |_| {
-            let reader = TarReader::new(std::io::Cursor::new(one_row()), "s.tar")
-                .with_max_member_bytes(4);
+            let reader =
+                TarReader::new(std::io::Cursor::new(one_row()), "s.tar").with_max_member_bytes(4);
             let first = reader.into_iter().next().unwrap();
             expect!(first, WdsError::MemberOverLimit { limit: 4, .. })
         },
@@ -395,8 +404,8 @@ const CASES: &[Case] = &[
         check: |_| {
             // {"id": 1, "id": 2, "text": "a"}
             let bytes = [
-                0x83, 0xa2, b'i', b'd', 1, 0xa2, b'i', b'd', 2, 0xa4, b't', b'e', b'x', b't',
-                0xa1, b'a',
+                0x83, 0xa2, b'i', b'd', 1, 0xa2, b'i', b'd', 2, 0xa4, b't', b'e', b'x', b't', 0xa1,
+                b'a',
             ];
             expect!(raw_row(&bytes), CodecError::DuplicateField { .. })
         },
@@ -459,7 +468,12 @@ const CASES: &[Case] = &[
         area: "array",
         input: "a dtype that is not a dtype",
         error: "ArrayError::InvalidDtype",
-        check: |_| expect!(array(&array_payload("<q9", &[1], &[0; 4])), ArrayError::InvalidDtype(_)),
+        check: |_| {
+            expect!(
+                array(&array_payload("<q9", &[1], &[0; 4])),
+                ArrayError::InvalidDtype(_)
+            )
+        },
     },
     Case {
         area: "array",
@@ -529,7 +543,10 @@ const CASES: &[Case] = &[
         check: |_| {
             expect!(
                 atdata::decode_array::<f32, ndarray::Ix1>(&array_payload("<f4", &[1, 1], &[0; 4])),
-                ArrayError::DimensionMismatch { expected: 1, found: 2 }
+                ArrayError::DimensionMismatch {
+                    expected: 1,
+                    found: 2
+                }
             )
         },
     },
@@ -550,7 +567,12 @@ const CASES: &[Case] = &[
         area: "pattern",
         input: "`data-{0..3.tar` (unbalanced)",
         error: "wds::Error::InvalidPattern",
-        check: |_| expect!(expand_urls("data-{0..3.tar"), WdsError::InvalidPattern { .. }),
+        check: |_| {
+            expect!(
+                expand_urls("data-{0..3.tar"),
+                WdsError::InvalidPattern { .. }
+            )
+        },
     },
     Case {
         area: "pattern",
@@ -582,7 +604,12 @@ const CASES: &[Case] = &[
         area: "pattern",
         input: "`{0..99999999}` (100 million shards)",
         error: "wds::Error::InvalidPattern",
-        check: |_| expect!(expand_urls("{0..99999999}"), WdsError::InvalidPattern { .. }),
+        check: |_| {
+            expect!(
+                expand_urls("{0..99999999}"),
+                WdsError::InvalidPattern { .. }
+            )
+        },
     },
     Case {
         area: "pattern",
@@ -717,9 +744,7 @@ const CASES: &[Case] = &[
             let good = listed.iter().filter(|e| e.is_ok()).count();
             let bad: Vec<_> = listed.iter().filter_map(|e| e.as_ref().err()).collect();
             match bad.as_slice() {
-                [IndexError::Corrupt { key, .. }] if key.contains("bafybad") && good == 1 => {
-                    Ok(())
-                }
+                [IndexError::Corrupt { key, .. }] if key.contains("bafybad") && good == 1 => Ok(()),
                 _ => Err(format!("{listed:?}")),
             }
         },
@@ -737,10 +762,14 @@ const CASES: &[Case] = &[
             .unwrap();
             let listed: Vec<_> = rt().block_on(index.entries().collect());
             let good = listed.iter().filter(|e| e.is_ok()).count();
-            let named = listed
-                .iter()
-                .any(|e| matches!(e, Err(IndexError::Corrupt { key, .. }) if key.contains("bafytext")));
-            if named && good == 1 { Ok(()) } else { Err(format!("{listed:?}")) }
+            let named = listed.iter().any(
+                |e| matches!(e, Err(IndexError::Corrupt { key, .. }) if key.contains("bafytext")),
+            );
+            if named && good == 1 {
+                Ok(())
+            } else {
+                Err(format!("{listed:?}"))
+            }
         },
     },
     Case {
@@ -759,7 +788,11 @@ const CASES: &[Case] = &[
             let named = listed.iter().any(
                 |s| matches!(s, Err(IndexError::Corrupt { key, .. }) if key.contains("Broken@1.0.0")),
             );
-            if named && good == 1 { Ok(()) } else { Err(format!("{listed:?}")) }
+            if named && good == 1 {
+                Ok(())
+            } else {
+                Err(format!("{listed:?}"))
+            }
         },
     },
     Case {
@@ -790,7 +823,12 @@ const CASES: &[Case] = &[
         area: "index",
         input: "`:memory:` as the SQLite path",
         error: "index::Error::Invalid",
-        check: |_| expect!(rt().block_on(LocalIndex::open_sqlite(":memory:")), IndexError::Invalid(_)),
+        check: |_| {
+            expect!(
+                rt().block_on(LocalIndex::open_sqlite(":memory:")),
+                IndexError::Invalid(_)
+            )
+        },
     },
     Case {
         area: "index",
@@ -824,8 +862,8 @@ const CASES: &[Case] = &[
         input: "AWS_ENDPOINT with `user:password@`",
         error: "store::Error::Credentials, the password not shown",
         check: |_| {
-            let err = credentials(&[("AWS_ENDPOINT", "http://u:topsecret@127.0.0.1:9000")])
-                .unwrap_err();
+            let err =
+                credentials(&[("AWS_ENDPOINT", "http://u:topsecret@127.0.0.1:9000")]).unwrap_err();
             if format!("{err} {err:?}").contains("topsecret") {
                 return Err(err.to_string());
             }
@@ -983,9 +1021,9 @@ const CASES: &[Case] = &[
         input: "`--index` with an unknown scheme holding a password",
         error: "exit 1, the spec not echoed",
         check: |dir| {
-            let out = crate::services::scrub(&mut std::process::Command::new(
-                crate::cli::built("atdata"),
-            ))
+            let out = crate::services::scrub(&mut std::process::Command::new(crate::cli::built(
+                "atdata",
+            )))
             .args(["ls", "--index", "postgres://u:hunter2@db/x"])
             .env("HOME", dir)
             .output()
@@ -1002,9 +1040,9 @@ const CASES: &[Case] = &[
         input: "`ATDATA_INDEX` holding a password, shown by `--help`",
         error: "the value is not printed",
         check: |dir| {
-            let out = crate::services::scrub(&mut std::process::Command::new(
-                crate::cli::built("atdata"),
-            ))
+            let out = crate::services::scrub(&mut std::process::Command::new(crate::cli::built(
+                "atdata",
+            )))
             .arg("--help")
             .env("ATDATA_INDEX", "redis://:hunter2@127.0.0.1:6379/0")
             .env("HOME", dir)
@@ -1023,16 +1061,19 @@ const CASES: &[Case] = &[
         error: "exit 1, naming the byte, not the line",
         check: |dir| {
             std::fs::write(dir.join(".env"), "ATDATA_INDEX='redis://:hunter2@h\n").unwrap();
-            let out = crate::services::scrub(&mut std::process::Command::new(
-                crate::cli::built("atdata"),
-            ))
+            let out = crate::services::scrub(&mut std::process::Command::new(crate::cli::built(
+                "atdata",
+            )))
             .arg("ls")
             .current_dir(dir)
             .env("HOME", dir)
             .output()
             .unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
-            if out.status.code() != Some(1) || stderr.contains("hunter2") || !stderr.contains(".env") {
+            if out.status.code() != Some(1)
+                || stderr.contains("hunter2")
+                || !stderr.contains(".env")
+            {
                 return Err(stderr.into_owned());
             }
             Ok(())
@@ -1076,11 +1117,22 @@ fn the_docs_list_every_case() {
 /// Runs the ignored test `name` of this binary in a child process; its peak RSS in bytes.
 fn peak_rss_of(name: &str) -> u64 {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", name, "--nocapture", "--test-threads", "1"])
+        .args([
+            "--ignored",
+            "--exact",
+            name,
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{name}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{name}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
         .lines()
         .find_map(|l| l.split("peak-rss-bytes ").nth(1))
@@ -1127,7 +1179,10 @@ fn child_endless_stream_behind_an_8_gib_header() {
         at: 0,
     };
     let first = TarReader::new(endless, "endless.tar").next().unwrap();
-    assert!(matches!(first, Err(WdsError::MemberOverLimit { .. })), "{first:?}");
+    assert!(
+        matches!(first, Err(WdsError::MemberOverLimit { .. })),
+        "{first:?}"
+    );
     print_peak_rss();
 }
 
@@ -1150,7 +1205,10 @@ fn child_a_512_mib_member() {
 #[test]
 fn lying_headers_and_large_members_cost_bounded_memory() {
     let endless = peak_rss_of("bad_input::child_endless_stream_behind_an_8_gib_header");
-    assert!(endless < 64 << 20, "an 8 GiB header over an endless stream took {endless} bytes");
+    assert!(
+        endless < 64 << 20,
+        "an 8 GiB header over an endless stream took {endless} bytes"
+    );
     let big = peak_rss_of("bad_input::child_a_512_mib_member");
     // The member itself, once (it was 2.1x before: a doubling buffer and a copy).
     assert!(

@@ -806,7 +806,10 @@ async fn bad_redis_items_are_reported_per_item_and_the_rest_still_listed() {
     let index = LocalIndex::connect_redis(&url).await.unwrap();
     for n in 0..3 {
         let ds = Dataset::<Item>::new(&format!("good-{n}.tar")).unwrap();
-        index.add_entry(&ds, format!("good-{n}"), None, None).await.unwrap();
+        index
+            .add_entry(&ds, format!("good-{n}"), None, None)
+            .await
+            .unwrap();
     }
     let mut raw = crate::index::raw_redis(&url).await;
     let () = redis::cmd("SET")
@@ -841,7 +844,13 @@ async fn bad_redis_items_are_reported_per_item_and_the_rest_still_listed() {
         })
         .collect();
     bad.sort();
-    assert_eq!(bad, ["LocalDatasetEntry:bafyhalf", "LocalDatasetEntry:bafywrongtype"]);
+    assert_eq!(
+        bad,
+        [
+            "LocalDatasetEntry:bafyhalf",
+            "LocalDatasetEntry:bafywrongtype"
+        ]
+    );
     // A by-name lookup that falls back to a scan passes over them.
     assert!(matches!(
         index.get_entry_by_name("nothing").await,
@@ -860,7 +869,11 @@ async fn bad_redis_items_are_reported_per_item_and_the_rest_still_listed() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stdout.lines().count(), 3, "{stdout}");
-    assert_eq!(stderr.lines().filter(|l| l.starts_with("error: ")).count(), 2, "{stderr}");
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("error: ")).count(),
+        2,
+        "{stderr}"
+    );
     let out = cli.run(&["schema", "list", "--index", &url]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("LocalSchema:Broken@1.0.0"));
@@ -893,7 +906,10 @@ fn an_s3_endpoint_that_never_answers_fails_within_seconds() {
     let mut buf = [0u8; 16];
     let err = reader.read(&mut buf).unwrap_err();
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(40), "failed only after {took:?}: {err}");
+    assert!(
+        took < Duration::from_secs(40),
+        "failed only after {took:?}: {err}"
+    );
     assert!(err.to_string().contains("s3://silent/a.tar"), "{err}");
     drop(hold);
 }
