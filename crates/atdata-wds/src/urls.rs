@@ -2,8 +2,12 @@
 
 use crate::error::{Error, Result};
 
-/// Refuse patterns that would expand to more URLs than this.
-const MAX_URLS: usize = 10_000_000;
+/// Refuse patterns that would expand to more URLs than this...
+const MAX_URLS: usize = 1_000_000;
+/// ...or to more bytes of URLs than this (each URL counted with a `String`'s 24 bytes), so a
+/// short pattern never costs more than a bounded amount of memory.
+const MAX_BYTES: usize = 128 << 20;
+const TOO_MANY: &str = "expands to more than a million URLs or 128 MiB of them";
 /// Refuse braces nested deeper than this (expansion recurses once per level).
 const MAX_DEPTH: usize = 64;
 
@@ -16,8 +20,8 @@ const MAX_DEPTH: usize = 64;
 /// - Several groups multiply left to right; braces nest. Braces with neither a range nor a comma
 ///   are kept as written (`a{b}c`). `\{`, `\}` and `\,` are literal.
 ///
-/// Unbalanced braces are an error, and so are a pattern naming more than ten million URLs and
-/// braces nested more than 64 deep.
+/// Unbalanced braces are an error, and so are a pattern naming more than a million URLs (or
+/// 128 MiB of them) and braces nested more than 64 deep.
 ///
 /// ```
 /// use atdata_wds::expand_urls;
@@ -66,8 +70,18 @@ fn expand(s: &str, depth: usize) -> std::result::Result<Vec<String>, &'static st
         let total = out
             .len()
             .checked_mul(alternatives.len())
-            .filter(|&n| n <= MAX_URLS);
-        let total = total.ok_or("expands to more than ten million URLs")?;
+            .filter(|&n| n <= MAX_URLS)
+            .ok_or(TOO_MANY)?;
+        // Every prefix meets every alternative: the bytes of the product, before building it.
+        let prefix_bytes: usize = out.iter().map(String::len).sum();
+        let alt_bytes: usize = alternatives.iter().map(String::len).sum();
+        let bytes = prefix_bytes
+            .checked_mul(alternatives.len())
+            .zip(alt_bytes.checked_mul(out.len()))
+            .and_then(|(a, b)| a.checked_add(b))
+            .and_then(|n| n.checked_add(total * 24))
+            .filter(|&n| n <= MAX_BYTES);
+        bytes.ok_or(TOO_MANY)?;
         let mut next = Vec::with_capacity(total);
         for prefix in &out {
             for alt in &alternatives {
@@ -131,8 +145,9 @@ fn expand_group(inner: &str, depth: usize) -> std::result::Result<Vec<String>, &
     let mut out = Vec::new();
     for part in parts {
         out.extend(expand(part, depth)?);
-        if out.len() > MAX_URLS {
-            return Err("expands to more than ten million URLs");
+        let bytes: usize = out.iter().map(|u| u.len() + 24).sum();
+        if out.len() > MAX_URLS || bytes > MAX_BYTES {
+            return Err(TOO_MANY);
         }
     }
     Ok(out)
@@ -190,7 +205,7 @@ fn range(inner: &str) -> std::result::Result<Option<Vec<String>>, &'static str> 
         let count = (a.abs_diff(b) / step)
             .checked_add(1)
             .filter(|&n| n <= MAX_URLS as u64)
-            .ok_or("expands to more than ten million URLs")?;
+            .ok_or(TOO_MANY)?;
         // Every value lies between `a` and `b`, so the arithmetic stays within i64 (i128 spares
         // the casts a proof).
         let values = (0..count).map(|k| {
@@ -253,7 +268,15 @@ mod tests {
         let shallow = format!("{}x{}", "{a,".repeat(60), "}".repeat(60));
         assert_eq!(expand_urls(&shallow).unwrap().len(), 61);
         let err = expand_urls("{-9223372036854775808..9223372036854775807}").unwrap_err();
-        assert!(err.to_string().contains("ten million"), "{err}");
+        assert!(err.to_string().contains("a million"), "{err}");
+        // Few URLs, but long ones: bounded by bytes too.
+        let long = format!("{}{{0..99999}}{{0..9}}", "x".repeat(200));
+        assert!(
+            expand_urls(&long)
+                .unwrap_err()
+                .to_string()
+                .contains("128 MiB")
+        );
         assert_eq!(
             expand_urls("{9223372036854775806..9223372036854775807}").unwrap(),
             ["9223372036854775806", "9223372036854775807"]
