@@ -481,7 +481,7 @@ fn sigint_mid_insert_to_s3_leaves_no_upload_and_gc_clears_what_a_sigkill_leaves(
     let insert = crate::hardening::blob_insert(&source);
 
     // SIGINT: the insert is cancelled, its uploads aborted before the command exits.
-    let child = cli.interrupt(&insert, Duration::from_millis(2000), "INT");
+    let child = cli.interrupt(&insert, || s3.open_uploads() > 0, "INT");
     let out = finish(child, Duration::from_secs(120));
     assert_eq!(
         out.status.code(),
@@ -494,7 +494,7 @@ fn sigint_mid_insert_to_s3_leaves_no_upload_and_gc_clears_what_a_sigkill_leaves(
     assert!(cli.is_empty());
 
     // SIGKILL: nothing can clean up; the open uploads are what gc is for.
-    let child = cli.interrupt(&insert, Duration::from_millis(2000), "KILL");
+    let child = cli.interrupt(&insert, || s3.open_uploads() > 0, "KILL");
     finish(child, Duration::from_secs(30));
     let open = s3.open_uploads();
     assert!(open > 0, "the kill left no upload open: kill earlier");
@@ -545,8 +545,14 @@ fn an_s3_server_killed_mid_insert_or_a_dropped_insert_future_leaves_nothing() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(2000));
-    assert!(s3.open_uploads() > 0, "the insert had no upload open yet");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while s3.open_uploads() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the insert never opened an upload"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     s3.kill();
     std::thread::sleep(Duration::from_secs(10)); // the write gives up meanwhile
     s3.script(&[]);

@@ -509,21 +509,41 @@ impl Atdata {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
 
-    /// Starts `args`, waits `after`, sends `signal` (`INT`, `TERM`, `KILL`); the child.
-    pub fn interrupt(&self, args: &[&str], after: Duration, signal: &str) -> Child {
-        let child = self
+    /// Starts `args`, waits until `ready()` (the insert is writing: polled, 90 s at most, so
+    /// a loaded machine does not make the test signal too early), sends `signal` (`INT`,
+    /// `TERM`, `KILL`); the child.
+    pub fn interrupt(&self, args: &[&str], ready: impl Fn() -> bool, signal: &str) -> Child {
+        let mut child = self
             .command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("atdata starts");
-        std::thread::sleep(after);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !ready() {
+            if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "the insert never got to writing before the signal: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let status = Command::new("kill")
             .args([&format!("-{signal}"), &child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
         child
+    }
+
+    /// Whether a multipart write to the local store is under way (a `name#N` staging file).
+    pub fn staging(&self) -> bool {
+        files(&self.store())
+            .iter()
+            .any(|p| p.to_string_lossy().contains('#'))
     }
 
     /// Entries and schema records, through the command.
@@ -554,7 +574,7 @@ fn sigint_and_sigterm_mid_insert_exit_130_and_143_leaving_nothing_and_a_rerun_su
     let source = write_blobs(cli.home.path(), 300);
     let insert = blob_insert(&source);
     for (signal, code) in [("INT", 130), ("TERM", 143)] {
-        let child = cli.interrupt(&insert, Duration::from_millis(1500), signal);
+        let child = cli.interrupt(&insert, || cli.staging(), signal);
         let out = finish(child, Duration::from_secs(90));
         assert_eq!(
             out.status.code(),
@@ -691,7 +711,7 @@ fn gc_removes_what_a_killed_insert_left_and_never_what_an_entry_references() {
     // A SIGKILL mid-insert: staging files (`name.tar#N`) stay behind.
     let source = write_blobs(cli.home.path(), 300);
     let insert = blob_insert(&source);
-    let child = cli.interrupt(&insert, Duration::from_millis(1500), "KILL");
+    let child = cli.interrupt(&insert, || cli.staging(), "KILL");
     finish(child, Duration::from_secs(30));
     let staging: Vec<_> = files(&cli.store())
         .into_iter()

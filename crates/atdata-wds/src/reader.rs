@@ -372,25 +372,15 @@ impl<R: BufRead> Members<R> {
                     .min(size_usize - out.len());
                 out.reserve_exact(grow);
             }
-            let start = out.len();
-            let room = (out.capacity() - start).min(size_usize - start);
-            out.resize(start + room, 0);
-            let n = loop {
-                match self.input.read(&mut out[start..]) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    other => break other,
-                }
-            };
-            match n {
-                Ok(0) => {
-                    out.truncate(start);
-                    return Err(self.truncated(Some(member)));
-                }
-                Ok(n) => out.truncate(start + n),
-                Err(e) => {
-                    out.truncate(start);
-                    return Err(self.io_error(e, member));
-                }
+            // Read into the spare capacity (no zeroing pass): `take` stops at what is reserved,
+            // so `read_to_end` never grows the buffer itself.
+            let want = (out.capacity() - out.len()).min(size_usize - out.len());
+            let read = (&mut self.input)
+                .take(want as u64)
+                .read_to_end(out)
+                .map_err(|e| self.io_error(e, member))?;
+            if read == 0 {
+                return Err(self.truncated(Some(member)));
             }
         }
         self.skip_padding(size, member)
