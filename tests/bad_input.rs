@@ -108,6 +108,11 @@ fn credentials(pairs: &[(&str, &str)]) -> Result<Credentials, atdata::store::Err
     Credentials::from_map(all)
 }
 
+/// `Ok` when credentials with `pairs` added are refused as credentials.
+fn refused(pairs: &[(&str, &str)]) -> Result<(), String> {
+    expect!(credentials(pairs), atdata::store::Error::Credentials(_))
+}
+
 /// A list nested `depth` deep around an int.
 fn nested_type(depth: usize) -> atdata::FieldType {
     let mut t = atdata::FieldType::Primitive(atdata::Primitive::Int);
@@ -849,12 +854,7 @@ const CASES: &[Case] = &[
         area: "credentials",
         input: "AWS_ENDPOINT `not a url`",
         error: "store::Error::Credentials",
-        check: |_| {
-            expect!(
-                credentials(&[("AWS_ENDPOINT", "not a url")]),
-                atdata::store::Error::Credentials(_)
-            )
-        },
+        check: |_| refused(&[("AWS_ENDPOINT", "not a url")]),
     },
     Case {
         area: "credentials",
@@ -889,45 +889,25 @@ const CASES: &[Case] = &[
         area: "credentials",
         input: "a control character in the session token",
         error: "store::Error::Credentials",
-        check: |_| {
-            expect!(
-                credentials(&[("AWS_SESSION_TOKEN", "to\x07ken")]),
-                atdata::store::Error::Credentials(_)
-            )
-        },
+        check: |_| refused(&[("AWS_SESSION_TOKEN", "to\x07ken")]),
     },
     Case {
         area: "credentials",
         input: "a region with a space",
         error: "store::Error::Credentials",
-        check: |_| {
-            expect!(
-                credentials(&[("AWS_REGION", "us east")]),
-                atdata::store::Error::Credentials(_)
-            )
-        },
+        check: |_| refused(&[("AWS_REGION", "us east")]),
     },
     Case {
         area: "credentials",
         input: "an endpoint port that is not a number",
         error: "store::Error::Credentials",
-        check: |_| {
-            expect!(
-                credentials(&[("AWS_ENDPOINT", "http://127.0.0.1:port")]),
-                atdata::store::Error::Credentials(_)
-            )
-        },
+        check: |_| refused(&[("AWS_ENDPOINT", "http://127.0.0.1:port")]),
     },
     Case {
         area: "credentials",
         input: "an endpoint with a query string",
         error: "store::Error::Credentials",
-        check: |_| {
-            expect!(
-                credentials(&[("AWS_ENDPOINT", "http://127.0.0.1:9000/?token=x")]),
-                atdata::store::Error::Credentials(_)
-            )
-        },
+        check: |_| refused(&[("AWS_ENDPOINT", "http://127.0.0.1:9000/?token=x")]),
     },
     Case {
         area: "credentials",
@@ -993,14 +973,8 @@ const CASES: &[Case] = &[
             let path = dir.join("src.tar");
             let payload = json_to_msgpack(&json!({"id": "x", "text": "a"})).unwrap();
             std::fs::write(&path, tar_of(&[WdsSample::msgpack("k0", payload)])).unwrap();
-            let store_dir = dir.join("store");
             rt().block_on(async {
-                let index = LocalIndex::builder()
-                    .sqlite_path(dir.join("index.db"))
-                    .data_store(LocalDiskStore::new(&store_dir).unwrap())
-                    .build()
-                    .await
-                    .unwrap();
+                let (index, store_dir) = crate::hardening::sqlite_with_store(dir).await;
                 let ds = Dataset::<Row>::new(path.to_str().unwrap()).unwrap();
                 let result = index.insert_dataset(&ds, "rows", "rows").await;
                 index.shutdown().await.unwrap();

@@ -54,7 +54,8 @@ fn write_items(dir: &Path, stem: &str, shards: usize, n: i64) -> String {
         .to_string()
 }
 
-async fn sqlite_with_store(dir: &Path) -> (LocalIndex, PathBuf) {
+/// A SQLite index in `dir` writing shards to the local store `dir/store`; that folder.
+pub async fn sqlite_with_store(dir: &Path) -> (LocalIndex, PathBuf) {
     let store_dir = dir.join("store");
     let index = LocalIndex::builder()
         .sqlite_path(dir.join("index.db"))
