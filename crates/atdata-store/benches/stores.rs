@@ -80,13 +80,16 @@ fn main() -> Result<(), BoxError> {
     println!("{} samples, {} shards, {:.0} MB", samples, local.len(), mb);
 
     // Raw object_store: multipart puts of the same shard files, then streaming gets.
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
-    if let Some(endpoint) = credentials.endpoint() {
-        builder = builder
-            .with_endpoint(endpoint)
-            .with_allow_http(true)
-            .with_virtual_hosted_style_request(false);
-    }
+    // Built from the test settings alone (never the environment: with no AWS_* there,
+    // object_store would look for credentials on the cloud metadata address).
+    let builder = AmazonS3Builder::new()
+        .with_bucket_name(&bucket)
+        .with_region(&s3.region)
+        .with_access_key_id(&s3.access_key_id)
+        .with_secret_access_key(&s3.secret_access_key)
+        .with_endpoint(&s3.endpoint)
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false);
     let raw: Arc<dyn ObjectStore> = Arc::new(builder.build()?);
     let prefix = format!("bench/{}", std::process::id());
     let start = Instant::now();
