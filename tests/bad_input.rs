@@ -66,6 +66,15 @@ fn header(name: &str, size: u64, kind: u8) -> Vec<u8> {
     h.as_bytes().to_vec()
 }
 
+/// A PAX header holding `record`, then a good sample.
+fn pax_then_row(record: &[u8]) -> Vec<u8> {
+    let mut bytes = header("././@PaxHeader", record.len() as u64, b'x');
+    bytes.extend_from_slice(record);
+    bytes.resize(1024, 0);
+    bytes.extend(one_row());
+    bytes
+}
+
 /// The first error the reader yields; `Ok` when it yields none.
 fn first_error(bytes: Vec<u8>) -> Result<(), WdsError> {
     TarReader::new(std::io::Cursor::new(bytes), "bad.tar")
@@ -231,12 +240,10 @@ const CASES: &[Case] = &[
         input: "a PAX record whose length is shorter than its prefix",
         error: "wds::Error::CorruptHeader",
         check: |_| {
-            let record = b"1 path=x\n";
-            let mut bytes = header("././@PaxHeader", record.len() as u64, b'x');
-            bytes.extend_from_slice(record);
-            bytes.resize(1024, 0);
-            bytes.extend(one_row());
-            expect!(first_error(bytes), WdsError::CorruptHeader { .. })
+            expect!(
+                first_error(pax_then_row(b"1 path=x\n")),
+                WdsError::CorruptHeader { .. }
+            )
         },
     },
     Case {
@@ -244,12 +251,10 @@ const CASES: &[Case] = &[
         input: "a PAX size that is not a number",
         error: "wds::Error::CorruptHeader",
         check: |_| {
-            let record = b"13 size=abc\n";
-            let mut bytes = header("././@PaxHeader", record.len() as u64, b'x');
-            bytes.extend_from_slice(record);
-            bytes.resize(1024, 0);
-            bytes.extend(one_row());
-            expect!(first_error(bytes), WdsError::CorruptHeader { .. })
+            expect!(
+                first_error(pax_then_row(b"13 size=abc\n")),
+                WdsError::CorruptHeader { .. }
+            )
         },
     },
     Case {

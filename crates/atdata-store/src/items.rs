@@ -39,6 +39,15 @@ impl StoredItem {
     }
 }
 
+/// The object key a staging file `root/{key}#{n}` belongs to, if `path` is one.
+pub(crate) fn staging_key<'p>(root: &FsPath, path: &'p str) -> Option<&'p str> {
+    let (object, n) = path.rsplit_once('#')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    FsPath::new(object).strip_prefix(root).ok()?.to_str()
+}
+
 /// Staging files a local store's multipart writes leave when the process dies:
 /// `{object}#{n}` under `root/prefix`, as (object key, staging path, modified).
 pub(crate) fn staging_files(
@@ -66,17 +75,7 @@ pub(crate) fn staging_files(
                 continue;
             }
             let Some(name) = path.to_str() else { continue };
-            let Some((object, n)) = name.rsplit_once('#') else {
-                continue;
-            };
-            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
-            let Some(key) = FsPath::new(object)
-                .strip_prefix(root)
-                .ok()
-                .and_then(FsPath::to_str)
-            else {
+            let Some(key) = staging_key(root, name) else {
                 continue;
             };
             let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);

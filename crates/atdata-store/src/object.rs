@@ -26,7 +26,7 @@ use crate::cleanup::{CLEANUP_DEADLINE, Cleanup, WorkGuard};
 #[cfg(feature = "s3")]
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
-use crate::items::{StoredItem, staging_files};
+use crate::items::{StoredItem, staging_files, staging_key};
 use crate::store::{DataStore, ShardUpload};
 
 /// Bytes per uploaded part (S3 requires at least 5 MiB for all but the last).
@@ -311,9 +311,10 @@ impl DataStore for Backend {
             Location::Disk { root } => {
                 // Only a staging file of this store's own folder is ever removed.
                 let staging = FsPath::new(id);
-                if !staging.starts_with(root)
-                    || staging_files(root, "")?.iter().all(|(_, s, _)| s != id)
-                {
+                let inside = staging
+                    .components()
+                    .all(|c| !matches!(c, std::path::Component::ParentDir));
+                if !inside || staging_key(root, id).is_none() {
                     return Err(Error::ForeignUrl {
                         url: id.clone(),
                         expected: format!("a staging file under {}", root.display()),
