@@ -1,6 +1,6 @@
 //! The seed document's complete workflow, on Redis and S3: define a type, write 10,000 samples
-//! to a local tar, publish the schema, insert the dataset (shards to S3, entry to Redis), then
-//! find it by name and read it back in batches.
+//! to local shards of 1,000, publish the schema, insert the dataset (the same ten shards to S3,
+//! the entry to Redis), then find it by name and read it back in batches.
 //!
 //! Needs the services: `eval "$(bash scripts/services.sh)"`, then
 //! `cargo run --example workflow`. Reads `REDIS_URL`, `AWS_BUCKET` and the `AWS_*` credentials
@@ -9,6 +9,7 @@
 use anyhow::Context;
 use atdata::ndarray::Array1;
 use atdata::prelude::*;
+use atdata::wds::ShardWriter;
 
 /// One training example.
 #[packable]
@@ -35,15 +36,20 @@ async fn main() -> anyhow::Result<()> {
         source: "synthetic".into(),
     });
 
-    // 3. A local tar.
+    // 3. Local shards of 1,000 samples.
     let dir = std::env::temp_dir().join(format!("atdata-workflow-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let local = dir.join("local-data.tar");
-    let mut sink = atdata::wds::TarWriter::create(&local)?;
+    let pattern = dir.join("local-data-%06d.tar");
+    let shards = ShardOptions {
+        maxcount: 1_000,
+        ..Default::default()
+    };
+    let mut sink = ShardWriter::new(pattern.to_str().context("a UTF-8 path")?, shards)?;
     for (i, sample) in samples.enumerate() {
         sink.write(&sample.as_wds(&format!("{i:06}")))?;
     }
-    sink.finish()?.close()?;
+    sink.finish()?;
+    let local = dir.join("local-data-{000000..000009}.tar");
 
     // 4. The index on Redis with an S3 data store; publish the schema and insert.
     let store = S3DataStore::new(Credentials::from_env()?, &bucket)?;
@@ -60,9 +66,11 @@ async fn main() -> anyhow::Result<()> {
         .insert_dataset(&local_ds, "training-v1", "training")
         .await?;
     println!(
-        "published {schema_ref}; inserted {} as {}",
+        "published {schema_ref}; inserted {} as {}: {} shards, {} samples",
         entry.name,
-        entry.cid()
+        entry.cid(),
+        entry.data_urls.len(),
+        entry.sample_count().unwrap_or_default()
     );
     for url in &entry.data_urls {
         println!("  {url}");

@@ -984,7 +984,7 @@ const CASES: &[Case] = &[
                 let result = index.insert_dataset(&ds, "rows", "rows").await;
                 index.shutdown().await.unwrap();
                 if std::fs::read_dir(&store_dir).unwrap().next().is_some() {
-                    return Err("shards left".into());
+                    return Err(format!("shards left: {:?}", crate::index::walk(&store_dir)));
                 }
                 match &result {
                     Err(e) if e.to_string().contains("k0") && e.to_string().contains("id") => {}

@@ -564,7 +564,7 @@ async fn behaviour(backend: Backend) {
             .publish_schema::<Row>(None, Some("rows"))
             .await
             .unwrap(),
-        "atdata://local/sampleSchema/Row@1.0.0"
+        "atdata://local/schema/Row@1.0.0"
     );
     assert!(
         index
@@ -591,7 +591,7 @@ async fn behaviour(backend: Backend) {
             .ends_with("Row@2.0.1")
     );
 
-    // One record, three reference forms; `$ref` in the index's form (the seed's by default).
+    // One record, three reference forms; `$ref` in the index's form (Python's by default).
     let a = index
         .get_schema("atdata://local/sampleSchema/Row@1.0.0")
         .await
@@ -606,7 +606,37 @@ async fn behaviour(backend: Backend) {
         .unwrap();
     assert_eq!(a, b);
     assert_eq!(a, c);
-    assert_eq!(a.schema_ref, "atdata://local/sampleSchema/Row@1.0.0");
+    assert_eq!(a.schema_ref, "atdata://local/schema/Row@1.0.0");
+    // Short forms: `Name@version`, and `Name` at its highest major.minor.patch version.
+    assert_eq!(index.get_schema("Row@1.0.0").await.unwrap(), a);
+    assert_eq!(
+        index.resolve_schema_ref("Row").await.unwrap(),
+        "atdata://local/schema/Row@2.0.1"
+    );
+    assert_eq!(
+        index.get_schema("Row").await.unwrap().record.version,
+        "2.0.1"
+    );
+    assert!(matches!(
+        index.resolve_schema_ref("Nobody").await,
+        Err(IndexError::NotFound { .. })
+    ));
+    assert!(index.resolve_schema_ref("@1.0.0").await.is_err());
+    // The seed's form is still written on request, and read either way.
+    let seed = backend
+        .builder()
+        .python_schema_refs(false)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        seed.get_schema("Row@1.0.0").await.unwrap().schema_ref,
+        "atdata://local/sampleSchema/Row@1.0.0"
+    );
+    assert_eq!(
+        seed.publish_schema::<Row>("3.0.0", None).await.unwrap(),
+        "atdata://local/sampleSchema/Row@3.0.0"
+    );
     assert_eq!(a.record.schema.description.as_deref(), Some("rows"));
     let versions: Vec<String> = index
         .list_schemas()
@@ -618,7 +648,7 @@ async fn behaviour(backend: Backend) {
     assert_eq!(
         versions,
         [
-            "0.10.0", "1.0.0", "1.0.1", "1.0.2", "2.0.0", "2.0.1", "latest"
+            "0.10.0", "1.0.0", "1.0.1", "1.0.2", "2.0.0", "2.0.1", "3.0.0", "latest"
         ]
     );
     let err = index
@@ -631,10 +661,7 @@ async fn behaviour(backend: Backend) {
     let un = Dataset::<Unpublished>::new("elsewhere/u-{0..3}.tar").unwrap();
     let entry = index.add_entry(&un, "u", None, None).await.unwrap();
     assert_eq!(entry.data_urls, ["elsewhere/u-{0..3}.tar"]);
-    assert_eq!(
-        entry.schema_ref,
-        "atdata://local/sampleSchema/Unpublished@1.0.0"
-    );
+    assert_eq!(entry.schema_ref, "atdata://local/schema/Unpublished@1.0.0");
     let stored = index.decode_schema(&entry.schema_ref).await.unwrap();
     assert_eq!(stored, Unpublished::schema());
     assert_eq!(
@@ -707,8 +734,8 @@ async fn behaviour(backend: Backend) {
     let all = index.all_entries().await.unwrap();
     assert_eq!(all.len(), 5);
 
-    // Through a data store: shards cut by maxcount, checksums merged into the metadata, the
-    // stored copy readable from the entry.
+    // Through a data store: shards re-cut by maxcount, checksums, counts and sizes merged
+    // into the metadata, the stored copy readable from the entry.
     let dir = tempfile::tempdir().unwrap();
     let store = LocalDiskStore::new(dir.path().join("store")).unwrap();
     let stored_index = backend.builder().data_store(store).build().await.unwrap();
@@ -731,9 +758,18 @@ async fn behaviour(backend: Backend) {
     assert_eq!(metadata["split"], "train");
     for url in &entry.data_urls {
         assert!(url.contains("/rows/v1/data--"), "{url}");
-        let sum = hex::encode(Sha256::digest(std::fs::read(url).unwrap()));
+        let bytes = std::fs::read(url).unwrap();
+        let sum = hex::encode(Sha256::digest(&bytes));
         assert_eq!(metadata["checksums"][url], json!(sum));
+        assert_eq!(metadata["shard_sizes"][url], json!(bytes.len()));
     }
+    let counts: Vec<_> = entry
+        .data_urls
+        .iter()
+        .map(|u| metadata["sample_counts"][u].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [2, 2, 1]);
+    assert_eq!(entry.sample_count(), Some(5));
     let back = Dataset::<Row>::new(&entry.shards_url()).unwrap();
     let ids: Vec<i64> = back.samples().unwrap().map(|r| r.unwrap().id).collect();
     assert_eq!(ids, [0, 1, 2, 3, 4]);

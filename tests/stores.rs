@@ -141,7 +141,7 @@ async fn conformance<S: DataStore + Clone>(store: S, short_ids: bool) {
             &ds,
             &prefix,
             WriteOptions {
-                shards: fixed,
+                shards: Some(fixed),
                 cache_local: true,
             },
         )

@@ -14,6 +14,7 @@ mod fuzz_seeds;
 mod golden;
 mod hardening;
 mod index;
+mod inserts;
 #[path = "support/redis_db.rs"]
 mod redis_db;
 mod roundtrip;

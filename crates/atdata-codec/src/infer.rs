@@ -31,6 +31,16 @@ impl Shape {
         })
     }
 
+    /// The shape in words, for errors.
+    fn describe(&self) -> String {
+        match self {
+            Shape::Unknown => "nil".into(),
+            Shape::Primitive(p) => format!("{p:?}").to_lowercase(),
+            Shape::NdArray(dtype) => format!("an ndarray of {dtype}"),
+            Shape::List(items) => format!("a list of {}", items.describe()),
+        }
+    }
+
     fn field_type(self) -> Option<FieldType> {
         Some(match self {
             Shape::Unknown => return None,
@@ -45,11 +55,7 @@ impl Shape {
 
 impl Schema {
     /// The schema `name` that the msgpack maps `payloads` (samples) follow, judged from all of
-    /// them: strings, integers, floats (an int in one sample and a float in another is a float),
-    /// bools, byte strings (NDArray payloads as arrays of their dtype) and lists of those. A
-    /// field that is nil in some sample is optional. A field whose type no sample shows (only
-    /// nil, only empty lists), samples with different keys, repeated keys, nil list items,
-    /// nested maps and conflicting types are errors naming the field.
+    /// them, as [`SchemaInference`] judges them.
     ///
     /// ```
     /// use atdata_codec::{FieldType, Primitive, Schema};
@@ -62,29 +68,89 @@ impl Schema {
     /// assert!(Schema::infer("Row", [&a[..]]).is_err()); // an empty list alone says nothing
     /// ```
     pub fn infer<'p>(name: &str, payloads: impl IntoIterator<Item = &'p [u8]>) -> Result<Schema> {
-        let mut fields: Option<Vec<(String, Shape, bool)>> = None;
-        for (n, payload) in payloads.into_iter().enumerate() {
-            let sample = read_sample(payload)?;
-            let Some(known) = fields.as_mut() else {
-                fields = Some(sample);
-                continue;
-            };
-            let same_keys =
-                known.len() == sample.len() && known.iter().zip(&sample).all(|(a, b)| a.0 == b.0);
-            if !same_keys {
-                return Err(Error::Uninferable(format!(
-                    "sample {n} has other keys than the first"
-                )));
-            }
-            for (field, (_, shape, nil)) in known.iter_mut().zip(sample) {
-                let merged = std::mem::replace(&mut field.1, Shape::Unknown).merge(shape);
-                field.1 = merged.ok_or_else(|| {
-                    Error::Uninferable(format!("field `{}` changes type between samples", field.0))
-                })?;
-                field.2 |= nil;
-            }
+        let mut inference = SchemaInference::default();
+        for payload in payloads {
+            inference.add(payload)?;
         }
-        let fields = fields.ok_or_else(|| Error::Uninferable("no sample".into()))?;
+        inference.finish(name)
+    }
+}
+
+/// A schema inferred from samples one at a time, in memory that grows with the fields, not
+/// the samples: strings, integers, floats (an int in one sample and a float in another is a
+/// float), bools, byte strings (NDArray payloads as arrays of their dtype) and lists of those.
+/// A field that is nil in any sample is optional. A field whose type no sample shows (only
+/// nil, only empty lists), samples with different keys, repeated keys, nil list items, nested
+/// maps and conflicting types are errors naming the field, from the [`add`](Self::add) of the
+/// sample that shows them (or from [`finish`](Self::finish)).
+///
+/// ```
+/// use atdata_codec::SchemaInference;
+///
+/// // {"note": "a"}, then {"note": nil}: the field becomes optional.
+/// let mut inference = SchemaInference::default();
+/// inference.add(&[0x81, 0xa4, b'n', b'o', b't', b'e', 0xa1, b'a']).unwrap();
+/// inference.add(&[0x81, 0xa4, b'n', b'o', b't', b'e', 0xc0]).unwrap();
+/// // {"note": 3} contradicts them.
+/// let err = inference.add(&[0x81, 0xa4, b'n', b'o', b't', b'e', 0x03]).unwrap_err();
+/// assert!(err.to_string().contains("`note`"), "{err}");
+/// let schema = inference.finish("Row").unwrap();
+/// assert!(schema.fields[0].optional);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct SchemaInference {
+    /// Each field's name, shape so far, and whether it was nil in some sample.
+    fields: Option<Vec<(String, Shape, bool)>>,
+}
+
+impl SchemaInference {
+    /// Takes one sample's payload into account. On an error the inference is unchanged.
+    pub fn add(&mut self, payload: &[u8]) -> Result<()> {
+        let sample = read_sample(payload)?;
+        let Some(known) = self.fields.as_mut() else {
+            self.fields = Some(sample);
+            return Ok(());
+        };
+        let same_keys =
+            known.len() == sample.len() && known.iter().zip(&sample).all(|(a, b)| a.0 == b.0);
+        if !same_keys {
+            let names = |fields: &[(String, Shape, bool)]| {
+                fields
+                    .iter()
+                    .map(|f| f.0.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(Error::Uninferable(format!(
+                "fields [{}], where the samples before have [{}]",
+                names(&sample),
+                names(known)
+            )));
+        }
+        let mut merged = Vec::with_capacity(known.len());
+        for (field, (_, shape, _)) in known.iter().zip(sample.iter()) {
+            let shape = field.1.clone().merge(shape.clone()).ok_or_else(|| {
+                Error::Uninferable(format!(
+                    "field `{}` is {}, where the samples before have {}",
+                    field.0,
+                    shape.describe(),
+                    field.1.describe()
+                ))
+            })?;
+            merged.push(shape);
+        }
+        for ((field, (_, _, nil)), shape) in known.iter_mut().zip(sample).zip(merged) {
+            field.1 = shape;
+            field.2 |= nil;
+        }
+        Ok(())
+    }
+
+    /// The schema `name` of every sample added.
+    pub fn finish(self, name: &str) -> Result<Schema> {
+        let fields = self
+            .fields
+            .ok_or_else(|| Error::Uninferable("no sample".into()))?;
         let fields = fields
             .into_iter()
             .map(|(name, shape, optional)| {

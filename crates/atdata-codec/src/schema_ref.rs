@@ -1,5 +1,5 @@
-//! Schema references: `atdata://local/sampleSchema/{Name}@{version}` and the forms Python
-//! atdata uses.
+//! Schema references: Python atdata's `atdata://local/schema/{Name}@{version}`, the seed's
+//! `atdata://local/sampleSchema/...` and Python's legacy `local://schemas/...`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,27 +13,27 @@ const LEGACY_PREFIX: &str = "local://schemas/";
 /// Which form new schema references are written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SchemaRefForm {
-    /// `atdata://local/sampleSchema/{Name}@{version}`: the seed document's form, our default.
+    /// `atdata://local/schema/{Name}@{version}`: Python atdata 0.3 and later, the default.
     #[default]
-    Seed,
-    /// `atdata://local/schema/{Name}@{version}`: Python atdata 0.3 and later, which rejects
-    /// the seed form. Use it when sharing an index with Python users.
     Python,
+    /// `atdata://local/sampleSchema/{Name}@{version}`: the seed document's form, which Python
+    /// atdata rejects (`ValueError: Invalid schema reference`); read always, written on request.
+    Seed,
 }
 
 /// A reference to a versioned schema record.
 ///
 /// Parsing accepts the seed form, Python's current form and the legacy
 /// `local://schemas/{module.Name}@{version}` (the module path is dropped). All three name the
-/// same stored record, `LocalSchema:{Name}@{version}`. Display writes the seed form.
+/// same stored record, `LocalSchema:{Name}@{version}`. Display writes Python's form.
 ///
 /// ```
 /// use atdata_codec::{SchemaRef, SchemaRefForm};
 ///
 /// let r: SchemaRef = "local://schemas/golden.models.GoldenImage@1.0.0".parse().unwrap();
 /// assert_eq!((r.name(), r.version()), ("GoldenImage", "1.0.0"));
-/// assert_eq!(r.to_string(), "atdata://local/sampleSchema/GoldenImage@1.0.0");
-/// assert_eq!(r.format(SchemaRefForm::Python), "atdata://local/schema/GoldenImage@1.0.0");
+/// assert_eq!(r.to_string(), "atdata://local/schema/GoldenImage@1.0.0");
+/// assert_eq!(r.format(SchemaRefForm::Seed), "atdata://local/sampleSchema/GoldenImage@1.0.0");
 /// assert!("atdata://other/GoldenImage@1".parse::<SchemaRef>().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -60,7 +60,7 @@ impl SchemaRef {
         let rest = [SEED_PREFIX, PYTHON_PREFIX, LEGACY_PREFIX]
             .iter()
             .find_map(|p| reference.strip_prefix(p))
-            .ok_or_else(|| invalid("expected atdata://local/sampleSchema/, atdata://local/schema/ or local://schemas/"))?;
+            .ok_or_else(|| invalid("expected atdata://local/schema/, atdata://local/sampleSchema/ or local://schemas/"))?;
         let (name, version) = rest
             .rsplit_once('@')
             .ok_or_else(|| invalid("schema reference must include a version (@version)"))?;
@@ -93,7 +93,7 @@ impl SchemaRef {
 
 impl fmt::Display for SchemaRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{SEED_PREFIX}{}@{}", self.name, self.version)
+        f.write_str(&self.format(SchemaRefForm::Python))
     }
 }
 

@@ -108,6 +108,37 @@ impl LocalDatasetEntry {
         }
     }
 
+    /// The samples in the dataset, from the `sample_counts` an insert records in the metadata
+    /// (`None` when a shard has no count, as for entries made by `add_entry` or by Python).
+    ///
+    /// ```
+    /// let e = atdata_index::LocalDatasetEntry::new("n", "atdata://local/schema/T@1.0.0",
+    ///     vec!["a.tar".into(), "b.tar".into()],
+    ///     Some(serde_json::json!({"sample_counts": {"a.tar": 3, "b.tar": 4}}))).unwrap();
+    /// assert_eq!(e.sample_count(), Some(7));
+    /// assert_eq!(e.shard_sizes(), None);
+    /// ```
+    pub fn sample_count(&self) -> Option<u64> {
+        self.per_shard("sample_counts")?.into_iter().sum()
+    }
+
+    /// Each shard's size in bytes, in the order of `data_urls`, from the `shard_sizes` an
+    /// insert records (`None` when a shard has none).
+    pub fn shard_sizes(&self) -> Option<Vec<u64>> {
+        self.per_shard("shard_sizes")?.into_iter().collect()
+    }
+
+    /// The integers the metadata object `key` holds for each data URL.
+    fn per_shard(&self, key: &str) -> Option<Vec<Option<u64>>> {
+        let map = self.metadata.as_ref()?.get(key)?.as_object()?;
+        Some(
+            self.data_urls
+                .iter()
+                .map(|u| map.get(u).and_then(Value::as_u64))
+                .collect(),
+        )
+    }
+
     /// The schema reference (the seed's `sample_kind`).
     pub fn sample_kind(&self) -> &str {
         &self.schema_ref

@@ -42,7 +42,7 @@ type Clock = Arc<dyn Fn() -> String + Send + Sync>;
 /// let dir = tempfile::tempdir()?;
 /// let index = LocalIndex::open_sqlite(dir.path().join("index.db")).await?;
 /// let schema_ref = index.publish_schema::<Point>("1.0.0", None).await?;
-/// assert_eq!(schema_ref, "atdata://local/sampleSchema/Point@1.0.0");
+/// assert_eq!(schema_ref, "atdata://local/schema/Point@1.0.0");
 /// assert_eq!(index.get_schema(&schema_ref).await?.record.schema.description.as_deref(), Some("A point."));
 /// assert!(index.get_entry_by_name("nothing").await.is_err());
 /// # Ok(()) }
@@ -80,9 +80,9 @@ impl fmt::Debug for LocalIndex {
 /// let index = atdata_index::LocalIndex::builder()
 ///     .sqlite_path(dir.path().join("index.db"))
 ///     .data_store(atdata_store::LocalDiskStore::new(dir.path().join("shards"))?)
-///     .python_schema_refs(true)
 ///     .build()
 ///     .await?;
+/// assert_eq!(index.schema_ref_form(), atdata_codec::SchemaRefForm::Python);
 /// # Ok(()) }
 /// ```
 #[derive(Default)]
@@ -92,7 +92,7 @@ pub struct LocalIndexBuilder {
     redis_url: Option<String>,
     sqlite_path: Option<PathBuf>,
     store: Option<Arc<dyn DataStore>>,
-    python_refs: bool,
+    seed_refs: bool,
     clock: Option<Clock>,
 }
 
@@ -117,11 +117,12 @@ impl LocalIndexBuilder {
         self
     }
 
-    /// Write new schema references (and `$ref`s) in Python atdata's current form,
-    /// `atdata://local/schema/{Name}@{version}`, instead of the seed's `sampleSchema` form.
-    /// Python atdata 0.3 and later rejects the seed form: set this when sharing an index.
+    /// Whether new schema references (and `$ref`s) are written in Python atdata's form,
+    /// `atdata://local/schema/{Name}@{version}` (`true`, the default), or in the seed's
+    /// `atdata://local/sampleSchema/...` form (`false`), which Python atdata 0.3 and later
+    /// rejects. Both forms are read either way.
     pub fn python_schema_refs(mut self, on: bool) -> Self {
-        self.python_refs = on;
+        self.seed_refs = !on;
         self
     }
 
@@ -157,10 +158,10 @@ impl LocalIndexBuilder {
             inner: Arc::new(Inner {
                 provider,
                 store: self.store,
-                form: if self.python_refs {
-                    SchemaRefForm::Python
-                } else {
+                form: if self.seed_refs {
                     SchemaRefForm::Seed
+                } else {
+                    SchemaRefForm::Python
                 },
                 clock: self.clock.unwrap_or_else(|| Arc::new(now_isoformat)),
                 commits: TaskTracker::new(),
@@ -186,25 +187,41 @@ fn now_isoformat() -> String {
     }
 }
 
+/// The entry metadata key of the shards' SHA-256s (URL to hex), as Python writes it.
+const CHECKSUMS: &str = "checksums";
+/// The entry metadata key of the shards' sample counts (URL to count).
+const SAMPLE_COUNTS: &str = "sample_counts";
+/// The entry metadata key of the shards' sizes in bytes (URL to size).
+const SHARD_SIZES: &str = "shard_sizes";
+
 /// How [`LocalIndex::insert_dataset_with`] stores and describes a dataset.
 ///
+/// By default the dataset's shards are copied shard for shard (the same samples in each, the
+/// same compression, the same bytes); setting `maxcount` or `maxsize` re-cuts them instead.
+///
 /// ```
-/// let opts = atdata_index::InsertOptions { maxcount: 10_000, ..Default::default() };
-/// assert_eq!(opts.maxsize, 3_000_000_000);
+/// let keep = atdata_index::InsertOptions::default();
+/// assert_eq!((keep.maxcount, keep.maxsize), (0, 0)); // 0: keep the source's shards
+/// let recut = atdata_index::InsertOptions { maxcount: 10_000, ..Default::default() };
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct InsertOptions {
     /// The object prefix the shards go under (default: the dataset's name).
     pub prefix: Option<String>,
-    /// The schema reference (default: the sample type's name at version `1.0.0`, as Python).
+    /// The schema reference, in any form [`LocalIndex::resolve_schema_ref`] takes (default:
+    /// the sample type's name at version `1.0.0`, as Python).
     pub schema_ref: Option<String>,
-    /// Metadata to store; the store's checksums are merged in as `checksums`.
+    /// Metadata to store, a JSON object; the shards' `checksums`, `sample_counts` and
+    /// `shard_sizes` (each an object keyed by shard URL) are merged in.
     pub metadata: Option<Value>,
     /// Stage each shard in a local temporary file before uploading it.
     pub cache_local: bool,
-    /// Samples per shard at most (default 100,000).
+    /// Samples per shard at most when re-cutting; 0 (the default) with `maxsize` 0 keeps the
+    /// source's shards. Set alone, shards are cut by count only.
     pub maxcount: usize,
-    /// Payload bytes per shard before rolling over (default 3e9).
+    /// Payload bytes per shard before rolling over when re-cutting (a shard may exceed it by
+    /// one sample, as in WebDataset); 0 (the default) with `maxcount` 0 keeps the source's
+    /// shards. Set alone, shards are cut by size only.
     pub maxsize: u64,
     /// Publish the dataset's sample schema as a new version (one patch above the highest
     /// `major.minor.patch` under its name, or `1.0.0`) in the same commit as the entry, so a
@@ -213,18 +230,25 @@ pub struct InsertOptions {
     pub publish_schema: bool,
 }
 
-impl Default for InsertOptions {
-    fn default() -> Self {
-        let shards = ShardOptions::default();
-        InsertOptions {
-            prefix: None,
-            schema_ref: None,
-            metadata: None,
-            cache_local: false,
-            maxcount: shards.maxcount,
-            maxsize: shards.maxsize,
-            publish_schema: false,
+impl InsertOptions {
+    /// The limits to re-cut by, or `None` to keep the source's shards.
+    fn recut(&self) -> Option<ShardOptions> {
+        if self.maxcount == 0 && self.maxsize == 0 {
+            return None;
         }
+        Some(ShardOptions {
+            maxcount: if self.maxcount == 0 {
+                usize::MAX
+            } else {
+                self.maxcount
+            },
+            maxsize: if self.maxsize == 0 {
+                u64::MAX
+            } else {
+                self.maxsize
+            },
+            mtime: None,
+        })
     }
 }
 
@@ -315,8 +339,13 @@ impl LocalIndex {
         self.inner.form
     }
 
-    fn provider(&self) -> &dyn Provider {
+    pub(crate) fn provider(&self) -> &dyn Provider {
         &*self.inner.provider
+    }
+
+    /// The store `insert_dataset` writes through, if any.
+    pub(crate) fn data_store(&self) -> Option<&Arc<dyn DataStore>> {
+        self.inner.store.as_ref()
     }
 
     // ------------------------------------------------------------------ entries
@@ -379,13 +408,17 @@ impl LocalIndex {
     ) -> Result<LocalDatasetEntry> {
         let schema = T::sample_schema(dataset.context());
         schema.validate()?;
+        let recut = options.recut();
         let (schema_ref, mode) = match (options.schema_ref, options.publish_schema) {
             (Some(_), true) => {
                 return Err(Error::Invalid(
                     "publish_schema publishes a new version: leave schema_ref unset".into(),
                 ));
             }
-            (Some(r), false) => (r, SchemaWrite::KeepExisting),
+            (Some(r), false) => (
+                self.resolve_schema_ref(&r).await?,
+                SchemaWrite::KeepExisting,
+            ),
             (None, false) => (
                 SchemaRef::new(&schema.name, "1.0.0").format(self.inner.form),
                 SchemaWrite::KeepExisting,
@@ -415,23 +448,25 @@ impl LocalIndex {
             mode,
             data_urls: vec![dataset.url().to_owned()],
             metadata: options.metadata,
+            samples: None,
             store: None,
             cancelled: Arc::default(),
         };
         let Some(store) = store else {
             return commit.run().await;
         };
+        let write = WriteOptions {
+            shards: recut,
+            cache_local: options.cache_local,
+        };
+        if write.shards.is_none()
+            && let Some(entry) = self.identical_newest(dataset, &commit).await?
+        {
+            return Ok(entry);
+        }
         // Dropping this future while the shards are written cancels the write (the store
         // stops and removes what it stored).
         let prefix = options.prefix.unwrap_or_else(|| name.to_owned());
-        let write = WriteOptions {
-            shards: ShardOptions {
-                maxcount: options.maxcount,
-                maxsize: options.maxsize,
-                ..Default::default()
-            },
-            cache_local: options.cache_local,
-        };
         let written = store.write_shards(dataset, &prefix, write).await?;
         if written.urls().is_empty() {
             return Err(Error::Invalid(format!(
@@ -439,20 +474,25 @@ impl LocalIndex {
                 dataset.url()
             )));
         }
-        let checksums: Map<String, Value> = written
-            .urls()
-            .iter()
-            .zip(written.checksums())
-            .map(|(u, s)| (u.clone(), Value::from(s.as_str())))
-            .collect();
+        let per_shard = |values: Vec<Value>| -> Value {
+            let urls = written.urls().iter().cloned();
+            Value::Object(urls.zip(values).collect())
+        };
         let mut object = match commit.metadata.take() {
             Some(Value::Object(m)) => m,
             _ => Map::new(),
         };
-        object.insert("checksums".into(), Value::Object(checksums));
+        let checksums = written.checksums().iter().map(|s| Value::from(s.as_str()));
+        object.insert(CHECKSUMS.into(), per_shard(checksums.collect()));
+        let counts = written.sample_counts().iter().map(|&n| Value::from(n));
+        object.insert(SAMPLE_COUNTS.into(), per_shard(counts.collect()));
+        let sizes = written.sizes().iter().map(|&n| Value::from(n));
+        object.insert(SHARD_SIZES.into(), per_shard(sizes.collect()));
         // From here the shards are stored: the commit runs as a task of the index's own, so
         // that dropping this future cannot leave them behind. It writes the entry, or deletes
-        // the shards (when it fails, or when this future was dropped before it began).
+        // the shards (when it fails, when the dataset held no sample, or when this future was
+        // dropped before it began).
+        commit.samples = Some(written.sample_counts().iter().sum());
         commit.data_urls = written.urls().to_vec();
         commit.metadata = Some(Value::Object(object));
         commit.store = Some(store);
@@ -461,6 +501,90 @@ impl LocalIndex {
         let committed = task.await.map_err(|e| Error::Task(e.to_string()))?;
         drop(cancel);
         committed
+    }
+
+    /// The newest entry under the commit's name when inserting `dataset` shard for shard would
+    /// store it again: the same schema, the same user metadata, and the same shards, by
+    /// SHA-256 in order (each source shard hashed before anything is uploaded, stopping at the
+    /// first that differs) with their sample counts recorded.
+    async fn identical_newest<T: SampleType, O: ShardOpener>(
+        &self,
+        dataset: &Dataset<T, O>,
+        commit: &Commit,
+    ) -> Result<Option<LocalDatasetEntry>> {
+        let newest = match self.get_entry_by_name(&commit.name).await {
+            Ok(entry) => entry,
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(Value::Object(stored)) = &newest.metadata else {
+            return Ok(None);
+        };
+        let per_shard = |key: &str| -> Option<Vec<&Value>> {
+            let map = stored.get(key)?.as_object()?;
+            newest.data_urls.iter().map(|u| map.get(u)).collect()
+        };
+        let (Some(checksums), Some(_counts)) = (per_shard(CHECKSUMS), per_shard(SAMPLE_COUNTS))
+        else {
+            return Ok(None);
+        };
+        let Some(checksums) = checksums
+            .into_iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<String>>>()
+        else {
+            return Ok(None);
+        };
+        let user_metadata: Map<String, Value> = stored
+            .iter()
+            .filter(|(k, _)| ![CHECKSUMS, SAMPLE_COUNTS, SHARD_SIZES].contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let given = match &commit.metadata {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        };
+        let sources = dataset.shard_list();
+        if user_metadata != given || sources.len() != checksums.len() {
+            return Ok(None);
+        }
+        let same_schema = match commit.mode {
+            SchemaWrite::KeepExisting => {
+                SchemaRef::parse(&newest.schema_ref).ok()
+                    == SchemaRef::parse(&commit.schema_ref).ok()
+            }
+            SchemaWrite::MustBeNew => match self.get_schema(&newest.schema_ref).await {
+                Ok(stored) => {
+                    stored.record.schema.name == commit.schema.name
+                        && stored.record.schema.fields == commit.schema.fields
+                }
+                Err(Error::NotFound { .. }) => false,
+                Err(e) => return Err(e),
+            },
+        };
+        if !same_schema {
+            return Ok(None);
+        }
+        let dataset = dataset.clone();
+        let same_bytes = tokio::task::spawn_blocking(move || -> Result<bool> {
+            for (url, expected) in sources.iter().zip(&checksums) {
+                let shard_error = |e| Error::from(atdata_store::Error::from(e));
+                let reader = dataset.opener().open(url).map_err(shard_error)?;
+                let sum = atdata_store::sha256_hex(reader).map_err(|source| {
+                    shard_error(atdata_wds::Error::Io {
+                        path: url.clone(),
+                        source,
+                    })
+                })?;
+                if sum != *expected {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        Ok(same_bytes.then_some(newest))
     }
 
     /// Waits until the work this index finishes in the background has ended: the commits of
@@ -698,10 +822,70 @@ impl LocalIndex {
         Ok(SchemaRef::new(&record.schema.name, version).format(self.inner.form))
     }
 
-    /// The record `schema_ref` names (any of the three forms), or [`Error::NotFound`].
+    /// The full reference that `reference` names: a reference in any of the three forms as
+    /// it is; `Name@version` in the index's form; a bare `Name` at its highest published
+    /// `major.minor.patch` version ([`Error::NotFound`] when none is published).
+    ///
+    /// ```
+    /// # use atdata_derive::packable;
+    /// /// A point.
+    /// #[packable(crate = "atdata_codec")]
+    /// struct Point { x: f64 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let index = atdata_index::LocalIndex::open_sqlite(dir.path().join("index.db")).await?;
+    /// index.publish_schema::<Point>("1.2.0", None).await?;
+    /// index.publish_schema::<Point>("1.10.0", None).await?;
+    /// assert_eq!(index.resolve_schema_ref("Point").await?, "atdata://local/schema/Point@1.10.0");
+    /// assert_eq!(index.resolve_schema_ref("Point@1.2.0").await?, "atdata://local/schema/Point@1.2.0");
+    /// assert!(index.resolve_schema_ref("Nothing").await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub async fn resolve_schema_ref(&self, reference: impl AsRef<str>) -> Result<String> {
+        let reference = reference.as_ref();
+        if reference.contains("://") {
+            SchemaRef::parse(reference)?;
+            return Ok(reference.to_owned());
+        }
+        let invalid = |reason: &'static str| {
+            Error::Codec(atdata_codec::Error::InvalidSchemaRef {
+                reference: reference.to_owned(),
+                reason,
+            })
+        };
+        let parsed = match reference.rsplit_once('@') {
+            Some((name, version)) if !name.is_empty() && !version.is_empty() => {
+                SchemaRef::new(name, version)
+            }
+            Some(_) => return Err(invalid("empty name or version")),
+            None if reference.is_empty() => return Err(invalid("empty reference")),
+            None => {
+                let versions = self.provider().schema_versions(reference).await?;
+                let highest = versions
+                    .iter()
+                    .filter_map(|v| semver(v).map(|n| (n, v)))
+                    .max()
+                    .map(|(_, v)| v.clone())
+                    .ok_or_else(|| Error::NotFound {
+                        what: "schema with a major.minor.patch version named",
+                        key: reference.to_owned(),
+                    })?;
+                SchemaRef::new(reference, highest)
+            }
+        };
+        Ok(parsed.format(self.inner.form))
+    }
+
+    /// The record `schema_ref` names (any of the three forms, or a short form as in
+    /// [`resolve_schema_ref`](Self::resolve_schema_ref)), or [`Error::NotFound`]. Its
+    /// `schema_ref` is in the index's form, as Python's `get_schema` writes `$ref` in its
+    /// own form whatever form it was asked with.
     pub async fn get_schema(&self, schema_ref: impl AsRef<str>) -> Result<PublishedSchema> {
         let asked = schema_ref.as_ref();
-        let r = SchemaRef::parse(asked)?;
+        let full = self.resolve_schema_ref(asked).await?;
+        let r = SchemaRef::parse(&full)?;
         let text = self
             .provider()
             .get_schema(r.name(), r.version())
@@ -766,6 +950,8 @@ struct Commit {
     mode: SchemaWrite,
     data_urls: Vec<String>,
     metadata: Option<Value>,
+    /// The samples the written shards hold (an insert of none indexes nothing).
+    samples: Option<u64>,
     /// The store the shards were written to (deleted again unless the entry is written).
     store: Option<Arc<dyn DataStore>>,
     /// Set when the insert's caller has gone: then nothing is indexed.
@@ -795,6 +981,12 @@ impl Commit {
     }
 
     async fn index_entry(&self) -> Result<LocalDatasetEntry> {
+        if self.samples == Some(0) {
+            return Err(Error::Invalid(format!(
+                "{} holds no samples: nothing indexed",
+                self.name
+            )));
+        }
         // The reference as given; reformatted only when a taken version moves it on.
         let mut shown = self.schema_ref.clone();
         let mut schema_ref = SchemaRef::parse(&shown)?;

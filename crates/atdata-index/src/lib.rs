@@ -29,12 +29,13 @@
 //! let ds = Dataset::<Row>::new(shard.to_str().unwrap())?;
 //! let entry = index.add_entry(&ds, "rows", None, None).await?;
 //! assert_eq!(index.get_entry_by_name("rows").await?.cid(), entry.cid());
-//! assert_eq!(entry.schema_ref, "atdata://local/sampleSchema/Row@1.0.0");
+//! assert_eq!(entry.schema_ref, "atdata://local/schema/Row@1.0.0");
 //! # Ok(()) }
 //! ```
 
 #![deny(missing_docs)]
 
+mod delete;
 mod entry;
 mod error;
 mod index;
@@ -43,6 +44,7 @@ mod provider;
 mod redis;
 mod sqlite;
 
+pub use crate::delete::{DeleteOptions, Deletion, References};
 pub use crate::entry::LocalDatasetEntry;
 pub use crate::error::{Error, Result};
 pub use crate::index::{InsertOptions, LocalIndex, LocalIndexBuilder, PublishedSchema};

@@ -48,7 +48,13 @@ pub(crate) trait Provider: Send + Sync + 'static {
     /// The page of entries after `cursor` (`None`: from the start).
     async fn entry_page(&self, cursor: Option<String>) -> Result<Page>;
 
+    /// Deletes the entry `cid` and, in the same transaction, those of `labels` that still
+    /// point at it; whether the entry was there.
+    async fn delete_entry(&self, cid: &str, labels: &[LabelRow]) -> Result<bool>;
+
     async fn put_label(&self, label: LabelRow) -> Result<()>;
+    /// Every label pointing at the entry `cid`.
+    async fn labels_of(&self, cid: &str) -> Result<Vec<LabelRow>>;
     /// The entry the label `name@version` points at, in one round trip.
     async fn get_labelled_entry(&self, name: &str, version: &str) -> Result<Option<EntryRow>>;
 

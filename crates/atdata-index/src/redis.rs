@@ -24,6 +24,7 @@ pub(crate) struct RedisProvider {
     server: String,
     labelled: redis::Script,
     put_entry: redis::Script,
+    delete_entry: redis::Script,
 }
 
 /// Follows a label to its entry on the server: one round trip instead of two.
@@ -47,6 +48,15 @@ for i = 4 + 2 * n, #ARGV do label[#label + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(entry))
 redis.call('HSET', KEYS[3], unpack(label))
 return 1
+";
+
+/// Deletes an entry and the labels that still point at it, in one atomic step.
+/// KEYS: the entry, then label keys. ARGV: the cid. Returns 1 when the entry was there.
+const DELETE_ENTRY: &str = r"
+for i = 2, #KEYS do
+  if redis.call('HGET', KEYS[i], 'cid') == ARGV[1] then redis.call('DEL', KEYS[i]) end
+end
+return redis.call('DEL', KEYS[1])
 ";
 
 /// A SCAN MATCH pattern matching `literal` exactly, then `*`.
@@ -88,6 +98,7 @@ impl RedisProvider {
             server,
             labelled: redis::Script::new(LABELLED_ENTRY),
             put_entry: redis::Script::new(PUT_ENTRY),
+            delete_entry: redis::Script::new(DELETE_ENTRY),
         })
     }
 
@@ -294,6 +305,63 @@ impl Provider for RedisProvider {
             })
             .collect();
         Ok((rows, (next != 0).then(|| next.to_string())))
+    }
+
+    async fn delete_entry(&self, cid: &str, labels: &[LabelRow]) -> Result<bool> {
+        let mut call = self.delete_entry.prepare_invoke();
+        call.key(format!("{ENTRY}{cid}"));
+        for label in labels {
+            call.key(label_key(label));
+        }
+        call.arg(cid);
+        let deleted: i64 = call
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(deleted == 1)
+    }
+
+    async fn labels_of(&self, cid: &str) -> Result<Vec<LabelRow>> {
+        let keys = self.scan_all(&format!("{LABEL}*")).await?;
+        let mut labels = Vec::new();
+        for chunk in keys.chunks(PAGE) {
+            let mut pipe = redis::pipe();
+            // A key of another type under `Label:` is not a label: it fails alone.
+            pipe.ignore_errors();
+            for key in chunk {
+                pipe.cmd("HMGET")
+                    .arg(&key[..])
+                    .arg("cid")
+                    .arg("name")
+                    .arg("version");
+            }
+            type Fields = (Option<String>, Option<String>, Option<String>);
+            let found: Vec<redis::RedisResult<Fields>> = pipe
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(|e| self.err(e))?;
+            for (key, fields) in chunk.iter().zip(found) {
+                let Ok((Some(label_cid), name, version)) = fields else {
+                    continue;
+                };
+                if label_cid != cid {
+                    continue;
+                }
+                // `Label:{name}@{version}`: the key says it when the fields do not.
+                let key = String::from_utf8_lossy(key);
+                let (key_name, key_version) = key
+                    .strip_prefix(LABEL)
+                    .and_then(|k| k.rsplit_once('@'))
+                    .unwrap_or_default();
+                labels.push(LabelRow {
+                    name: name.unwrap_or_else(|| key_name.to_owned()),
+                    cid: label_cid,
+                    version: version.unwrap_or_else(|| key_version.to_owned()),
+                    description: None,
+                });
+            }
+        }
+        Ok(labels)
     }
 
     async fn put_label(&self, label: LabelRow) -> Result<()> {

@@ -266,8 +266,44 @@ impl Provider for SqliteProvider {
         Ok((rows, next.filter(|_| full)))
     }
 
+    async fn delete_entry(&self, cid: &str, labels: &[LabelRow]) -> Result<bool> {
+        let cid = cid.to_owned();
+        let labels = labels.to_vec();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            for l in &labels {
+                tx.execute(
+                    "DELETE FROM labels WHERE name = ?1 AND version = ?2 AND cid = ?3",
+                    params![l.name, l.version, cid],
+                )?;
+            }
+            let deleted = tx.execute("DELETE FROM dataset_entries WHERE cid = ?1", [&cid])?;
+            tx.commit().map(|()| deleted == 1)
+        })
+        .await
+    }
+
     async fn put_label(&self, label: LabelRow) -> Result<()> {
         self.run(move |c| insert_label(c, &label).map(drop)).await
+    }
+
+    async fn labels_of(&self, cid: &str) -> Result<Vec<LabelRow>> {
+        let cid = cid.to_owned();
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT name, cid, version, description FROM labels WHERE cid = ?1 ORDER BY name, version",
+            )?;
+            stmt.query_map([cid], |r| {
+                Ok(LabelRow {
+                    name: r.get(0)?,
+                    cid: r.get(1)?,
+                    version: r.get(2)?,
+                    description: r.get(3)?,
+                })
+            })?
+            .collect()
+        })
+        .await
     }
 
     async fn get_labelled_entry(&self, name: &str, version: &str) -> Result<Option<EntryRow>> {

@@ -58,4 +58,6 @@ pub use crate::items::StoredItem;
 pub use crate::object::S3DataStore;
 pub use crate::object::{LocalDiskStore, MemoryStore};
 pub use crate::opener::StoreOpener;
-pub use crate::store::{DataStore, DataStoreExt, ShardUpload, WriteOptions, WrittenShards};
+pub use crate::store::{
+    DataStore, DataStoreExt, ShardUpload, WriteOptions, WrittenShards, sha256_hex,
+};

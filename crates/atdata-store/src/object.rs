@@ -197,7 +197,12 @@ impl DataStore for Backend {
         let store = self.store.clone();
         let upload = wait(&handle, async move { store.put_multipart(&path).await })?
             .map_err(|e| Error::store(url.clone(), e))?;
+        let local = match &self.location {
+            Location::Disk { root } => Some((root.clone(), root.join(key.trim_start_matches('/')))),
+            _ => None,
+        };
         Ok(Box::new(Upload {
+            local,
             handle,
             cleanup: self.runtime.cleanup.clone(),
             url,
@@ -216,9 +221,13 @@ impl DataStore for Backend {
         let shown = url.to_owned();
         let result = self.run(async move { store.delete(&path).await }).await?;
         match result {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Error::store(shown, e)),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::store(shown, e)),
         }
+        if let Location::Disk { root } = &self.location {
+            remove_empty_folders(root, &root.join(self.key(url)?));
+        }
+        Ok(())
     }
 
     fn supports_streaming(&self) -> bool {
@@ -436,6 +445,9 @@ struct Upload {
     handle: Handle,
     cleanup: Cleanup,
     url: String,
+    /// For a local store, its root and the object's path: folders the upload created are
+    /// removed again when it is aborted.
+    local: Option<(PathBuf, PathBuf)>,
     upload: Option<Box<dyn MultipartUpload>>,
     buffer: Vec<u8>,
     parts: usize,
@@ -555,6 +567,7 @@ impl Drop for Upload {
             part.abort();
         }
         let url = std::mem::take(&mut self.url);
+        let local = self.local.take();
         self.cleanup.spawn(&self.handle, async move {
             let mut delay = std::time::Duration::from_millis(200);
             let deadline = tokio::time::Instant::now() + CLEANUP_DEADLINE;
@@ -566,7 +579,22 @@ impl Drop for Upload {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(std::time::Duration::from_secs(5));
             }
+            if let Some((root, object)) = local {
+                remove_empty_folders(&root, &object);
+            }
         });
+    }
+}
+
+/// Removes the folders between `root` and `object` that are empty, innermost first (those an
+/// aborted or deleted object leaves behind); stops at the first that is not.
+fn remove_empty_folders(root: &FsPath, object: &FsPath) {
+    let mut dir = object.parent();
+    while let Some(d) = dir.filter(|d| d.starts_with(root) && *d != root) {
+        if std::fs::remove_dir(d).is_err() {
+            return;
+        }
+        dir = d.parent();
     }
 }
 

@@ -108,14 +108,15 @@ pub trait ShardUpload: Write + Send {
     fn sha256(&self) -> String;
 }
 
-/// The shards one `write_shards` call stored: their URLs and a SHA-256 each.
+/// The shards one `write_shards` call stored: their URLs, and for each a SHA-256, its sample
+/// count and its size in bytes.
 ///
 /// ```
 /// # async fn demo(store: &atdata_store::MemoryStore, ds: &atdata_wds::Dataset<atdata_codec::DynamicSample>) -> atdata_store::Result<()> {
 /// use atdata_store::DataStoreExt;
-/// let written = store.write_shards(ds, "datasets/v1", atdata_wds::ShardOptions::default()).await?;
-/// for (url, sum) in written.urls().iter().zip(written.checksums()) {
-///     println!("{url} {sum}");
+/// let written = store.write_shards(ds, "datasets/v1", atdata_store::WriteOptions::default()).await?;
+/// for (i, url) in written.urls().iter().enumerate() {
+///     println!("{url} {} {} samples {} bytes", written.checksums()[i], written.sample_counts()[i], written.sizes()[i]);
 /// }
 /// # Ok(()) }
 /// ```
@@ -123,6 +124,8 @@ pub trait ShardUpload: Write + Send {
 pub struct WrittenShards {
     urls: Vec<String>,
     checksums: Vec<String>,
+    sample_counts: Vec<u64>,
+    sizes: Vec<u64>,
 }
 
 impl WrittenShards {
@@ -135,23 +138,36 @@ impl WrittenShards {
     pub fn checksums(&self) -> &[String] {
         &self.checksums
     }
+
+    /// The samples in each shard, in the order of [`urls`](Self::urls).
+    pub fn sample_counts(&self) -> &[u64] {
+        &self.sample_counts
+    }
+
+    /// The size in bytes of each shard as stored, in the order of [`urls`](Self::urls).
+    pub fn sizes(&self) -> &[u64] {
+        &self.sizes
+    }
 }
 
-/// How [`DataStoreExt::write_shards`] writes: where shards are cut, and whether each shard is
-/// staged in a local temporary file before it is uploaded.
+/// How [`DataStoreExt::write_shards`] writes: the source's shards copied as they are (the
+/// default) or re-cut, and whether each shard is staged in a local temporary file before it
+/// is uploaded.
 ///
-/// `write_shards` takes these or plain [`ShardOptions`].
+/// `write_shards` takes these or plain [`ShardOptions`] (which re-cut).
 ///
 /// ```
 /// use atdata_store::WriteOptions;
 ///
 /// let opts = WriteOptions { cache_local: true, ..Default::default() };
-/// assert_eq!(opts.shards.maxcount, 100_000);
+/// assert!(opts.shards.is_none()); // shard for shard
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteOptions {
-    /// Where shards are cut, and their mtime.
-    pub shards: ShardOptions,
+    /// `None` (the default): each source shard is copied byte for byte, keeping its samples,
+    /// their boundaries, its compression and its checksum. `Some`: the samples are re-cut
+    /// into new uncompressed shards by these limits (and mtime).
+    pub shards: Option<ShardOptions>,
     /// Stage each shard in a temporary file, then upload it (useful when the source is slow and
     /// the connection is not: the upload then runs at full speed). The checksum is the same
     /// either way.
@@ -161,8 +177,28 @@ pub struct WriteOptions {
 impl From<ShardOptions> for WriteOptions {
     fn from(shards: ShardOptions) -> WriteOptions {
         WriteOptions {
-            shards,
+            shards: Some(shards),
             cache_local: false,
+        }
+    }
+}
+
+/// The SHA-256 (hex) of everything `input` holds, as [`WrittenShards::checksums`] records it
+/// for a shard.
+///
+/// ```
+/// let sum = atdata_store::sha256_hex(&b"abc"[..]).unwrap();
+/// assert_eq!(&sum[..8], "ba7816bf");
+/// ```
+pub fn sha256_hex(mut input: impl Read) -> io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => return Ok(hex::encode(hasher.finalize())),
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }
@@ -180,9 +216,11 @@ pub(crate) fn shard_key(prefix: &str, id: &str, index: usize) -> String {
 /// Conveniences over any [`DataStore`].
 #[async_trait]
 pub trait DataStoreExt: DataStore {
-    /// Writes `dataset` into this store as tar shards named `{prefix}/data--{uuid}--{000000}.tar`,
-    /// cut by `options` (maxcount, maxsize, mtime), streaming each shard into a multipart upload
-    /// with bounded memory and hashing it on the way. Samples keep their keys.
+    /// Writes `dataset` into this store as shards named `{prefix}/data--{uuid}--{000000}.tar`:
+    /// by default each source shard copied byte for byte (a `.tar.gz` or `.tgz` source keeps
+    /// its compression and its suffix), or, with [`ShardOptions`], the samples re-cut by their
+    /// limits (maxcount, maxsize, mtime). Each shard streams into a multipart upload with
+    /// bounded memory, hashed and counted on the way. Samples keep their keys.
     ///
     /// Nothing becomes visible until every shard is complete: a failure aborts the uploads this
     /// call started; if a failure strikes between completions, the completed shards are deleted
@@ -194,7 +232,8 @@ pub trait DataStoreExt: DataStore {
     /// sample (or before its next commit), aborts its uploads and deletes any shard it had
     /// already committed; [`DataStore::shutdown`] waits for that.
     ///
-    /// `options` is [`ShardOptions`] or [`WriteOptions`] (to stage shards locally).
+    /// `options` is [`ShardOptions`] (re-cut) or [`WriteOptions`] (copy or re-cut, staged
+    /// locally or not).
     async fn write_shards<T, O>(
         &self,
         dataset: &Dataset<T, O>,
@@ -256,6 +295,31 @@ impl Drop for Cancel {
     }
 }
 
+/// A shard being uploaded, and the bytes written to it.
+struct Measured<'s> {
+    upload: Box<dyn ShardUpload + 's>,
+    bytes: u64,
+}
+
+impl Write for Measured<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.upload.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.upload.flush()
+    }
+}
+
+/// A shard whose bytes are all stored, not yet committed.
+struct Stored<'s> {
+    upload: Box<dyn ShardUpload + 's>,
+    samples: u64,
+    bytes: u64,
+}
+
 /// Shard sinks that are uploads to a store.
 struct UploadSinks<'s> {
     store: &'s dyn DataStore,
@@ -264,34 +328,70 @@ struct UploadSinks<'s> {
     cache_local: bool,
 }
 
-impl<'s> SinkFactory for UploadSinks<'s> {
-    type Sink = Box<dyn ShardUpload + 's>;
-    type Shard = Box<dyn ShardUpload + 's>;
-
-    fn create(&mut self, index: usize) -> atdata_wds::Result<Box<dyn ShardUpload + 's>> {
+impl<'s> UploadSinks<'s> {
+    /// An upload for shard `index`, its key ending in `suffix` (`.tar`, `.tar.gz`, `.tgz`).
+    fn create_with_suffix(&self, index: usize, suffix: &str) -> Result<Measured<'s>> {
         let key = self.store.shard_key(self.prefix, &self.id, index);
-        let created = if self.cache_local {
-            StagedUpload::new(self.store, key.clone())
-                .map(|s| Box::new(s) as Box<dyn ShardUpload + 's>)
-        } else {
-            self.store.create_shard(&key)
+        let key = match key.strip_suffix(".tar") {
+            Some(stem) => format!("{stem}{suffix}"),
+            None => key,
         };
-        created.map_err(|e| atdata_wds::Error::Io {
-            path: self.store.url(&key),
-            source: std::io::Error::other(e),
+        let upload = if self.cache_local {
+            Box::new(StagedUpload::new(self.store, key)?) as Box<dyn ShardUpload + 's>
+        } else {
+            self.store.create_shard(&key)?
+        };
+        Ok(Measured { upload, bytes: 0 })
+    }
+}
+
+/// A store error as the shard writer reports it: naming the shard's URL.
+fn sink_error(url: String, e: Error) -> atdata_wds::Error {
+    atdata_wds::Error::Io {
+        path: url,
+        source: std::io::Error::other(e),
+    }
+}
+
+impl<'s> SinkFactory for UploadSinks<'s> {
+    type Sink = Measured<'s>;
+    type Shard = Stored<'s>;
+
+    fn create(&mut self, index: usize) -> atdata_wds::Result<Measured<'s>> {
+        self.create_with_suffix(index, ".tar").map_err(|e| {
+            sink_error(
+                self.store
+                    .url(&self.store.shard_key(self.prefix, &self.id, index)),
+                e,
+            )
         })
     }
 
     fn close(
         &mut self,
         _index: usize,
-        mut sink: Box<dyn ShardUpload + 's>,
-    ) -> atdata_wds::Result<Box<dyn ShardUpload + 's>> {
-        sink.finish().map_err(|e| atdata_wds::Error::Io {
-            path: sink.url().to_owned(),
-            source: std::io::Error::other(e),
-        })?;
-        Ok(sink)
+        mut sink: Measured<'s>,
+        samples: usize,
+    ) -> atdata_wds::Result<Stored<'s>> {
+        sink.upload
+            .finish()
+            .map_err(|e| sink_error(sink.upload.url().to_owned(), e))?;
+        Ok(Stored {
+            upload: sink.upload,
+            samples: samples as u64,
+            bytes: sink.bytes,
+        })
+    }
+}
+
+/// The suffix a copy of the shard `url` keeps: `.tar.gz`, `.tgz`, else `.tar`.
+fn copy_suffix(url: &str) -> &'static str {
+    if url.ends_with(".tar.gz") {
+        ".tar.gz"
+    } else if url.ends_with(".tgz") {
+        ".tgz"
+    } else {
+        ".tar"
     }
 }
 
@@ -309,23 +409,45 @@ fn write_blocking<T: SampleType, O: ShardOpener>(
             Ok(())
         }
     };
-    let sinks = UploadSinks {
+    let mut sinks = UploadSinks {
         store,
         prefix,
         id: uuid::Uuid::new_v4(),
         cache_local: options.cache_local,
     };
-    let mut writer = ShardWriter::with_sinks(sinks, options.shards);
-    for sample in dataset.checked_raw_samples()? {
-        check()?;
-        writer.write(&sample?)?;
-    }
     // Every shard's bytes are stored; none is visible yet. Dropping an upload uncommitted aborts it.
-    let mut uploads = writer.finish()?;
-    let mut urls = Vec::with_capacity(uploads.len());
-    let mut checksums = Vec::with_capacity(uploads.len());
-    for upload in &mut uploads {
-        if let Err(e) = check().and_then(|()| upload.commit()) {
+    let mut stored = Vec::new();
+    match options.shards {
+        Some(shards) => {
+            let mut writer = ShardWriter::with_sinks(sinks, shards);
+            for sample in dataset.checked_raw_samples()? {
+                check()?;
+                writer.write(&sample?)?;
+            }
+            stored = writer.finish()?;
+        }
+        None => {
+            for (index, url) in dataset.shard_list().iter().enumerate() {
+                check()?;
+                let mut sink = sinks.create_with_suffix(index, copy_suffix(url))?;
+                let copied = dataset.copy_shard(url, &mut sink)?;
+                let shard = sinks.close(index, sink, 0)?;
+                stored.push(Stored {
+                    samples: copied.samples,
+                    ..shard
+                });
+            }
+        }
+    }
+    let mut written = WrittenShards {
+        urls: Vec::with_capacity(stored.len()),
+        checksums: Vec::with_capacity(stored.len()),
+        sample_counts: Vec::with_capacity(stored.len()),
+        sizes: Vec::with_capacity(stored.len()),
+    };
+    for shard in &mut stored {
+        if let Err(e) = check().and_then(|()| shard.upload.commit()) {
+            let urls = written.urls;
             if matches!(e, Error::Cancelled) {
                 delete_blocking(store, &urls);
                 return Err(e);
@@ -337,10 +459,12 @@ fn write_blocking<T: SampleType, O: ShardOpener>(
                 source: Box::new(e),
             });
         }
-        urls.push(upload.url().to_owned());
-        checksums.push(upload.sha256());
+        written.urls.push(shard.upload.url().to_owned());
+        written.checksums.push(shard.upload.sha256());
+        written.sample_counts.push(shard.samples);
+        written.sizes.push(shard.bytes);
     }
-    Ok(WrittenShards { urls, checksums })
+    Ok(written)
 }
 
 /// Deletes `urls` from a blocking thread; whether every delete succeeded.

@@ -301,7 +301,12 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         Pipeline::new(shards, opener, map, self.parallelism, self.max_member)
     }
 
-    fn decoder(&self) -> MapFn<T> {
+    /// The largest member read, in bytes.
+    pub(crate) fn max_member_bytes(&self) -> u64 {
+        self.max_member
+    }
+
+    pub(crate) fn decoder(&self) -> MapFn<T> {
         let context = self.context.clone();
         Arc::new(move |shard: &str, sample: Sample<'_>| {
             let payload = sample

@@ -34,6 +34,7 @@
 
 #![deny(missing_docs)]
 
+mod copy;
 mod dataset;
 mod error;
 mod opener;
@@ -43,6 +44,7 @@ mod shards;
 mod urls;
 mod writer;
 
+pub use crate::copy::CopiedShard;
 pub use crate::dataset::{Batches, Dataset, Samples, ShuffleOptions};
 pub use crate::error::{Error, Result};
 pub use crate::opener::{LocalOpener, ShardOpener};

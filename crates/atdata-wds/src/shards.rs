@@ -47,8 +47,9 @@ pub trait SinkFactory {
     /// A sink for shard number `index` (0, 1, 2...).
     fn create(&mut self, index: usize) -> Result<Self::Sink>;
 
-    /// Completes shard `index`, whose tar bytes have all been written to `sink`.
-    fn close(&mut self, index: usize, sink: Self::Sink) -> Result<Self::Shard>;
+    /// Completes shard `index`, whose tar bytes (`samples` samples) have all been written to
+    /// `sink`.
+    fn close(&mut self, index: usize, sink: Self::Sink, samples: usize) -> Result<Self::Shard>;
 }
 
 /// Shard files named by a printf-style pattern: `out/data-%06d.tar` gives `out/data-000000.tar`,
@@ -134,7 +135,7 @@ impl SinkFactory for FileSinks {
         ShardFile::create(&self.path(index))
     }
 
-    fn close(&mut self, index: usize, sink: ShardFile) -> Result<PathBuf> {
+    fn close(&mut self, index: usize, sink: ShardFile, _samples: usize) -> Result<PathBuf> {
         sink.close()?;
         Ok(self.path(index))
     }
@@ -224,7 +225,8 @@ impl<S: SinkFactory> ShardWriter<S> {
     fn close_current(&mut self) -> Result<()> {
         if let Some(w) = self.current.take() {
             let sink = w.finish()?;
-            self.shards.push(self.sinks.close(self.index, sink)?);
+            self.shards
+                .push(self.sinks.close(self.index, sink, self.count)?);
             self.index += 1;
         }
         Ok(())

@@ -37,14 +37,16 @@
 pub use atdata_codec::{
     ArrayError, ArrayPayload, ByteOrder, Cid, Column, DType, DynamicBatch, DynamicSample, Element,
     Error, FieldType, Packable, Primitive, Result, SampleBatch, SampleType, Schema, SchemaField,
-    SchemaRecord, SchemaRef, SchemaRefForm, Value, WdsSample, cid_of, decode_array, encode_array,
-    entry_cid, json_to_msgpack, msgpack_to_json,
+    SchemaInference, SchemaRecord, SchemaRef, SchemaRefForm, Value, WdsSample, cid_of,
+    decode_array, encode_array, entry_cid, json_to_msgpack, msgpack_to_json,
 };
 #[cfg(feature = "derive")]
 pub use atdata_derive::packable;
 /// The index: entries, labels and schema records on Redis or SQLite (crate `atdata-index`).
 pub use atdata_index as index;
-pub use atdata_index::{InsertOptions, LocalDatasetEntry, LocalIndex, PublishedSchema};
+pub use atdata_index::{
+    DeleteOptions, Deletion, InsertOptions, LocalDatasetEntry, LocalIndex, PublishedSchema,
+};
 /// Data stores: S3, local disk, memory (crate `atdata-store`).
 pub use atdata_store as store;
 #[cfg(feature = "s3")]

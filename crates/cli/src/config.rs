@@ -23,10 +23,15 @@ pub struct Config {
     #[arg(long, global = true, env = "ATDATA_STORE_DIR", hide_env_values = true)]
     store_dir: Option<PathBuf>,
 
-    /// Write new schema references in Python atdata's current form (`atdata://local/schema/`)
-    /// instead of the seed's `sampleSchema` form; set it when sharing an index with Python.
-    #[arg(long, global = true)]
+    /// Write new schema references in Python atdata's form (`atdata://local/schema/`): the
+    /// default, kept for scripts that pass it.
+    #[arg(long, global = true, conflicts_with = "seed_schema_refs")]
     python_schema_refs: bool,
+
+    /// Write new schema references in the seed's `atdata://local/sampleSchema/` form, which
+    /// Python atdata cannot read (both forms are read either way).
+    #[arg(long, global = true)]
+    seed_schema_refs: bool,
 
     /// The largest shard member read, in bytes (a member is held in memory whole; larger ones
     /// are an error before they are read).
@@ -47,7 +52,7 @@ fn default_store_dir() -> anyhow::Result<PathBuf> {
 
 impl Config {
     fn builder(&self) -> anyhow::Result<LocalIndexBuilder> {
-        let builder = LocalIndex::builder().python_schema_refs(self.python_schema_refs);
+        let builder = LocalIndex::builder().python_schema_refs(!self.seed_schema_refs);
         Ok(match self.index.as_deref() {
             Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
                 builder.redis_url(url)

@@ -20,10 +20,41 @@ pub async fn find(index: &LocalIndex, name_or_cid: &str) -> anyhow::Result<Local
     Ok(index.get_entry_by_name(name_or_cid).await?)
 }
 
+/// `12,345 samples` or `? samples` when the entry does not record them.
+fn samples(e: &LocalDatasetEntry) -> String {
+    e.sample_count()
+        .map_or_else(|| "? samples".into(), |n| format!("{n} samples"))
+}
+
+/// `1.2 MB` or `? bytes` when the entry does not record them.
+fn size(e: &LocalDatasetEntry) -> String {
+    match e.shard_sizes() {
+        Some(sizes) => human_bytes(sizes.iter().sum()),
+        None => "? bytes".into(),
+    }
+}
+
+/// Bytes in decimal units, as `ls -h --si`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1000.0;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 fn describe(e: &LocalDatasetEntry) {
     println!("name:       {}", e.name);
     println!("cid:        {}", e.cid());
     println!("schema:     {}", e.schema_ref);
+    println!("samples:    {}", samples(e));
+    println!("size:       {}", size(e));
     println!("data urls:  {}", e.data_urls.len());
     for url in &e.data_urls {
         println!("  {url}");
@@ -64,11 +95,13 @@ pub async fn ls(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         for e in &entries {
             println!(
-                "{}\t{}\t{}\t{} url(s)",
+                "{}\t{}\t{}\t{} url(s)\t{}\t{}",
                 e.name,
                 e.cid(),
                 e.schema_ref,
-                e.data_urls.len()
+                e.data_urls.len(),
+                samples(e),
+                size(e)
             );
         }
     }
@@ -131,4 +164,17 @@ pub async fn schema_show(config: &Config, schema_ref: &str, json: bool) -> anyho
         println!("  {}: {ty}{optional}", f.name);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn sizes_read_in_decimal_units() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(13_000), "13.0 kB");
+        assert_eq!(human_bytes(1_250_000), "1.2 MB");
+        assert_eq!(human_bytes(3_000_000_000), "3.0 GB");
+    }
 }

@@ -6,14 +6,11 @@
 //! `file://` scheme, as Python stores local paths) or a file of the same stem beside it (its
 //! sidecars). Dry run unless `--apply`.
 
-use std::collections::HashSet;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use atdata::store::StoredItem;
-use atdata::wds::expand_urls;
-use futures::TryStreamExt;
 use serde_json::{Value as Json, json};
 
 use crate::config::Config;
@@ -55,28 +52,6 @@ fn parse_age(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{text}` is too long"))
 }
 
-/// A URL or path as entries and stores both spell it: no `file://`, a local path made
-/// absolute and without symlinks when it exists.
-fn normalize(url: &str) -> String {
-    let url = url.strip_prefix("file://").unwrap_or(url);
-    if url.contains("://") {
-        return url.to_owned();
-    }
-    std::fs::canonicalize(url)
-        .ok()
-        .and_then(|p| p.to_str().map(str::to_owned))
-        .unwrap_or_else(|| url.to_owned())
-}
-
-/// `dir/data--x--000000.tar` as `dir/data--x--000000`: what a shard and its sidecars share.
-fn stem(url: &str) -> &str {
-    let name_at = url.rfind('/').map_or(0, |i| i + 1);
-    match url[name_at..].find('.') {
-        Some(dot) => &url[..name_at + dot],
-        None => url,
-    }
-}
-
 fn modified(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -85,20 +60,10 @@ pub async fn gc(config: &Config, args: GcArgs) -> anyhow::Result<ExitCode> {
     let (index, store, shown) = config.index_and_store().await?;
     // Everything any entry references; one unreadable entry stops gc (it cannot know what
     // that entry references).
-    let mut referenced = HashSet::new();
-    let entries: Vec<_> = index
-        .entries()
-        .try_collect()
+    let referenced = index
+        .references()
         .await
         .context("reading every entry (gc removes nothing it cannot prove unreferenced)")?;
-    for entry in &entries {
-        for url in &entry.data_urls {
-            let shards = expand_urls(url).with_context(|| {
-                format!("entry {} ({}): data url {url}", entry.name, entry.cid())
-            })?;
-            referenced.extend(shards.iter().map(|s| stem(&normalize(s)).to_owned()));
-        }
-    }
     let items = store
         .list_items(&args.prefix)
         .await
@@ -109,7 +74,7 @@ pub async fn gc(config: &Config, args: GcArgs) -> anyhow::Result<ExitCode> {
     let (mut kept_referenced, mut kept_recent) = (0usize, 0usize);
     let mut found: Vec<&StoredItem> = Vec::new();
     for item in &items {
-        if !item.is_upload() && referenced.contains(stem(&normalize(&item.url))) {
+        if !item.is_upload() && referenced.contains(&item.url) {
             kept_referenced += 1;
         } else if item.modified > cutoff {
             kept_recent += 1;
@@ -206,16 +171,5 @@ mod tests {
         assert!(parse_age("h").is_err());
         assert!(parse_age("3w").is_err());
         assert!(parse_age("99999999999999999999d").is_err());
-    }
-
-    #[test]
-    fn a_shard_and_its_sidecars_share_a_stem() {
-        assert_eq!(
-            stem("s3://b/p/data--x--000001.tar"),
-            "s3://b/p/data--x--000001"
-        );
-        assert_eq!(stem("/d/data--x--000001.idx"), "/d/data--x--000001");
-        assert_eq!(stem("/d.v2/shard"), "/d.v2/shard");
-        assert_eq!(normalize("file:///nonexistent/a.tar"), "/nonexistent/a.tar");
     }
 }

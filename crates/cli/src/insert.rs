@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Read};
 
 use anyhow::Context;
 use atdata::wds::{ShardOpener, expand_urls};
-use atdata::{DefaultOpener, DynamicSample, InsertOptions, Schema, ShardOptions};
+use atdata::{DefaultOpener, DynamicSample, InsertOptions, Schema, SchemaInference};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
@@ -20,17 +20,19 @@ pub struct InsertArgs {
     /// The object prefix in the store [default: the name].
     #[arg(long)]
     prefix: Option<String>,
-    /// The schema reference its samples follow (every sample is checked against it before
-    /// anything is indexed); without it, a schema is inferred from the first 100 samples and
-    /// published under the name (in CamelCase) at the next patch version, in the same commit
-    /// as the entry.
+    /// The schema its samples follow: a reference in any form, `Name@version`, or `Name` (its
+    /// highest version). Every sample is checked against it before anything is indexed.
+    /// Without it, a schema is inferred from every sample (a field that is ever nil is
+    /// optional) and published under the name (in CamelCase) at the next patch version, in
+    /// the same commit as the entry.
     #[arg(long)]
     schema: Option<String>,
-    /// Samples per shard at most.
-    #[arg(long, default_value_t = ShardOptions::default().maxcount)]
+    /// Re-cut into shards of at most this many samples [default: 0, keep the source's shards].
+    #[arg(long, default_value_t = 0)]
     maxcount: usize,
-    /// Payload bytes per shard before rolling over.
-    #[arg(long, default_value_t = ShardOptions::default().maxsize)]
+    /// Re-cut into shards of about this many payload bytes [default: 0, keep the source's
+    /// shards].
+    #[arg(long, default_value_t = 0)]
     maxsize: u64,
     /// Print the entry as JSON.
     #[arg(long)]
@@ -82,26 +84,27 @@ fn camel_case(name: &str) -> String {
     if out.is_empty() { "Sample".into() } else { out }
 }
 
-/// Samples looked at to infer a schema.
-const INFER_FROM: usize = 100;
-
-/// The schema of the first samples of `pattern`.
+/// The schema that every sample of `pattern` follows; a sample that contradicts the ones
+/// before it is an error naming its key, its shard and the field.
 fn infer(pattern: &str, name: &str, max_member: u64) -> anyhow::Result<Schema> {
-    let mut payloads = Vec::new();
-    for_each_sample(pattern, max_member, |_, _, mut sample| {
-        let at = sample.members.iter().position(|(e, _)| e == "msgpack");
-        let payload = at
-            .map(|i| sample.members.swap_remove(i).1)
-            .with_context(|| format!("sample {} has no msgpack member", sample.key))?;
-        payloads.push(payload);
-        Ok(payloads.len() < INFER_FROM)
+    let mut inference = SchemaInference::default();
+    let mut samples = 0usize;
+    for_each_sample(pattern, max_member, |_, shard, sample| {
+        let payload = sample
+            .member("msgpack")
+            .with_context(|| format!("{shard}: sample `{}` has no msgpack member", sample.key))?;
+        inference.add(payload).with_context(|| {
+            format!(
+                "{shard}: sample `{}` does not fit the schema inferred so far (or pass --schema)",
+                sample.key
+            )
+        })?;
+        samples += 1;
+        Ok(true)
     })?;
-    Schema::infer(&camel_case(name), payloads.iter().map(Vec::as_slice)).with_context(|| {
-        format!(
-            "from the first {} sample(s) (or pass --schema)",
-            payloads.len()
-        )
-    })
+    inference
+        .finish(&camel_case(name))
+        .with_context(|| format!("inferring a schema from {samples} sample(s) (or pass --schema)"))
 }
 
 /// The total size of the shards when they are all local files (for the bar's length).
@@ -120,7 +123,10 @@ fn local_size(pattern: &str) -> Option<u64> {
 pub async fn insert(config: &Config, args: InsertArgs) -> anyhow::Result<()> {
     let (index, store) = config.index_with_store().await?;
     let (schema, schema_ref) = match &args.schema {
-        Some(r) => (index.decode_schema(r).await?, Some(r.clone())),
+        Some(r) => {
+            let full = index.resolve_schema_ref(r).await?;
+            (index.decode_schema(&full).await?, Some(full))
+        }
         None => {
             let (pattern, name) = (args.pattern.clone(), args.name.clone());
             let max_member = config.max_member_bytes();
@@ -159,14 +165,30 @@ pub async fn insert(config: &Config, args: InsertArgs) -> anyhow::Result<()> {
         maxsize: args.maxsize,
         ..Default::default()
     };
+    // An insert identical to the newest entry under the name returns that entry.
+    let newest = index
+        .get_entry_by_name(&args.name)
+        .await
+        .ok()
+        .map(|e| e.cid());
     let entry = index.insert_dataset_with(&ds, &args.name, options).await;
     bar.finish_and_clear();
     let entry = entry?;
     if args.json {
         println!("{}", entry.to_json());
-    } else {
+    } else if newest == Some(entry.cid()) {
         println!(
-            "inserted {} ({}): {} shard(s) in {store}",
+            "unchanged: {} ({}) already holds these shards; nothing written",
+            entry.name,
+            entry.cid()
+        );
+    } else {
+        let samples = entry
+            .sample_count()
+            .map(|n| format!(", {n} samples"))
+            .unwrap_or_default();
+        println!(
+            "inserted {} ({}): {} shard(s){samples} in {store}",
             entry.name,
             entry.cid(),
             entry.data_urls.len()

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod config;
+mod delete;
 mod entries;
 mod gc;
 mod insert;
@@ -42,7 +43,8 @@ enum Command {
     Inspect {
         /// A shard path or URL, brace patterns allowed (`data-{000000..000009}.tar`, `s3://...`).
         url: String,
-        /// A schema reference in the index, to list the sample fields.
+        /// A schema in the index (`Name`, `Name@version` or a full reference), to list the
+        /// sample fields.
         #[arg(long)]
         schema: Option<String>,
         /// Print one JSON object.
@@ -53,7 +55,8 @@ enum Command {
     Cat {
         /// A shard path or URL, brace patterns allowed.
         url: String,
-        /// A schema reference in the index to decode the samples with.
+        /// A schema in the index (`Name`, `Name@version` or a full reference) to decode the
+        /// samples with.
         #[arg(long)]
         schema: Option<String>,
         /// Stop after this many samples.
@@ -84,6 +87,9 @@ enum Command {
     /// Lists (and with `--apply` removes) what interrupted inserts left in the store:
     /// unfinished uploads and shard objects older than `--older-than` that no entry references.
     Gc(gc::GcArgs),
+    /// Removes an entry and every label pointing at it (and with `--shards` its shards);
+    /// a dry run unless `--apply`.
+    Delete(delete::DeleteArgs),
     /// Re-hashes every shard of an entry against the checksums stored with it.
     Verify {
         /// A dataset name or a CID.
@@ -102,9 +108,10 @@ enum SchemaCommand {
         #[arg(long)]
         json: bool,
     },
-    /// One schema record (any reference form).
+    /// One schema record.
     Show {
-        /// `atdata://local/sampleSchema/Name@1.0.0`, `atdata://local/schema/...` or
+        /// `Name` (its highest version), `Name@1.0.0`, or a full reference:
+        /// `atdata://local/schema/Name@1.0.0`, `atdata://local/sampleSchema/...` or
         /// `local://schemas/module.Name@1.0.0`.
         schema_ref: String,
         /// Print the record as JSON text (with `$ref`), as Python's `get_schema` returns it.
@@ -229,6 +236,7 @@ async fn execute(config: &Config, command: Command) -> anyhow::Result<ExitCode> 
         },
         Command::Insert(args) => insert::insert(config, args).await?,
         Command::Gc(args) => return gc::gc(config, args).await,
+        Command::Delete(args) => return delete::delete(config, args).await,
         Command::Verify { name_or_cid, json } => {
             return verify::verify(config, &name_or_cid, json).await;
         }
