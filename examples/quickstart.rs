@@ -4,7 +4,8 @@
 //! name and read the stored copy back: the same records, keys and CIDs Python atdata writes.
 //!
 //! Run with `cargo run --example quickstart`. Needs no services: everything goes to a folder
-//! under the system temp directory, removed at the end.
+//! under the system temp directory, removed at the end; `cargo run --example quickstart -- DIR`
+//! writes to `DIR` and keeps it (to open `DIR/index.db` from Python atdata, say).
 
 use atdata::ndarray::Array1;
 use atdata::prelude::*;
@@ -57,7 +58,10 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // Write the samples as WebDataset tar shards of at most 30 samples each.
-    let dir = std::env::temp_dir().join(format!("atdata-quickstart-{}", std::process::id()));
+    let kept = std::env::args_os().nth(1).map(std::path::PathBuf::from);
+    let dir = kept.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("atdata-quickstart-{}", std::process::id()))
+    });
     let pattern = dir.join("train-%06d.tar");
     let options = ShardOptions {
         maxcount: 30,
@@ -94,7 +98,8 @@ async fn main() -> anyhow::Result<()> {
         shuffled.label
     );
 
-    // The embedded index: a SQLite file in Python atdata's layout, shards through a local store.
+    // The embedded index: a SQLite file in Python atdata's layout, shards through a local
+    // store. Schema references are Python's (`atdata://local/schema/...`).
     let index = LocalIndex::builder()
         .sqlite_path(dir.join("index.db"))
         .data_store(LocalDiskStore::new(dir.join("store"))?)
@@ -107,6 +112,8 @@ async fn main() -> anyhow::Result<()> {
     let record = index.get_schema(&schema_ref).await?;
     println!("schema record: {}", record.record.to_json());
 
+    // Shard for shard: the stored copy keeps the four shards, and the entry records each
+    // one's SHA-256, sample count and size.
     let entry = index
         .insert_dataset_with(
             &ds,
@@ -114,16 +121,16 @@ async fn main() -> anyhow::Result<()> {
             InsertOptions {
                 prefix: Some("training".into()),
                 schema_ref: Some(schema_ref.clone()),
-                maxcount: 50,
                 ..Default::default()
             },
         )
         .await?;
     println!(
-        "inserted {} as {} ({} shards, a SHA-256 each in its metadata)",
+        "inserted {} as {} ({} shards, {} samples)",
         entry.name,
         entry.cid(),
-        entry.data_urls.len()
+        entry.data_urls.len(),
+        entry.sample_count().unwrap_or_default()
     );
 
     // Later: find it by name and read the stored copy.
@@ -137,6 +144,9 @@ async fn main() -> anyhow::Result<()> {
     assert_eq!(labels, samples.len());
     println!("read {labels} samples back from {}", found.shards_url());
 
-    std::fs::remove_dir_all(&dir)?;
+    index.shutdown().await?;
+    if kept.is_none() {
+        std::fs::remove_dir_all(&dir)?;
+    }
     Ok(())
 }

@@ -2,12 +2,15 @@
 # Checks with the Python peer itself (atdata 0.7.0b1 from PyPI in a Python 3.12 venv, reused
 # when its folder survives) that both libraries read what the other writes:
 #
-# Rust -> Python: the `atdata` command inserts the golden image shards (payloads with NDArray
-#   fields) into a SQLite index and into Redis (database 62 of the test Redis) with a schema it
-#   infers and publishes, plus a typed dataset with an explicit record; the `shard_writer`
-#   example writes gzip shards with ShardWriter. Python's `Index` lists both indexes, finds the
-#   entries by name (through the labels Rust wrote), reads the schema records and CIDs, and
-#   reads every sample of every shard, plain and gzip, comparing values.
+# Rust -> Python, all on default settings: the `atdata` command inserts the golden image shards
+#   (payloads with NDArray fields) shard for shard into a SQLite index and into Redis (database
+#   62 of the test Redis) with a schema it infers from every sample and publishes; the
+#   quickstart example writes its embedded index (a typed dataset, its record published by the
+#   library); the `shard_writer` example writes gzip shards with ShardWriter. Python's `Index`
+#   lists the indexes, finds the entries by name (through the labels Rust wrote), reads the
+#   schema records (Python's `get_schema` accepts the references Rust wrote) and the metadata
+#   (`checksums`, `sample_counts`, `shard_sizes`, checked against the files), and reads every
+#   sample of every shard, plain and gzip, comparing values.
 # Python -> Rust: Python writes samples (NDArray, int, float, str, optional, list fields) with
 #   `write_samples`, publishes the schema and inserts the dataset into its own SQLite index and
 #   into Redis; the `atdata` command lists them, reads the records and decodes every sample by
@@ -18,7 +21,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 eval "$(bash scripts/services.sh)"
-PYTHON="${PYTHON:-$(command -v python3.12 || echo "$HOME/.pyenv/versions/3.12.1/bin/python")}"
+# The first Python 3.12 that runs (a pyenv shim on PATH may name a version it does not select).
+if [ -z "${PYTHON:-}" ]; then
+  for candidate in python3.12 "$HOME/.pyenv/versions/3.12.1/bin/python" "$HOME"/.pyenv/versions/3.12*/bin/python; do
+    if "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+      PYTHON="$candidate"
+      break
+    fi
+  done
+fi
+: "${PYTHON:?no Python 3.12 found (pyenv install 3.12, or set PYTHON)}"
 VENV="${PYATDATA_VENV:-$(dirname "$(mktemp -u)")/test-services/pyatdata-venv}"
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import atdata' 2>/dev/null; then
   echo "[interop] installing atdata 0.7.0b1 into $VENV (takes a few minutes)" >&2
@@ -51,31 +63,70 @@ atdata() { env -u AWS_BUCKET -u ATDATA_INDEX HOME="$work" target/debug/atdata "$
 
 # ---------------------------------------------------------------- Rust writes
 for index in "sqlite:$work/rust.db" "$redis_url"; do
-  atdata --index "$index" --store-dir "$work/store" --python-schema-refs \
-    insert 'tests/golden/shards/golden_image-{000000..000001}.tar' --name rust-images --maxcount 2 >/dev/null
+  atdata --index "$index" --store-dir "$work/store" \
+    insert 'tests/golden/shards/golden_image-{000000..000001}.tar' --name rust-images >/dev/null
 done
+# The seed's reference form, still written on request: Python refuses it (why it is not the default).
+atdata --index "sqlite:$work/seed.db" --store-dir "$work/store" --seed-schema-refs \
+  insert 'tests/golden/shards/golden_image-{000000..000001}.tar' --name seed-images >/dev/null
+target/debug/examples/quickstart "$work/quickstart" >/dev/null
 target/debug/examples/shard_writer "$work/gz" >/dev/null
 
-"$VENV/bin/python" - "$work/rust.db" "$redis_url" "$work/gz" <<'PY'
-import glob, sys
+"$VENV/bin/python" - "$work/rust.db" "$redis_url" "$work/gz" "$work/quickstart/index.db" "$work/seed.db" <<'PY'
+import glob, hashlib, os, sys
 import atdata, redis, webdataset as wds, msgpack
 from atdata import Index
+
+def check_metadata(e, samples_per_url):
+    """The per-shard keys Rust records, read by Python as plain metadata."""
+    m = e.metadata
+    assert set(m["checksums"]) == set(e.data_urls), m
+    assert m["sample_counts"] == samples_per_url, (m["sample_counts"], samples_per_url)
+    for url in e.data_urls:
+        data = open(url, "rb").read()
+        assert m["shard_sizes"][url] == len(data), (url, m["shard_sizes"])
+        assert m["checksums"][url] == hashlib.sha256(data).hexdigest(), url
+
+def read(url):
+    return list(atdata.Dataset[atdata.DictSample](url).ordered(batch_size=None))
 
 def check(index, label):
     entries = list(index.list_entries())
     assert [e.name for e in entries] == ["rust-images"], entries
     e = index.get_entry_by_name("rust-images")
     assert e.schema_ref == "atdata://local/schema/RustImages@1.0.0", e.schema_ref
-    assert set(e.metadata["checksums"]) == set(e.data_urls), e.metadata
+    assert len(e.data_urls) == 2, e.data_urls  # shard for shard: the golden set's two shards
     schema = index.get_schema(e.schema_ref)
     assert [f["name"] for f in schema["fields"]][:3] == ["image", "label", "index"], schema
-    labels = [s["label"] for url in e.data_urls
-              for s in atdata.Dataset[atdata.DictSample](url).ordered(batch_size=None)]
+    per_url = {url: read(url) for url in e.data_urls}
+    check_metadata(e, {url: len(s) for url, s in per_url.items()})
+    labels = [s["label"] for url in e.data_urls for s in per_url[url]]
     assert labels == [f"img_{i}" for i in range(5)], labels
     print(f"python reads the Rust-written {label} index: {e.cid}, {len(labels)} samples")
 
 check(Index(provider="sqlite", path=sys.argv[1], atmosphere=None), "SQLite")
 check(Index(redis=redis.Redis.from_url(sys.argv[2]), atmosphere=None), "Redis")
+
+# The quickstart's embedded index, written with the library's defaults.
+index = Index(provider="sqlite", path=sys.argv[4], atmosphere=None)
+e = index.get_entry_by_name("training-v1")
+assert e.schema_ref == "atdata://local/schema/TrainingSample@1.0.0", e.schema_ref
+schema = index.get_schema(e.schema_ref)
+assert [f["name"] for f in schema["fields"]] == ["features", "label", "source", "note"], schema
+assert [s["name"] for s in index.list_schemas()] == ["TrainingSample"]
+per_url = {url: read(url) for url in e.data_urls}
+check_metadata(e, {url: len(s) for url, s in per_url.items()})
+labels = [s["label"] for url in e.data_urls for s in per_url[url]]
+assert labels == [i % 10 for i in range(100)], labels
+print(f"python reads the quickstart's index: {e.cid}, {len(e.data_urls)} shards, {len(labels)} samples")
+
+seed = Index(provider="sqlite", path=sys.argv[5], atmosphere=None).get_entry_by_name("seed-images")
+assert seed.schema_ref.startswith("atdata://local/sampleSchema/"), seed.schema_ref
+try:
+    Index(provider="sqlite", path=sys.argv[5], atmosphere=None).get_schema(seed.schema_ref)
+    raise AssertionError("Python read a seed-form reference")
+except ValueError as e:
+    print(f"python refuses the seed's form, as expected: {e}")
 
 shards = sorted(glob.glob(f"{sys.argv[3]}/captions-*.tar.gz"))
 assert len(shards) > 1, shards
@@ -131,6 +182,8 @@ for index in "sqlite:$work/python.db" "$redis_url"; do
   cid="$("$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["cid"])' "$work/entry.json")"
   url="$("$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["data_urls"][0])' "$work/entry.json")"
   atdata --index "$index" schema show "$ref" --json >"$work/schema.json"
+  atdata --index "$index" schema show PyRow --json >"$work/schema-short.json"
+  cmp -s "$work/schema.json" "$work/schema-short.json" || { echo "schema show PyRow differs from $ref" >&2; exit 1; }
   atdata --index "$index" get "$cid" --json >"$work/by-cid.json"
   atdata --index "$index" cat "$url" --schema "$ref" >"$work/read.jsonl"
   "$VENV/bin/python" - "$work" "$index" <<'PY'
