@@ -140,8 +140,9 @@ async fn run(
     Ok(())
 }
 
+/// The reference `add_entry` writes by default (the index's form, Python's).
 fn schema_ref() -> String {
-    "atdata://local/sampleSchema/Row@1.0.0".to_owned()
+    atdata_codec::SchemaRef::new("Row", "1.0.0").to_string()
 }
 
 fn url_of(i: usize) -> String {

@@ -2,7 +2,7 @@
 //! of the same files (`std::io::copy` to a sink) measured in the same run, and the peak RSS of
 //! a 2 GB ordered read in its own process.
 //!
-//! `cargo bench -p atdata --bench datasets` runs the full sizes (figures in
+//! `cargo bench -p atdata-ml --bench datasets` runs the full sizes (figures in
 //! docs/performance.md); without `--bench` (as `cargo test --benches` runs it) it uses small
 //! sizes, so the benchmark cannot rot.
 

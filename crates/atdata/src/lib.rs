@@ -101,7 +101,7 @@ pub mod prelude {
     #[cfg(feature = "derive")]
     pub use crate::packable;
     pub use crate::{
-        Credentials, DataStore, DataStoreExt, Dataset, DynamicSample, InsertOptions,
+        Credentials, DataStore, DataStoreExt, Dataset, DeleteOptions, DynamicSample, InsertOptions,
         LocalDatasetEntry, LocalDiskStore, LocalIndex, Packable, SampleBatch, Schema, SchemaRef,
         ShardOptions, ShuffleOptions,
     };
