@@ -424,14 +424,15 @@ pub fn write_blobs(dir: &Path, n: i64) -> String {
     path.display().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_insert_future_stops_and_leaves_nothing_and_a_rerun_succeeds() {
+/// Drops an insert of 300 MiB of blobs in one shard after 400 ms (copied shard for shard, or
+/// re-cut at `maxsize`), then checks nothing is left and a rerun succeeds.
+async fn dropped_insert(maxsize: u64) {
     let dir = tempfile::tempdir().unwrap();
     let (index, store_dir) = sqlite_with_store(dir.path()).await;
     let path = write_blobs(dir.path(), 300);
     let ds = Dataset::<Blob>::new(&path).unwrap();
     let options = || InsertOptions {
-        maxsize: 16 << 20,
+        maxsize,
         ..Default::default()
     };
     let cut = tokio::time::timeout(
@@ -449,9 +450,23 @@ async fn a_dropped_insert_future_stops_and_leaves_nothing_and_a_rerun_succeeds()
         .insert_dataset_with(&ds, "blobs", options())
         .await
         .unwrap();
-    assert!(entry.data_urls.len() > 10);
     let blobs = files(&store_dir);
     assert_eq!(blobs.len(), entry.data_urls.len(), "{blobs:?}");
+    if maxsize == 0 {
+        assert_eq!(entry.data_urls.len(), 1, "copied shard for shard");
+    } else {
+        assert!(entry.data_urls.len() > 10, "re-cut at 16 MiB");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_insert_future_stops_and_leaves_nothing_and_a_rerun_succeeds() {
+    dropped_insert(16 << 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_shard_for_shard_insert_leaves_nothing_and_a_rerun_succeeds() {
+    dropped_insert(0).await;
 }
 
 // ------------------------------------------------------------------ the command, interrupted

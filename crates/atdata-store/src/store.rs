@@ -295,14 +295,19 @@ impl Drop for Cancel {
     }
 }
 
-/// A shard being uploaded, and the bytes written to it.
+/// A shard being uploaded, and the bytes written to it. Writes fail once the write is
+/// cancelled, so that even one large shard stops within a buffer's time.
 struct Measured<'s> {
     upload: Box<dyn ShardUpload + 's>,
     bytes: u64,
+    cancelled: &'s AtomicBool,
 }
 
 impl Write for Measured<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.cancelled.load(Ordering::SeqCst) {
+            return Err(io::Error::other("the write was cancelled"));
+        }
         let n = self.upload.write(buf)?;
         self.bytes += n as u64;
         Ok(n)
@@ -326,6 +331,7 @@ struct UploadSinks<'s> {
     prefix: &'s str,
     id: uuid::Uuid,
     cache_local: bool,
+    cancelled: &'s AtomicBool,
 }
 
 impl<'s> UploadSinks<'s> {
@@ -341,7 +347,11 @@ impl<'s> UploadSinks<'s> {
         } else {
             self.store.create_shard(&key)?
         };
-        Ok(Measured { upload, bytes: 0 })
+        Ok(Measured {
+            upload,
+            bytes: 0,
+            cancelled: self.cancelled,
+        })
     }
 }
 
@@ -414,19 +424,12 @@ fn write_blocking<T: SampleType, O: ShardOpener>(
         prefix,
         id: uuid::Uuid::new_v4(),
         cache_local: options.cache_local,
+        cancelled,
     };
     // Every shard's bytes are stored; none is visible yet. Dropping an upload uncommitted aborts it.
-    let mut stored = Vec::new();
-    match options.shards {
-        Some(shards) => {
-            let mut writer = ShardWriter::with_sinks(sinks, shards);
-            for sample in dataset.checked_raw_samples()? {
-                check()?;
-                writer.write(&sample?)?;
-            }
-            stored = writer.finish()?;
-        }
-        None => {
+    let stored = (|| -> Result<Vec<Stored<'_>>> {
+        let Some(shards) = options.shards else {
+            let mut stored = Vec::new();
             for (index, url) in dataset.shard_list().iter().enumerate() {
                 check()?;
                 let mut sink = sinks.create_with_suffix(index, copy_suffix(url))?;
@@ -437,8 +440,23 @@ fn write_blocking<T: SampleType, O: ShardOpener>(
                     ..shard
                 });
             }
+            return Ok(stored);
+        };
+        let mut writer = ShardWriter::with_sinks(sinks, shards);
+        for sample in dataset.checked_raw_samples()? {
+            check()?;
+            writer.write(&sample?)?;
         }
-    }
+        Ok(writer.finish()?)
+    })();
+    // A write that failed because it was cancelled says so.
+    let mut stored = stored.map_err(|e| {
+        if check().is_err() {
+            Error::Cancelled
+        } else {
+            e
+        }
+    })?;
     let mut written = WrittenShards {
         urls: Vec::with_capacity(stored.len()),
         checksums: Vec::with_capacity(stored.len()),
