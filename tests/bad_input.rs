@@ -830,6 +830,54 @@ const CASES: &[Case] = &[
     },
     Case {
         area: "index",
+        input: "a short schema reference with no name (`@1.0.0`)",
+        error: "index::Error::Codec (InvalidSchemaRef)",
+        check: |dir| {
+            let (index, _) = sqlite_index(dir);
+            expect!(
+                rt().block_on(index.get_schema("@1.0.0")),
+                IndexError::Codec(atdata::Error::InvalidSchemaRef { .. })
+            )
+        },
+    },
+    Case {
+        area: "index",
+        input: "a bare schema name with no `major.minor.patch` version published",
+        error: "index::Error::NotFound",
+        check: |dir| {
+            let (index, _) = sqlite_index(dir);
+            let loose = atdata::Schema {
+                name: "Loose".into(),
+                ..Row::schema()
+            };
+            rt().block_on(index.publish_schema_of(&loose, "latest", None))
+                .unwrap();
+            expect!(
+                rt().block_on(index.resolve_schema_ref("Loose")),
+                IndexError::NotFound { .. }
+            )
+        },
+    },
+    Case {
+        area: "index",
+        input: "deleting a CID no entry has",
+        error: "index::Error::NotFound, nothing deleted",
+        check: |dir| {
+            let (index, _) = sqlite_index(dir);
+            let missing = "bafyreidguopn2tyxrys5lpmlqgorvccrtz6devk3hievskv7pt5im4xrce";
+            let options = atdata::DeleteOptions::default();
+            expect!(
+                rt().block_on(index.delete(missing, options)),
+                IndexError::NotFound { .. }
+            )?;
+            match rt().block_on(index.all_entries()) {
+                Ok(all) if all.len() == 1 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    },
+    Case {
+        area: "index",
         input: "`:memory:` as the SQLite path",
         error: "index::Error::Invalid",
         check: |_| {

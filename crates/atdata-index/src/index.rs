@@ -524,15 +524,12 @@ impl LocalIndex {
             let map = stored.get(key)?.as_object()?;
             newest.data_urls.iter().map(|u| map.get(u)).collect()
         };
-        let (Some(checksums), Some(_counts)) = (per_shard(CHECKSUMS), per_shard(SAMPLE_COUNTS))
-        else {
-            return Ok(None);
-        };
-        let Some(checksums) = checksums
-            .into_iter()
-            .map(|v| v.as_str().map(str::to_owned))
-            .collect::<Option<Vec<String>>>()
-        else {
+        let checksums = per_shard(CHECKSUMS).and_then(|sums| {
+            sums.into_iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>()
+        });
+        let (Some(checksums), Some(_)) = (checksums, per_shard(SAMPLE_COUNTS)) else {
             return Ok(None);
         };
         let user_metadata: Map<String, Value> = stored
