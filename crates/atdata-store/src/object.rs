@@ -521,6 +521,9 @@ impl ShardUpload for Upload {
         while !self.in_flight.is_empty() {
             self.wait_oldest().map_err(|e| to_error(e, &self.url))?;
         }
+        // A finished upload waits for its commit holding no part buffer (a write of many
+        // shards holds them all until the last is stored).
+        self.buffer = Vec::new();
         Ok(())
     }
 
