@@ -272,6 +272,7 @@ pub enum Column {
 pub struct DynamicBatch {
     columns: Vec<(String, Column)>,
     samples: Vec<DynamicSample>,
+    keys: Vec<String>,
 }
 
 impl DynamicBatch {
@@ -298,7 +299,30 @@ impl DynamicBatch {
                 Ok((f.name.clone(), column))
             })
             .collect::<Result<_>>()?;
-        Ok(DynamicBatch { columns, samples })
+        Ok(DynamicBatch {
+            columns,
+            samples,
+            keys: Vec::new(),
+        })
+    }
+
+    /// Builds the columns of `samples` by `schema`, with their `__key__`s (one each).
+    pub fn from_keyed(
+        schema: &Schema,
+        keys: Vec<String>,
+        samples: Vec<DynamicSample>,
+    ) -> Result<DynamicBatch> {
+        crate::sample::check_keys(&keys, samples.len())?;
+        Ok(DynamicBatch {
+            keys,
+            ..DynamicBatch::from_samples(schema, samples)?
+        })
+    }
+
+    /// The samples' `__key__`s, in batch order (empty for a batch made by
+    /// [`from_samples`](Self::from_samples)).
+    pub fn keys(&self) -> &[String] {
+        &self.keys
     }
 
     /// The column of field `name`.
@@ -391,11 +415,19 @@ impl SampleType for DynamicSample {
         DynamicSample::from_bytes(schema, payload)
     }
 
-    fn batch(schema: &Schema, samples: Vec<DynamicSample>) -> Result<DynamicBatch> {
-        DynamicBatch::from_samples(schema, samples)
+    fn batch(
+        schema: &Schema,
+        keys: Vec<String>,
+        samples: Vec<DynamicSample>,
+    ) -> Result<DynamicBatch> {
+        DynamicBatch::from_keyed(schema, keys, samples)
     }
 
     fn sample_schema(schema: &Schema) -> Schema {
         schema.clone()
+    }
+
+    fn context_for(schema: Schema) -> Schema {
+        schema
     }
 }

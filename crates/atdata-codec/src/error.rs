@@ -114,6 +114,14 @@ pub enum Error {
         /// The dtype of the sample that differs.
         found: String,
     },
+    /// A batch given another number of keys than samples.
+    #[error("a batch of {samples} sample(s) given {keys} key(s)")]
+    KeyCount {
+        /// Keys given.
+        keys: usize,
+        /// Samples given.
+        samples: usize,
+    },
     /// A batch was asked for with no samples.
     #[error("a batch needs at least one sample")]
     EmptyBatch,

@@ -15,7 +15,7 @@ use crate::schema::{FieldType, Primitive};
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a field of a #[packable] struct",
     label = "unsupported field type",
-    note = "supported: bool, i8..i64, u8..u64, f32, f64, String, Vec<u8> (bytes), Vec<T> (lists), Option<T>, and ndarray arrays of a numeric or bool element"
+    note = "supported: bool, i8..i64, isize, u8..u64, usize, f32, f64, String, Vec<u8> (bytes), Vec<T> (lists), Option<T>, and ndarray arrays of a numeric or bool element"
 )]
 pub trait Field: Sized + Clone {
     /// Whether the schema marks the field optional.
@@ -107,6 +107,36 @@ macro_rules! int_field {
 
 int_field!(int as i64: i8, i16, i32, i64);
 int_field!(uint as u64: u8, u16, u32, u64);
+
+/// `usize` and `isize`: msgpack integers as wide as the value (Python's `int`), range-checked
+/// when read on this platform.
+macro_rules! size_field {
+    ($write:ident as $wide:ty: $ty:ty) => {
+        impl Field for $ty {
+            collected_column!();
+
+            fn field_type() -> FieldType {
+                FieldType::Primitive(Primitive::Int)
+            }
+
+            fn encode(&self, enc: &mut Encoder<'_>) -> Result<()> {
+                // Lossless: `usize` and `isize` are at most 64 bits on every Rust target.
+                enc.$write(*self as $wide)
+            }
+
+            fn decode(dec: &mut Decoder<'_>) -> Result<Self> {
+                let v = dec.int()?.get();
+                <$ty>::try_from(v).map_err(|_| Error::IntegerOutOfRange {
+                    value: v,
+                    target: stringify!($ty),
+                })
+            }
+        }
+    };
+}
+
+size_field!(uint as u64: usize);
+size_field!(int as i64: isize);
 
 impl Field for f64 {
     collected_column!();
@@ -258,8 +288,8 @@ macro_rules! marker_impls {
     ($trait:ident: $($ty:ty),*) => {$( impl $trait for $ty {} )*};
 }
 
-marker_impls!(ListItem: bool, i8, i16, i32, i64, u16, u32, u64, f32, f64, String, Vec<u8>);
-marker_impls!(Required: bool, i8, i16, i32, i64, u8, u16, u32, u64, f32, f64, String, Vec<u8>);
+marker_impls!(ListItem: bool, i8, i16, i32, i64, isize, u16, u32, u64, usize, f32, f64, String, Vec<u8>);
+marker_impls!(Required: bool, i8, i16, i32, i64, isize, u8, u16, u32, u64, usize, f32, f64, String, Vec<u8>);
 impl<T: ListItem> ListItem for Vec<T> {}
 impl<T: ListItem> Required for Vec<T> {}
 impl<A: Element, D: Dimension> Required for Array<A, D> {}

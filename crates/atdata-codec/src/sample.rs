@@ -121,6 +121,7 @@ impl WdsSample {
 pub struct SampleBatch<T: Packable> {
     columns: T::Columns,
     originals: Vec<T>,
+    keys: Vec<String>,
 }
 
 impl<T: Packable> SampleBatch<T> {
@@ -133,7 +134,32 @@ impl<T: Packable> SampleBatch<T> {
         Ok(SampleBatch {
             columns: T::stack(&samples)?,
             originals: samples,
+            keys: Vec::new(),
         })
+    }
+
+    /// Stacks `samples` with their `__key__`s (one each: another count is
+    /// [`Error::KeyCount`]), as a dataset's batches are built.
+    ///
+    /// ```
+    /// # use atdata_derive::packable;
+    /// # #[packable(crate = "atdata_codec")]
+    /// # struct Row { id: i64 }
+    /// let batch = atdata_codec::SampleBatch::from_keyed(vec!["a".into(), "b".into()], vec![Row { id: 1 }, Row { id: 2 }]).unwrap();
+    /// assert_eq!(batch.keys(), ["a", "b"]);
+    /// ```
+    pub fn from_keyed(keys: Vec<String>, samples: Vec<T>) -> Result<SampleBatch<T>> {
+        check_keys(&keys, samples.len())?;
+        Ok(SampleBatch {
+            keys,
+            ..SampleBatch::from_samples(samples)?
+        })
+    }
+
+    /// The samples' `__key__`s, in batch order (empty for a batch made by
+    /// [`from_samples`](Self::from_samples), which has none).
+    pub fn keys(&self) -> &[String] {
+        &self.keys
     }
 
     /// The stacked columns.
@@ -176,6 +202,7 @@ where
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SampleBatch")
+            .field("keys", &self.keys)
             .field("columns", &self.columns)
             .field("samples", &self.originals)
             .finish()
@@ -190,7 +217,20 @@ where
         SampleBatch {
             columns: self.columns.clone(),
             originals: self.originals.clone(),
+            keys: self.keys.clone(),
         }
+    }
+}
+
+/// `keys` has one key per sample, or none at all.
+pub(crate) fn check_keys(keys: &[String], samples: usize) -> Result<()> {
+    if keys.len() == samples {
+        Ok(())
+    } else {
+        Err(Error::KeyCount {
+            keys: keys.len(),
+            samples,
+        })
     }
 }
 
@@ -208,7 +248,7 @@ where
 ///
 /// let bytes = Point { x: 2.0 }.packed().unwrap();
 /// let p = <Point as SampleType>::decode(&(), &bytes).unwrap();
-/// let batch = <Point as SampleType>::batch(&(), vec![p]).unwrap();
+/// let batch = <Point as SampleType>::batch(&(), vec!["k".into()], vec![p]).unwrap();
 /// assert_eq!(batch.x, vec![2.0]);
 /// ```
 pub trait SampleType: Sized + Send + 'static {
@@ -221,12 +261,17 @@ pub trait SampleType: Sized + Send + 'static {
     /// Decodes one msgpack payload.
     fn decode(context: &Self::Context, payload: &[u8]) -> Result<Self>;
 
-    /// Groups samples (at least one) into a batch.
-    fn batch(context: &Self::Context, samples: Vec<Self>) -> Result<Self::Batch>;
+    /// Groups samples (at least one) and their keys (one each) into a batch.
+    fn batch(context: &Self::Context, keys: Vec<String>, samples: Vec<Self>)
+    -> Result<Self::Batch>;
 
     /// The schema of these samples, as the index records it.
     /// (Named apart from [`Packable::schema`] so both traits can be in scope.)
     fn sample_schema(context: &Self::Context) -> Schema;
+
+    /// The decoding context for samples recorded under `schema` (what opening an indexed
+    /// dataset uses): nothing for a `Packable` type, the schema itself for `DynamicSample`.
+    fn context_for(schema: Schema) -> Self::Context;
 }
 
 impl<T> SampleType for T
@@ -241,11 +286,13 @@ where
         T::from_bytes(payload)
     }
 
-    fn batch(_: &(), samples: Vec<T>) -> Result<SampleBatch<T>> {
-        SampleBatch::from_samples(samples)
+    fn batch(_: &(), keys: Vec<String>, samples: Vec<T>) -> Result<SampleBatch<T>> {
+        SampleBatch::from_keyed(keys, samples)
     }
 
     fn sample_schema(_: &()) -> Schema {
         <T as Packable>::schema()
     }
+
+    fn context_for(_: Schema) {}
 }

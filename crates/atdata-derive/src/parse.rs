@@ -101,6 +101,11 @@ impl Sample {
                 Vec::new()
             }
         };
+        for field in &fields {
+            if let Some((span, message)) = unsupported(&field.ty) {
+                errors.push(syn::Error::new(span, message));
+            }
+        }
         errors.finish()?;
         Ok(Sample {
             description: doc_comment(&item.attrs),
@@ -108,6 +113,68 @@ impl Sample {
             fields,
             item,
         })
+    }
+}
+
+/// What a field may be, for the messages below.
+const SUPPORTED: &str = "supported: bool, integers (i8..i64, isize, u8..u64, usize), f32, f64, String, Vec<u8> (bytes), Vec<T> (lists), Option<T>, and ndarray arrays of a numeric or bool element";
+
+/// A field type known not to work, found by its spelling: where, and what to write instead.
+/// (Other unsupported types, which the macro cannot tell from an alias, are reported by the
+/// compiler as an unimplemented trait.)
+fn unsupported(ty: &Type) -> Option<(proc_macro2::Span, String)> {
+    let shown = quote::ToTokens::to_token_stream(ty)
+        .to_string()
+        .replace(" < ", "<")
+        .replace(" >", ">")
+        .replace(" , ", ", ")
+        .replace("& ", "&");
+    let refuse = |fix: &str| {
+        Some((
+            ty.span(),
+            format!("`{shown}` cannot be a field of a #[packable] struct: {fix}; {SUPPORTED}"),
+        ))
+    };
+    match ty {
+        Type::Reference(_) => {
+            refuse("a sample owns its values: use `String` for `&str`, `Vec<T>` for `&[T]`")
+        }
+        Type::Tuple(_) => {
+            refuse("msgpack maps name every value: make each element a field of its own")
+        }
+        Type::Array(_) => {
+            refuse("use `Vec<T>` for a list, or an ndarray `Array1<T>` for a numeric array")
+        }
+        Type::Slice(_) => refuse("use `Vec<T>`"),
+        Type::Group(group) => unsupported(&group.elem),
+        Type::Paren(paren) => unsupported(&paren.elem),
+        Type::Path(path) if path.qself.is_none() => {
+            let last = path.path.segments.last()?;
+            let fix = match last.ident.to_string().as_str() {
+                "u128" => "use `u64` (msgpack integers are at most 64 bits)",
+                "i128" => "use `i64` (msgpack integers are at most 64 bits)",
+                "char" => "use `String`",
+                "str" => "use `String`",
+                "HashMap" | "BTreeMap" | "IndexMap" => {
+                    "a schema has no map type: use two `Vec` fields (keys and values), or one field per key"
+                }
+                "HashSet" | "BTreeSet" | "IndexSet" => "use `Vec<T>`",
+                "Box" | "Rc" | "Arc" | "Cow" => "use the value's own type",
+                "Option" | "Vec" => {
+                    // Look inside: `Vec<u128>` is as wrong as `u128`.
+                    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+                        return None;
+                    };
+                    return args.args.iter().find_map(|a| match a {
+                        syn::GenericArgument::Type(inner) => unsupported(inner),
+                        _ => None,
+                    });
+                }
+                _ => return None,
+            };
+            refuse(fix)
+        }
+        _ => None,
     }
 }
 

@@ -163,6 +163,7 @@ impl LocalIndex {
         let entry = self.get_entry(cid.as_ref()).await?;
         let cid = entry.cid().to_string();
         let store = self.data_store();
+        let store = store.as_ref();
         let base = store.map(|s| s.url(""));
         if options.shards && store.is_none() {
             return Err(Error::Invalid(

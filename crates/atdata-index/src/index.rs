@@ -343,11 +343,6 @@ impl LocalIndex {
         &*self.inner.provider
     }
 
-    /// The store `insert_dataset` writes through, if any.
-    pub(crate) fn data_store(&self) -> Option<&Arc<dyn DataStore>> {
-        self.inner.store.as_ref()
-    }
-
     // ------------------------------------------------------------------ entries
 
     /// Indexes `dataset` under `name` with its URL as given (a brace pattern stays one URL),
@@ -689,6 +684,33 @@ impl LocalIndex {
                 key: name.to_owned(),
             }),
         }
+    }
+
+    /// The entry `name_or_cid` names: the entry with that CID when it parses as one and is
+    /// there, else the newest entry under that name ([`Error::NotFound`] when neither).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let index = atdata_index::LocalIndex::open_sqlite(dir.path().join("index.db")).await?;
+    /// assert!(index.find_entry("rows").await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub async fn find_entry(&self, name_or_cid: impl AsRef<str>) -> Result<LocalDatasetEntry> {
+        let key = name_or_cid.as_ref();
+        if key.parse::<atdata_codec::Cid>().is_ok() {
+            match self.get_entry(key).await {
+                Err(Error::NotFound { .. }) => {}
+                found => return found,
+            }
+        }
+        self.get_entry_by_name(key).await
+    }
+
+    /// The data store this index writes shards through, if it has one.
+    pub fn data_store(&self) -> Option<Arc<dyn DataStore>> {
+        self.inner.store.clone()
     }
 
     /// Points the label `name@version` at the entry `cid` (which must exist), with an

@@ -42,6 +42,14 @@ impl StoreOpener {
         }
     }
 
+    /// Reads URLs of a store already shared (an index's, say).
+    pub fn shared(store: Arc<dyn DataStore>) -> StoreOpener {
+        StoreOpener {
+            store: Some(store),
+            ..StoreOpener::default()
+        }
+    }
+
     /// Reads `s3://` URLs with credentials from the environment (`AWS_*`).
     #[cfg(feature = "s3")]
     pub fn from_env() -> StoreOpener {

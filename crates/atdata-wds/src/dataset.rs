@@ -1,11 +1,13 @@
 //! `Dataset<T>`: typed samples and batches from a set of shards.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use atdata_codec::{DynamicSample, SampleType, Schema, WdsSample};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::batches::Batches;
 use crate::error::{Error, Result};
 use crate::opener::{LocalOpener, ShardOpener};
 use crate::pipeline::{MapFn, Pipeline};
@@ -134,6 +136,13 @@ impl<T: SampleType, O> std::fmt::Debug for Dataset<T, O> {
     }
 }
 
+/// A path or URL as text: shard URLs are UTF-8 (an index stores them as strings).
+fn utf8(path: &Path) -> Result<&str> {
+    path.to_str().ok_or_else(|| Error::NonUtf8Path {
+        path: path.to_string_lossy().into_owned(),
+    })
+}
+
 fn default_parallelism() -> usize {
     std::thread::available_parallelism()
         .map_or(2, |n| n.get())
@@ -141,21 +150,32 @@ fn default_parallelism() -> usize {
 }
 
 impl<T: SampleType<Context = ()>, O: ShardOpener + Default> Dataset<T, O> {
-    /// The dataset at `url`: a path, `file://` URL or any URL the opener reads, with brace
-    /// patterns (`data-{000000..000009}.tar`). Fails only on a malformed pattern.
-    pub fn new(url: &str) -> Result<Dataset<T, O>> {
-        Dataset::build(url, (), O::default())
+    /// The dataset at `url`: a path (`&str`, `String`, `&Path`, `PathBuf`), `file://` URL or
+    /// any URL the opener reads, with brace patterns (`data-{000000..000009}.tar`). Fails only
+    /// on a malformed pattern, or a path that is not UTF-8 ([`Error::NonUtf8Path`]).
+    pub fn new(url: impl AsRef<Path>) -> Result<Dataset<T, O>> {
+        Dataset::build(utf8(url.as_ref())?, (), O::default())
     }
 }
 
 impl<O: ShardOpener + Default> Dataset<DynamicSample, O> {
     /// The dataset at `url`, decoded by `schema` (a record read back from an index, say).
-    pub fn with_schema(url: &str, schema: Schema) -> Result<Dataset<DynamicSample, O>> {
-        Dataset::build(url, schema, O::default())
+    pub fn with_schema(url: impl AsRef<Path>, schema: Schema) -> Result<Dataset<DynamicSample, O>> {
+        Dataset::build(utf8(url.as_ref())?, schema, O::default())
     }
 }
 
 impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
+    /// The dataset at `url` decoded with `context` (what [`SampleType::context_for`] gives
+    /// for a stored schema), reading through `opener`.
+    pub fn with_context(
+        url: impl AsRef<Path>,
+        context: T::Context,
+        opener: O,
+    ) -> Result<Dataset<T, O>> {
+        Dataset::build(utf8(url.as_ref())?, context, opener)
+    }
+
     fn build(url: &str, context: T::Context, opener: O) -> Result<Dataset<T, O>> {
         Ok(Dataset {
             url: url.to_owned(),
@@ -187,7 +207,8 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
 
     /// The same sample type, decoding context and opener, reading `url` instead (a copy the
     /// dataset was written to, say). Fails only on a malformed pattern.
-    pub fn with_url(&self, url: &str) -> Result<Dataset<T, O>> {
+    pub fn with_url(&self, url: impl AsRef<Path>) -> Result<Dataset<T, O>> {
+        let url = utf8(url.as_ref())?;
         Ok(Dataset {
             url: url.to_owned(),
             shards: expand_urls(url)?,
@@ -324,6 +345,13 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         })
     }
 
+    fn keyed_decoder(&self) -> MapFn<(String, T)> {
+        let decode = self.decoder();
+        Arc::new(move |shard: &str, sample: Sample<'_>| {
+            Ok((sample.key.to_owned(), decode(shard, sample)?))
+        })
+    }
+
     fn shuffled_shards(&self, seed: u64) -> Vec<String> {
         let mut order = self.shards.clone();
         let mut rng = self.rng(seed, 0, false);
@@ -333,7 +361,11 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         self.assigned(order)
     }
 
-    /// Samples in order: shards in expansion order, samples in tar order.
+    /// Samples in order: shards in expansion order, samples in tar order. (`Result` for the
+    /// API's shape: building the iterator does not fail; errors are its items. `for s in
+    /// ds.samples()` without `?` loops over the `Result`, which rustc's
+    /// `for_loops_over_fallibles` lint warns about.)
+    #[must_use = "the samples are read only when the iterator is used (and it is inside the Result)"]
     pub fn samples(&self) -> Result<Samples<T>> {
         Ok(Samples::new(
             self.pipeline(self.shard_list(), self.decoder()),
@@ -341,23 +373,60 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         ))
     }
 
+    /// Samples in order with their `__key__`, as webdataset gives them.
+    ///
+    /// ```
+    /// use atdata_codec::Packable;
+    /// # use atdata_derive::packable;
+    /// # #[packable(crate = "atdata_codec")]
+    /// # struct Row { id: i64 }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("rows.tar");
+    /// let mut w = atdata_wds::TarWriter::create(&path)?;
+    /// w.write(&Row { id: 7 }.as_wds("row-7"))?;
+    /// w.finish()?.close()?;
+    /// let ds = atdata_wds::Dataset::<Row>::new(&path)?;
+    /// let (key, row) = ds.samples_with_keys()?.next().unwrap()?;
+    /// assert_eq!((key.as_str(), row.id), ("row-7", 7));
+    /// # Ok(()) }
+    /// ```
+    #[must_use = "the samples are read only when the iterator is used (and it is inside the Result)"]
+    pub fn samples_with_keys(&self) -> Result<Samples<(String, T)>> {
+        Ok(Samples::new(
+            self.pipeline(self.shard_list(), self.keyed_decoder()),
+            None,
+        ))
+    }
+
     /// Samples shuffled: each epoch's shard order, then a buffer of `buffer_samples`.
+    #[must_use = "the samples are read only when the iterator is used (and it is inside the Result)"]
     pub fn shuffled_samples(&self, options: ShuffleOptions) -> Result<Samples<T>> {
         let pipeline = self.pipeline(self.shuffled_shards(options.seed), self.decoder());
         let buffer = Shuffle::new(self.rng(options.seed, 1, true), options.buffer_samples);
         Ok(Samples::new(pipeline, Some(buffer)))
     }
 
-    /// Batches of `batch_size` samples in order; the last may be short, and batches span shard
-    /// boundaries. A batch size of 0 is an error.
+    /// Shuffled samples with their keys (as [`shuffled_samples`](Self::shuffled_samples)).
+    fn shuffled_keyed(&self, options: ShuffleOptions) -> Samples<(String, T)> {
+        let pipeline = self.pipeline(self.shuffled_shards(options.seed), self.keyed_decoder());
+        let buffer = Shuffle::new(self.rng(options.seed, 1, true), options.buffer_samples);
+        Samples::new(pipeline, Some(buffer))
+    }
+
+    /// Batches of `batch_size` samples in order, with their keys
+    /// ([`SampleBatch::keys`](atdata_codec::SampleBatch::keys)); the last may be short, and
+    /// batches span shard boundaries. A batch size of 0 is an error.
+    #[must_use = "the batches are read only when the iterator is used (and it is inside the Result)"]
     pub fn ordered(&self, batch_size: usize) -> Result<Batches<T>> {
-        Batches::new(self.samples()?, self.context.clone(), batch_size)
+        Batches::new(self.samples_with_keys()?, self.context.clone(), batch_size)
     }
 
     /// Batches of shuffled samples.
+    #[must_use = "the batches are read only when the iterator is used (and it is inside the Result)"]
     pub fn shuffled(&self, batch_size: usize, options: ShuffleOptions) -> Result<Batches<T>> {
         Batches::new(
-            self.shuffled_samples(options)?,
+            self.shuffled_keyed(options),
             self.context.clone(),
             batch_size,
         )
@@ -445,53 +514,5 @@ impl<U: Send + 'static> Iterator for Samples<U> {
             }
         }
         shuffle.take().map(Ok)
-    }
-}
-
-/// An iterator of batches from a [`Dataset`].
-pub struct Batches<T: SampleType> {
-    samples: Samples<T>,
-    context: Arc<T::Context>,
-    batch_size: usize,
-    pending: Vec<T>,
-}
-
-impl<T: SampleType> Batches<T> {
-    fn new(samples: Samples<T>, context: Arc<T::Context>, batch_size: usize) -> Result<Batches<T>> {
-        if batch_size == 0 {
-            return Err(Error::ZeroBatchSize);
-        }
-        Ok(Batches {
-            samples,
-            context,
-            batch_size,
-            pending: Vec::with_capacity(batch_size),
-        })
-    }
-
-    fn emit(&mut self) -> Result<T::Batch> {
-        let samples = std::mem::replace(&mut self.pending, Vec::with_capacity(self.batch_size));
-        T::batch(&self.context, samples).map_err(Error::Batch)
-    }
-}
-
-impl<T: SampleType> Iterator for Batches<T> {
-    type Item = Result<T::Batch>;
-
-    fn next(&mut self) -> Option<Result<T::Batch>> {
-        loop {
-            match self.samples.next() {
-                Some(Ok(sample)) => {
-                    self.pending.push(sample);
-                    if self.pending.len() == self.batch_size {
-                        return Some(self.emit());
-                    }
-                }
-                // The samples gathered so far stay for the next batch.
-                Some(Err(e)) => return Some(Err(e)),
-                None if self.pending.is_empty() => return None,
-                None => return Some(self.emit()),
-            }
-        }
     }
 }

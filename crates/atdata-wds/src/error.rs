@@ -74,6 +74,15 @@ pub enum Error {
         #[source]
         source: atdata_codec::Error,
     },
+    /// A sample that cannot be packed (written by `ShardWriter::write_sample`).
+    #[error("sample `{key}` cannot be packed: {source}")]
+    Encode {
+        /// The key it was to be written under.
+        key: String,
+        /// The codec's error.
+        #[source]
+        source: atdata_codec::Error,
+    },
     /// Samples that cannot form a batch (array fields of different shapes, say).
     #[error("cannot batch samples: {0}")]
     Batch(#[source] atdata_codec::Error),
@@ -100,6 +109,12 @@ pub enum Error {
     UnsupportedUrl {
         /// The URL.
         url: String,
+    },
+    /// A dataset path that is not UTF-8 (shard URLs are text).
+    #[error("the path `{path}` is not UTF-8: shard URLs must be text")]
+    NonUtf8Path {
+        /// The path, with the bytes that are not UTF-8 replaced.
+        path: String,
     },
     /// A batch size of zero.
     #[error("batch size must be at least 1")]

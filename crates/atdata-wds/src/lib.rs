@@ -34,6 +34,7 @@
 
 #![deny(missing_docs)]
 
+mod batches;
 mod copy;
 mod dataset;
 mod error;
@@ -44,8 +45,9 @@ mod shards;
 mod urls;
 mod writer;
 
+pub use crate::batches::{BatchedExt, Batches};
 pub use crate::copy::CopiedShard;
-pub use crate::dataset::{Batches, Dataset, Samples, ShuffleOptions};
+pub use crate::dataset::{Dataset, Samples, ShuffleOptions};
 pub use crate::error::{Error, Result};
 pub use crate::opener::{LocalOpener, ShardOpener};
 pub use crate::reader::{DEFAULT_MAX_MEMBER_BYTES, TarReader};

@@ -168,6 +168,9 @@ pub struct ShardWriter<S: SinkFactory = FileSinks> {
     count: usize,
     size: u64,
     shards: Vec<S::Shard>,
+    /// Samples written so far, across shards: the counter of generated keys.
+    written: u64,
+    key_prefix: String,
 }
 
 impl ShardWriter<FileSinks> {
@@ -188,7 +191,50 @@ impl<S: SinkFactory> ShardWriter<S> {
             count: 0,
             size: 0,
             shards: Vec::new(),
+            written: 0,
+            key_prefix: String::new(),
         }
+    }
+
+    /// Generated keys start with `prefix` (see [`write_sample`](Self::write_sample)).
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> ShardWriter<S> {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Packs `sample` and appends it under a generated key: the key prefix (empty unless
+    /// [`with_key_prefix`](Self::with_key_prefix)) then the number of samples this writer
+    /// has written before it, zero-padded to six digits (`000000`, `000001`, ...,
+    /// `1000000`), counted across shards. The same samples written again give the same keys
+    /// and, with a fixed `mtime`, the same bytes; the keys are the ones
+    /// `write(&s.as_wds(&format!("{i:06}")))` gives.
+    ///
+    /// ```
+    /// use atdata_codec::Packable;
+    /// # use atdata_derive::packable;
+    /// # #[packable(crate = "atdata_codec")]
+    /// # struct Row { id: i64 }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let pattern = dir.path().join("rows-%03d.tar");
+    /// let opts = atdata_wds::ShardOptions { maxcount: 2, mtime: Some(0), ..Default::default() };
+    /// let mut w = atdata_wds::ShardWriter::new(pattern.to_str().unwrap(), opts)?.with_key_prefix("rows-");
+    /// for id in 0..3 {
+    ///     w.write_sample(&Row { id })?;
+    /// }
+    /// w.finish()?;
+    /// let ds = atdata_wds::Dataset::<Row>::new(dir.path().join("rows-{000..001}.tar"))?;
+    /// let keys: Vec<String> = ds.samples_with_keys()?.map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+    /// assert_eq!(keys, ["rows-000000", "rows-000001", "rows-000002"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn write_sample<T: atdata_codec::Packable>(&mut self, sample: &T) -> Result<()> {
+        let key = format!("{}{:06}", self.key_prefix, self.written);
+        let payload = sample.packed().map_err(|source| Error::Encode {
+            key: key.clone(),
+            source,
+        })?;
+        self.write(&WdsSample::msgpack(key, payload))
     }
 
     /// Appends a sample, rolling over to a new shard first if the current one is full.
@@ -214,6 +260,7 @@ impl<S: SinkFactory> ShardWriter<S> {
         };
         writer.write(sample)?;
         self.count += 1;
+        self.written += 1;
         self.size += sample
             .members
             .iter()

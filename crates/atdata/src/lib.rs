@@ -59,9 +59,11 @@ pub use atdata_store::{
 pub use atdata_wds as wds;
 pub use atdata_wds::{ShardOptions, ShuffleOptions};
 
+mod open;
 mod opener;
 #[cfg(all(feature = "s3", feature = "redis"))]
 mod repo;
+pub use crate::open::open_dataset;
 pub use crate::opener::DefaultOpener;
 #[cfg(all(feature = "s3", feature = "redis"))]
 #[allow(deprecated)]

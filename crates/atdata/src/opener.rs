@@ -32,6 +32,24 @@ impl DefaultOpener {
     }
 }
 
+impl DefaultOpener {
+    /// Opens `s3://` URLs through `store` when it is an S3 store (its credentials), the way
+    /// an index's data store reads what it wrote; otherwise as the default does.
+    pub(crate) fn through(
+        store: Option<std::sync::Arc<dyn atdata_store::DataStore>>,
+    ) -> DefaultOpener {
+        #[cfg(feature = "s3")]
+        if let Some(store) = store.filter(|s| s.url("").starts_with("s3://")) {
+            return DefaultOpener {
+                s3: StoreOpener::shared(store),
+            };
+        }
+        #[cfg(not(feature = "s3"))]
+        let _ = store;
+        DefaultOpener::default()
+    }
+}
+
 impl ShardOpener for DefaultOpener {
     fn open(&self, url: &str) -> atdata_wds::Result<Box<dyn Read + Send>> {
         #[cfg(feature = "s3")]

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use atdata::index::Error as IndexError;
-use atdata::{Cid, LocalDatasetEntry, LocalIndex};
+use atdata::{LocalDatasetEntry, LocalIndex};
 use futures::StreamExt;
 use serde_json::Value as Json;
 
@@ -11,13 +11,7 @@ use crate::config::Config;
 
 /// The entry `name_or_cid` names: by CID when it parses as one (and is there), else by name.
 pub async fn find(index: &LocalIndex, name_or_cid: &str) -> anyhow::Result<LocalDatasetEntry> {
-    if name_or_cid.parse::<Cid>().is_ok() {
-        match index.get_entry(name_or_cid).await {
-            Err(IndexError::NotFound { .. }) => {}
-            found => return Ok(found?),
-        }
-    }
-    Ok(index.get_entry_by_name(name_or_cid).await?)
+    Ok(index.find_entry(name_or_cid).await?)
 }
 
 /// `12,345 samples` or `? samples` when the entry does not record them.

@@ -1,0 +1,50 @@
+//! Opening an indexed dataset by name in one call.
+
+use atdata_codec::SampleType;
+use atdata_index::{LocalIndex, Result};
+
+use crate::{Dataset, DefaultOpener};
+
+/// The dataset `name_or_cid` names in `index` (a CID, or the newest entry under a name), ready
+/// to read: its shards through the index's data store (an S3 store's credentials), decoded as
+/// `T`, or, for `DynamicSample`, by the schema record the entry names.
+///
+/// Two lookups: the entry (one round trip through its label), then its schema record.
+///
+/// ```
+/// use atdata::prelude::*;
+///
+/// #[packable]
+/// struct Row { id: i64 }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> anyhow::Result<()> {
+/// let dir = tempfile::tempdir()?;
+/// let mut w = atdata::wds::TarWriter::create(dir.path().join("rows.tar"))?;
+/// w.write(&Row { id: 1 }.as_wds("000000"))?;
+/// w.finish()?.close()?;
+/// let index = LocalIndex::builder()
+///     .sqlite_path(dir.path().join("index.db"))
+///     .data_store(LocalDiskStore::new(dir.path().join("store"))?)
+///     .build()
+///     .await?;
+/// index.insert_dataset(&Dataset::<Row>::new(dir.path().join("rows.tar"))?, "rows", "rows").await?;
+///
+/// let rows = atdata::open_dataset::<Row>(&index, "rows").await?;
+/// assert_eq!(rows.samples()?.count(), 1);
+/// let dynamic = atdata::open_dataset::<DynamicSample>(&index, "rows").await?;
+/// assert_eq!(dynamic.samples()?.next().unwrap()?.get("id"), Some(&atdata::Value::Int(1)));
+/// # Ok(()) }
+/// ```
+pub async fn open_dataset<T: SampleType>(
+    index: &LocalIndex,
+    name_or_cid: impl AsRef<str>,
+) -> Result<Dataset<T>> {
+    let entry = index.find_entry(name_or_cid).await?;
+    let schema = index.decode_schema(&entry.schema_ref).await?;
+    let opener = DefaultOpener::through(index.data_store());
+    let dataset =
+        atdata_wds::Dataset::with_context(entry.shards_url(), T::context_for(schema), opener)
+            .map_err(|e| atdata_index::Error::from(atdata_store::Error::from(e)))?;
+    Ok(dataset)
+}
