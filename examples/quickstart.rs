@@ -136,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
     // Later: find it by name and read the stored copy.
     let found = index.get_entry_by_name("training-v1").await?;
     assert_eq!(found, entry);
-    let stored = Dataset::<TrainingSample>::new(&found.shards_url())?;
+    let stored = Dataset::<TrainingSample>::new(found.shards_url())?;
     let mut labels = 0;
     for batch in stored.ordered(32)? {
         labels += batch?.label.len();

@@ -78,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 5. Later: find it by name and read it in batches, straight from S3.
     let entry = index.get_entry_by_name("training-v1").await?;
-    let dataset = Dataset::<TrainingSample>::new(&entry.shards_url())?;
+    let dataset = Dataset::<TrainingSample>::new(entry.shards_url())?;
     let mut n = 0;
     for batch in dataset.ordered(32)? {
         let batch = batch?;

@@ -80,7 +80,7 @@ where
     T: Packable + atdata::SampleType<Context = (), Batch = SampleBatch<T>>,
 {
     let read = load("samples.json")["dataset_reads"][type_name].clone();
-    let ds = Dataset::<T>::new(&golden_url(read["url"].as_str().unwrap())).unwrap();
+    let ds = Dataset::<T>::new(golden_url(read["url"].as_str().unwrap())).unwrap();
     let batches = ds.ordered(2).unwrap().map(Result::unwrap).collect();
     (
         batches,
@@ -168,7 +168,7 @@ fn dynamic_datasets_read_and_batch_by_pythons_schema() {
 
     // GoldenImage by Python's schema: `mask` is optional, so it is a list; `image` stacks.
     let ds = Dataset::<DynamicSample>::with_schema(
-        &golden_url("shards/golden_image-{000000..000001}.tar"),
+        golden_url("shards/golden_image-{000000..000001}.tar"),
         python_record("GoldenImage").schema,
     )
     .unwrap();
@@ -505,7 +505,7 @@ proptest! {
 #[test]
 fn invalid_splits_are_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let ds = Dataset::<Row>::new(&write_shards(dir.path(), &[1, 1])).unwrap();
+    let ds = Dataset::<Row>::new(write_shards(dir.path(), &[1, 1])).unwrap();
     assert!(matches!(
         ds.split(2, 2),
         Err(Error::InvalidSplit { index: 2, count: 2 })
@@ -668,7 +668,7 @@ fn missing_shards_and_unsupported_urls_are_errors_naming_them() {
     let dir = tempfile::tempdir().unwrap();
     let url = write_shards(dir.path(), &[2]);
     let missing = dir.path().join("nope.tar").to_str().unwrap().to_owned();
-    let ds = Dataset::<Row>::new(&format!(
+    let ds = Dataset::<Row>::new(format!(
         "{{{},{missing}}}",
         url.replace("{000..000}", "000")
     ))
@@ -698,7 +698,7 @@ fn missing_shards_and_unsupported_urls_are_errors_naming_them() {
 fn file_urls_are_read() {
     let dir = tempfile::tempdir().unwrap();
     let url = write_shards(dir.path(), &[2, 1]);
-    let ds = Dataset::<Row>::new(&format!("file://{url}")).unwrap();
+    let ds = Dataset::<Row>::new(format!("file://{url}")).unwrap();
     assert_eq!(ids(ds.samples().unwrap()), [0, 1, 2]);
 }
 

@@ -356,7 +356,7 @@ async fn a_redis_stopped_mid_run_gives_typed_errors_and_the_index_works_after_re
     let index = LocalIndex::connect_redis(format!("redis://127.0.0.1:{port}/1"))
         .await
         .unwrap();
-    let ds = |n: u32| Dataset::<Blob>::new(&format!("blobs-{n}.tar")).unwrap();
+    let ds = |n: u32| Dataset::<Blob>::new(format!("blobs-{n}.tar")).unwrap();
     let first = index.add_entry(&ds(1), "blobs", None, None).await.unwrap();
 
     redis.stop();

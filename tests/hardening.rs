@@ -841,7 +841,7 @@ async fn bad_redis_items_are_reported_per_item_and_the_rest_still_listed() {
     let url = fresh_db(25).await;
     let index = LocalIndex::connect_redis(&url).await.unwrap();
     for n in 0..3 {
-        let ds = Dataset::<Item>::new(&format!("good-{n}.tar")).unwrap();
+        let ds = Dataset::<Item>::new(format!("good-{n}.tar")).unwrap();
         index
             .add_entry(&ds, format!("good-{n}"), None, None)
             .await

@@ -141,7 +141,7 @@ async fn replay(index: &LocalIndex) {
             "index.insert_dataset(Dataset[GoldenImage]('shards/golden_image-000001.tar'), name='dup-name')",
         ),
     ] {
-        let ds = Dataset::<GoldenImage>::new(&format!("shards/golden_image-{shard}.tar")).unwrap();
+        let ds = Dataset::<GoldenImage>::new(format!("shards/golden_image-{shard}.tar")).unwrap();
         let entry = index
             .insert_dataset_with(&ds, "dup-name", InsertOptions::default())
             .await
@@ -303,7 +303,7 @@ async fn check_golden_reads(index: &LocalIndex, dump: &str) {
         .await
         .unwrap();
     let ds = Dataset::<DynamicSample>::with_schema(
-        &golden_shards("shards/golden_image-{000000..000001}.tar"),
+        golden_shards("shards/golden_image-{000000..000001}.tar"),
         schema,
     )
     .unwrap();
@@ -770,7 +770,7 @@ async fn behaviour(backend: Backend) {
         .collect();
     assert_eq!(counts, [2, 2, 1]);
     assert_eq!(entry.sample_count(), Some(5));
-    let back = Dataset::<Row>::new(&entry.shards_url()).unwrap();
+    let back = Dataset::<Row>::new(entry.shards_url()).unwrap();
     let ids: Vec<i64> = back.samples().unwrap().map(|r| r.unwrap().id).collect();
     assert_eq!(ids, [0, 1, 2, 3, 4]);
     assert_eq!(
@@ -803,7 +803,7 @@ async fn concurrent_inserts(index: LocalIndex) {
             let index = index.clone();
             tokio::spawn(async move {
                 for i in 0..500 {
-                    let ds = Dataset::<Row>::new(&format!("c/{t}/{i}.tar")).unwrap();
+                    let ds = Dataset::<Row>::new(format!("c/{t}/{i}.tar")).unwrap();
                     index
                         .add_entry(&ds, format!("c-{t}-{i}"), None, None)
                         .await

@@ -97,7 +97,7 @@ async fn the_seeds_workflow_on_redis_and_s3() {
     // Read with the test server's credentials (the seed reads the environment's: the
     // tests never use a user's AWS_*).
     let store = S3DataStore::new(crate::stores::test_credentials(&s3), &bucket).unwrap();
-    let dataset = Dataset::<TrainingSample>::new(&found.shards_url())
+    let dataset = Dataset::<TrainingSample>::new(found.shards_url())
         .unwrap()
         .with_opener(atdata::DefaultOpener::with_store(store));
     // Four shards split over two ranks.

@@ -150,7 +150,7 @@ fn url_of(i: usize) -> String {
 }
 
 async fn add(index: &LocalIndex, i: usize) -> Result<(), BoxError> {
-    let ds = Dataset::<Row>::new(&url_of(i))?;
+    let ds = Dataset::<Row>::new(url_of(i))?;
     index.add_entry(&ds, format!("e{i}"), None, None).await?;
     Ok(())
 }

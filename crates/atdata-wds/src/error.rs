@@ -81,7 +81,7 @@ pub enum Error {
         key: String,
         /// The codec's error.
         #[source]
-        source: atdata_codec::Error,
+        source: Box<atdata_codec::Error>,
     },
     /// Samples that cannot form a batch (array fields of different shapes, say).
     #[error("cannot batch samples: {0}")]

@@ -232,7 +232,7 @@ impl<S: SinkFactory> ShardWriter<S> {
         let key = format!("{}{:06}", self.key_prefix, self.written);
         let payload = sample.packed().map_err(|source| Error::Encode {
             key: key.clone(),
-            source,
+            source: Box::new(source),
         })?;
         self.write(&WdsSample::msgpack(key, payload))
     }

@@ -93,7 +93,7 @@ impl Repo {
             .insert_dataset_with(dataset, name, options)
             .await?;
         let stored = dataset
-            .with_url(&entry.shards_url())
+            .with_url(entry.shards_url())
             .map_err(|e| atdata_index::Error::Invalid(e.to_string()))?
             .with_opener(DefaultOpener::with_store(self.store.clone()));
         Ok((entry, stored))
