@@ -8,6 +8,7 @@ mod arrays;
 mod bad_input;
 mod cids;
 mod cli;
+mod conveniences;
 mod datasets;
 mod faults;
 mod fuzz_seeds;

@@ -93,6 +93,7 @@ pub struct LocalIndexBuilder {
     sqlite_path: Option<PathBuf>,
     store: Option<Arc<dyn DataStore>>,
     seed_refs: bool,
+    read_only: bool,
     clock: Option<Clock>,
 }
 
@@ -126,6 +127,15 @@ impl LocalIndexBuilder {
         self
     }
 
+    /// Open an existing SQLite index without writing to it: a missing file is
+    /// [`Error::NotFound`] (instead of a new, empty index), and every write fails. For readers
+    /// (`atdata ls`, `get`, `schema`): a mistyped path is then an error, not a new file. A
+    /// Redis index is opened as usual.
+    pub fn read_only(mut self, on: bool) -> Self {
+        self.read_only = on;
+        self
+    }
+
     /// Stamp schema records with `clock()` instead of the current time (for reproducible
     /// records); the text should be Python's `isoformat()`, `2025-01-02T03:04:05.678901+00:00`.
     pub fn clock(mut self, clock: impl Fn() -> String + Send + Sync + 'static) -> Self {
@@ -149,7 +159,7 @@ impl LocalIndexBuilder {
             Some(path) => path.clone(),
             None => default_sqlite_path()?,
         };
-        let provider = Box::new(SqliteProvider::open(&path).await?);
+        let provider = Box::new(SqliteProvider::open(&path, self.read_only).await?);
         Ok(self.finish(provider))
     }
 

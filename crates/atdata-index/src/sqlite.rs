@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::entry::{EntryRow, LabelRow};
 use crate::error::{Error, Result};
@@ -120,12 +120,26 @@ fn check_path(path: &Path) -> Result<()> {
 }
 
 impl SqliteProvider {
-    pub(crate) async fn open(path: &Path) -> Result<SqliteProvider> {
+    /// Opens (and, unless `read_only`, creates) the index file at `path`. A read-only index
+    /// must exist; nothing is written to it.
+    pub(crate) async fn open(path: &Path, read_only: bool) -> Result<SqliteProvider> {
         check_path(path)?;
+        if read_only && !path.is_file() {
+            return Err(Error::NotFound {
+                what: "index file",
+                key: path.display().to_string(),
+            });
+        }
         let path = path.to_owned();
         let shown = path.display().to_string();
         let opened =
             tokio::task::spawn_blocking(move || -> rusqlite::Result<(Connection, PathBuf)> {
+                if read_only {
+                    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                    let conn = Connection::open_with_flags(&path, flags)?;
+                    conn.busy_timeout(Duration::from_secs(10))?;
+                    return Ok((conn, path));
+                }
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     // A missing parent is created, as Python does for ~/.atdata; a failure shows up
                     // as SQLite's "unable to open" below.

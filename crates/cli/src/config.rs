@@ -88,6 +88,14 @@ impl Config {
         self.open(self.builder()?).await
     }
 
+    /// The index, which must exist, opened read-only (for commands that only read: a
+    /// mistyped `--index` is an error, not a new empty index).
+    pub async fn existing_index(&self) -> anyhow::Result<LocalIndex> {
+        self.open(self.builder()?.read_only(true))
+            .await
+            .context("opening the index (read-only commands never create one)")
+    }
+
     /// The index, writing shards through the configured store.
     pub async fn index_with_store(&self) -> anyhow::Result<(LocalIndex, String)> {
         let (index, _, shown) = self.index_and_store().await?;

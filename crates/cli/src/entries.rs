@@ -9,9 +9,39 @@ use serde_json::Value as Json;
 
 use crate::config::Config;
 
-/// The entry `name_or_cid` names: by CID when it parses as one (and is there), else by name.
+/// Names a "did you mean" looks through at most (the lookup itself stays one round trip).
+const SUGGEST_FROM: usize = 10_000;
+
+/// The entry `name_or_cid` names: by CID when it parses as one (and is there), else by name;
+/// when neither, the error suggests the nearest names of the index.
 pub async fn find(index: &LocalIndex, name_or_cid: &str) -> anyhow::Result<LocalDatasetEntry> {
-    Ok(index.find_entry(name_or_cid).await?)
+    match index.find_entry(name_or_cid).await {
+        Err(e @ IndexError::NotFound { .. }) => {
+            let names: Vec<String> = index
+                .entries()
+                .take(SUGGEST_FROM)
+                .filter_map(|e| async move { e.ok().map(|e| e.name) })
+                .collect()
+                .await;
+            match nearest(name_or_cid, &names) {
+                Some(near) => Err(anyhow::anyhow!("{e} (did you mean `{near}`?)")),
+                None => Err(e.into()),
+            }
+        }
+        found => Ok(found?),
+    }
+}
+
+/// The name closest to `asked`, when one is close enough to be a slip: within a third of
+/// its length in edits (at least 2), or containing it.
+fn nearest<'n>(asked: &str, names: &'n [String]) -> Option<&'n str> {
+    let limit = (asked.chars().count() / 3).max(2);
+    names
+        .iter()
+        .map(|n| (strsim::levenshtein(asked, n), n))
+        .filter(|(d, n)| *d <= limit || n.contains(asked))
+        .min()
+        .map(|(_, n)| n.as_str())
 }
 
 /// `12,345 samples` or `? samples` when the entry does not record them.
@@ -72,7 +102,7 @@ fn report(errors: &[IndexError]) -> ExitCode {
 }
 
 pub async fn ls(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
-    let listed: Vec<_> = config.index().await?.entries().collect().await;
+    let listed: Vec<_> = config.existing_index().await?.entries().collect().await;
     let (mut entries, mut errors) = (Vec::new(), Vec::new());
     for item in listed {
         match item {
@@ -103,7 +133,7 @@ pub async fn ls(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn get(config: &Config, name_or_cid: &str, json: bool) -> anyhow::Result<()> {
-    let entry = find(&config.index().await?, name_or_cid).await?;
+    let entry = find(&config.existing_index().await?, name_or_cid).await?;
     if json {
         println!("{}", entry.to_json());
     } else {
@@ -114,7 +144,7 @@ pub async fn get(config: &Config, name_or_cid: &str, json: bool) -> anyhow::Resu
 
 pub async fn schema_list(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let (schemas, errors): (Vec<_>, Vec<_>) = config
-        .index()
+        .existing_index()
         .await?
         .list_schemas()
         .await?
@@ -142,7 +172,11 @@ pub async fn schema_list(config: &Config, json: bool) -> anyhow::Result<ExitCode
 }
 
 pub async fn schema_show(config: &Config, schema_ref: &str, json: bool) -> anyhow::Result<()> {
-    let s = config.index().await?.get_schema(schema_ref).await?;
+    let s = config
+        .existing_index()
+        .await?
+        .get_schema(schema_ref)
+        .await?;
     if json {
         println!("{}", s.to_json());
         return Ok(());
@@ -162,7 +196,15 @@ pub async fn schema_show(config: &Config, schema_ref: &str, json: bool) -> anyho
 
 #[cfg(test)]
 mod tests {
-    use super::human_bytes;
+    use super::{human_bytes, nearest};
+
+    #[test]
+    fn near_names_are_suggested_and_far_ones_not() {
+        let names = ["newbie-images".to_owned(), "training-v1".to_owned()];
+        assert_eq!(nearest("newbie-image", &names), Some("newbie-images"));
+        assert_eq!(nearest("training", &names), Some("training-v1"));
+        assert_eq!(nearest("zzz", &names), None);
+    }
 
     #[test]
     fn sizes_read_in_decimal_units() {

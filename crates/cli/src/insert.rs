@@ -1,18 +1,18 @@
 //! `insert`: shards through the configured store, the entry into the index, with progress.
 
-use std::io::{IsTerminal, Read};
-
 use anyhow::Context;
-use atdata::wds::{ShardOpener, expand_urls};
-use atdata::{DefaultOpener, DynamicSample, InsertOptions, Schema, SchemaInference};
-use indicatif::{ProgressBar, ProgressStyle};
+use atdata::wds::expand_urls;
+use atdata::{DynamicSample, InsertOptions, Schema, SchemaInference};
 
 use crate::config::Config;
+use crate::inputs;
+use crate::progress::{self, CountingOpener};
 use crate::shards::for_each_sample;
 
 #[derive(Debug, clap::Args)]
 pub struct InsertArgs {
-    /// The dataset: a shard path or URL, brace patterns allowed.
+    /// The dataset: a shard file, URL or brace pattern, a directory or glob of shard files, or
+    /// an indexed dataset's name or CID.
     pattern: String,
     /// The name to index it under (the newest insert under a name is what `get NAME` finds).
     #[arg(long)]
@@ -39,35 +39,6 @@ pub struct InsertArgs {
     json: bool,
 }
 
-/// Opens shards through the default opener, counting the bytes read on a progress bar.
-#[derive(Clone)]
-struct CountingOpener {
-    inner: DefaultOpener,
-    bar: ProgressBar,
-}
-
-struct Counting {
-    inner: Box<dyn Read + Send>,
-    bar: ProgressBar,
-}
-
-impl Read for Counting {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bar.inc(n as u64);
-        Ok(n)
-    }
-}
-
-impl ShardOpener for CountingOpener {
-    fn open(&self, url: &str) -> atdata::wds::Result<Box<dyn Read + Send>> {
-        Ok(Box::new(Counting {
-            inner: self.inner.open(url)?,
-            bar: self.bar.clone(),
-        }))
-    }
-}
-
 /// `golden-images` as `GoldenImages`: a schema name from a dataset name.
 fn camel_case(name: &str) -> String {
     let mut out = String::new();
@@ -86,10 +57,15 @@ fn camel_case(name: &str) -> String {
 
 /// The schema that every sample of `pattern` follows; a sample that contradicts the ones
 /// before it is an error naming its key, its shard and the field.
-fn infer(pattern: &str, name: &str, max_member: u64) -> anyhow::Result<Schema> {
+fn infer(
+    pattern: &str,
+    opener: &CountingOpener,
+    name: &str,
+    max_member: u64,
+) -> anyhow::Result<Schema> {
     let mut inference = SchemaInference::default();
     let mut samples = 0usize;
-    for_each_sample(pattern, max_member, |_, shard, sample| {
+    for_each_sample(pattern, opener, max_member, |_, shard, sample| {
         let payload = sample
             .member("msgpack")
             .with_context(|| format!("{shard}: sample `{}` has no msgpack member", sample.key))?;
@@ -107,56 +83,41 @@ fn infer(pattern: &str, name: &str, max_member: u64) -> anyhow::Result<Schema> {
         .with_context(|| format!("inferring a schema from {samples} sample(s) (or pass --schema)"))
 }
 
-/// The total size of the shards when they are all local files (for the bar's length).
-fn local_size(pattern: &str) -> Option<u64> {
-    expand_urls(pattern)
-        .ok()?
-        .iter()
-        .map(|u| {
-            std::fs::metadata(u.strip_prefix("file://").unwrap_or(u))
-                .ok()
-                .map(|m| m.len())
-        })
-        .sum()
-}
-
 pub async fn insert(config: &Config, args: InsertArgs) -> anyhow::Result<()> {
     let (index, store) = config.index_with_store().await?;
+    let input = inputs::resolve_in(Some(&index), &args.pattern).await?;
     let (schema, schema_ref) = match &args.schema {
         Some(r) => {
             let full = index.resolve_schema_ref(r).await?;
             (index.decode_schema(&full).await?, Some(full))
         }
         None => {
-            let (pattern, name) = (args.pattern.clone(), args.name.clone());
+            let (pattern, name) = (input.url.clone(), args.name.clone());
             let max_member = config.max_member_bytes();
-            let mut schema =
-                tokio::task::spawn_blocking(move || infer(&pattern, &name, max_member)).await??;
+            let shards = expand_urls(&pattern)?;
+            let bar = progress::bar(
+                progress::total_size(&shards, input.entry.as_ref()),
+                "inferring the schema from every sample",
+            );
+            let opener = CountingOpener::new(bar.clone());
+            let inferred =
+                tokio::task::spawn_blocking(move || infer(&pattern, &opener, &name, max_member))
+                    .await;
+            bar.finish_and_clear();
+            let mut schema = inferred??;
             schema.description = Some(format!("inferred by `atdata insert` from {}", args.pattern));
             (schema, None)
         }
     };
 
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = match local_size(&args.pattern) {
-            Some(total) => ProgressBar::new(total),
-            None => ProgressBar::new_spinner(),
-        };
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {bytes_per_sec} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar.set_message(format!("to {store}"));
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-    let ds = atdata::Dataset::<DynamicSample>::with_schema(&args.pattern, schema)?
+    let shards = expand_urls(&input.url)?;
+    let bar = progress::bar(
+        progress::total_size(&shards, input.entry.as_ref()),
+        format!("to {store}"),
+    );
+    let ds = atdata::Dataset::<DynamicSample>::with_schema(&input.url, schema)?
         .with_max_member_bytes(config.max_member_bytes())
-        .with_opener(CountingOpener {
-            inner: DefaultOpener::default(),
-            bar: bar.clone(),
-        });
+        .with_opener(CountingOpener::new(bar.clone()));
     let options = InsertOptions {
         prefix: args.prefix.clone(),
         publish_schema: schema_ref.is_none(),

@@ -11,7 +11,9 @@ mod config;
 mod delete;
 mod entries;
 mod gc;
+mod inputs;
 mod insert;
+mod progress;
 mod render;
 mod shards;
 mod verify;
@@ -39,9 +41,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Shards, sample counts, keys, member extensions and sizes of a dataset URL.
+    /// Shards, sample counts, keys, member extensions and sizes of a dataset.
     Inspect {
-        /// A shard path or URL, brace patterns allowed (`data-{000000..000009}.tar`, `s3://...`).
+        /// A shard file, URL or brace pattern (`data-{000000..000009}.tar`, `s3://...`), a
+        /// directory or glob of shard files, or an indexed dataset's name or CID.
         url: String,
         /// A schema in the index (`Name`, `Name@version` or a full reference), to list the
         /// sample fields.
@@ -51,9 +54,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Samples as JSON, one object per line: decoded by `--schema`, else the raw msgpack map.
+    /// Samples as JSON, one object per line: decoded by `--schema` (by default, for a dataset
+    /// name, its entry's schema), else the raw msgpack map.
     Cat {
-        /// A shard path or URL, brace patterns allowed.
+        /// A shard file, URL or brace pattern, a directory or glob of shard files, or an
+        /// indexed dataset's name or CID.
         url: String,
         /// A schema in the index (`Name`, `Name@version` or a full reference) to decode the
         /// samples with.
@@ -62,6 +67,13 @@ enum Command {
         /// Stop after this many samples.
         #[arg(long)]
         limit: Option<usize>,
+        /// Only these fields (comma-separated), besides `__key__`.
+        #[arg(long, value_delimiter = ',')]
+        fields: Option<Vec<String>>,
+        /// Arrays as dtype, shape and their first few values, bytes as their length (the
+        /// default prints every element).
+        #[arg(long)]
+        summary: bool,
     },
     /// The entries of the index.
     Ls {
@@ -168,7 +180,7 @@ fn main() -> ExitCode {
 /// and returns the error exit code.
 fn fail(e: &anyhow::Error) -> ExitCode {
     let mut line = String::new();
-    for cause in e.chain().map(ToString::to_string) {
+    for cause in e.chain().map(|c| short(&c.to_string())) {
         if !line.contains(&cause) {
             if !line.is_empty() {
                 line.push_str(": ");
@@ -178,6 +190,37 @@ fn fail(e: &anyhow::Error) -> ExitCode {
     }
     eprintln!("error: {line}");
     ExitCode::FAILURE
+}
+
+/// Longest an error line grows, in characters.
+const ERROR_LINE: usize = 400;
+
+/// One cause on one line: an XML error body a server sent cut to its `Code` and `Message`,
+/// runs of whitespace (newlines included) as one space, at most `ERROR_LINE` characters.
+fn short(cause: &str) -> String {
+    let text = match cause.find("<?xml").or_else(|| cause.find("<Error>")) {
+        Some(at) => {
+            let body = &cause[at..];
+            let tag = |name: &str| {
+                let open = format!("<{name}>");
+                let start = body.find(&open)? + open.len();
+                let end = body[start..].find(&format!("</{name}>"))? + start;
+                Some(body[start..end].to_owned())
+            };
+            let reason = [tag("Code"), tag("Message")]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(": ");
+            format!("{}{reason}", &cause[..at])
+        }
+        None => cause.to_owned(),
+    };
+    let mut one = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() > ERROR_LINE {
+        one = one.chars().take(ERROR_LINE).collect::<String>() + "...";
+    }
+    one
 }
 
 /// Runs the command until it ends or a signal cancels it, then waits for the cleanup of
@@ -223,8 +266,22 @@ async fn execute(config: &Config, command: Command) -> anyhow::Result<ExitCode> 
         Command::Inspect { url, schema, json } => {
             shards::inspect(config, &url, schema.as_deref(), json).await?
         }
-        Command::Cat { url, schema, limit } => {
-            shards::cat(config, &url, schema.as_deref(), limit).await?
+        Command::Cat {
+            url,
+            schema,
+            limit,
+            fields,
+            summary,
+        } => {
+            let view = shards::CatView {
+                fields,
+                detail: if summary {
+                    render::Detail::Summary
+                } else {
+                    render::Detail::Full
+                },
+            };
+            shards::cat(config, &url, schema.as_deref(), limit, view).await?
         }
         Command::Ls { json } => return entries::ls(config, json).await,
         Command::Get { name_or_cid, json } => entries::get(config, &name_or_cid, json).await?,
@@ -242,4 +299,20 @@ async fn execute(config: &Config, command: Command) -> anyhow::Result<ExitCode> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short;
+
+    #[test]
+    fn a_server_body_is_cut_to_its_reason_on_one_line() {
+        let cause = "Error performing PUT http://h/b/k in 1ms - Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied.</Message><Resource>/b/k</Resource></Error>";
+        assert_eq!(
+            short(cause),
+            "Error performing PUT http://h/b/k in 1ms - Server returned non-2xx status code: 403 Forbidden: AccessDenied: Access Denied."
+        );
+        assert_eq!(short("a\n  b"), "a b");
+        assert!(short(&"x".repeat(1000)).len() < 410);
+    }
 }

@@ -6,17 +6,43 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value as Json, json};
 
-/// A decoded sample, its fields in schema order after `__key__`.
-pub fn sample(key: &str, sample: &DynamicSample) -> anyhow::Result<Json> {
+/// How arrays and byte strings are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Every element: `{"dtype", "shape", "data"}`; bytes as base64.
+    Full,
+    /// `{"dtype", "shape", "head"}` with the first few elements; bytes as their length.
+    Summary,
+}
+
+/// Elements an array summary shows.
+const HEAD: usize = 4;
+
+/// A decoded sample, its fields in schema order after `__key__` (only `fields`, when given).
+pub fn sample(
+    key: &str,
+    sample: &DynamicSample,
+    fields: Option<&[String]>,
+    detail: Detail,
+) -> anyhow::Result<Json> {
     let mut out = Map::new();
     out.insert("__key__".into(), Json::from(key));
     for (name, value) in sample.fields() {
-        out.insert(name.to_owned(), self::value(value)?);
+        if fields.is_none_or(|f| f.iter().any(|n| n == name)) {
+            out.insert(name.to_owned(), self::value(value, detail)?);
+        }
     }
     Ok(Json::Object(out))
 }
 
-fn value(v: &Value) -> anyhow::Result<Json> {
+fn value(v: &Value, detail: Detail) -> anyhow::Result<Json> {
+    if detail == Detail::Summary {
+        match v {
+            Value::Array(a) => return summary(a),
+            Value::Bytes(b) => return Ok(json!({"bytes": b.len()})),
+            _ => {}
+        }
+    }
     Ok(match v {
         Value::Nil => Json::Null,
         Value::Bool(b) => Json::from(*b),
@@ -25,7 +51,12 @@ fn value(v: &Value) -> anyhow::Result<Json> {
         Value::Float(f) => float(*f),
         Value::Str(s) => Json::from(s.as_str()),
         Value::Bytes(b) => Json::from(STANDARD.encode(b)),
-        Value::List(items) => Json::Array(items.iter().map(value).collect::<anyhow::Result<_>>()?),
+        Value::List(items) => Json::Array(
+            items
+                .iter()
+                .map(|i| value(i, detail))
+                .collect::<anyhow::Result<_>>()?,
+        ),
         Value::Array(a) => array(a)?,
         other => anyhow::bail!("a value this version cannot show: {other:?}"),
     })
@@ -83,6 +114,21 @@ fn array(a: &ArrayPayload) -> anyhow::Result<Json> {
     }))
 }
 
+/// `{"dtype", "shape", "head"}`: the first few elements, in C order.
+fn summary(a: &ArrayPayload) -> anyhow::Result<Json> {
+    let mut full = array(a)?;
+    if let Some(Json::Array(data)) = full.get_mut("data").map(Json::take) {
+        let head: Vec<Json> = data.into_iter().take(HEAD).collect();
+        if let Json::Object(map) = &mut full {
+            map.remove("data");
+            map.insert("head".into(), Json::Array(head));
+        }
+    } else if let Json::Object(map) = &mut full {
+        map.remove("bytes");
+    }
+    Ok(full)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +147,23 @@ mod tests {
 
     #[test]
     fn bytes_render_as_base64() {
-        assert_eq!(value(&Value::Bytes(vec![0xff, 0])).unwrap(), json!("/wA="));
+        assert_eq!(
+            value(&Value::Bytes(vec![0xff, 0]), Detail::Full).unwrap(),
+            json!("/wA=")
+        );
+        assert_eq!(
+            value(&Value::Bytes(vec![0xff, 0]), Detail::Summary).unwrap(),
+            json!({"bytes": 2})
+        );
+    }
+
+    #[test]
+    fn a_summary_shows_dtype_shape_and_the_first_elements() {
+        let a = ArrayPayload::from_array(&atdata::ndarray::Array::from_elem((224, 224, 3), 0.5f32))
+            .unwrap();
+        assert_eq!(
+            value(&Value::Array(a), Detail::Summary).unwrap(),
+            json!({"dtype": "float32", "shape": [224, 224, 3], "head": [0.5, 0.5, 0.5, 0.5]})
+        );
     }
 }

@@ -1,32 +1,26 @@
 //! `verify`: re-hash every shard of an entry against its stored checksums.
 
-use std::io::Read;
 use std::process::ExitCode;
 
-use atdata::DefaultOpener;
 use atdata::wds::ShardOpener;
 use serde_json::{Value as Json, json};
-use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::entries::find;
+use crate::progress::{self, CountingOpener};
 
 /// The SHA-256 (hex) of everything `opener` reads from `url`.
-fn sha256(opener: &DefaultOpener, url: &str) -> anyhow::Result<String> {
-    let mut input = opener.open(url)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = input.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hex::encode(hasher.finalize()));
-        }
-        hasher.update(&buf[..n]);
-    }
+fn sha256(opener: &CountingOpener, url: &str) -> anyhow::Result<String> {
+    Ok(atdata::store::sha256_hex(opener.open(url)?)?)
 }
 
 pub async fn verify(config: &Config, name_or_cid: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let entry = find(&config.index().await?, name_or_cid).await?;
+    let entry = find(&config.existing_index().await?, name_or_cid).await?;
+    let bar = progress::bar(
+        progress::total_size(&entry.data_urls, Some(&entry)),
+        format!("verifying {}", entry.name),
+    );
+    let opener = CountingOpener::new(bar.clone());
     let checksums = entry
         .metadata
         .as_ref()
@@ -35,7 +29,6 @@ pub async fn verify(config: &Config, name_or_cid: &str, json: bool) -> anyhow::R
         .unwrap_or(Json::Null);
     let urls = entry.data_urls.clone();
     let results: Vec<Json> = tokio::task::spawn_blocking(move || {
-        let opener = DefaultOpener::default();
         urls.iter()
             .map(|url| match checksums.get(url).and_then(Json::as_str) {
                 None => json!({"url": url, "status": "skipped", "reason": "no checksum stored"}),
@@ -49,6 +42,7 @@ pub async fn verify(config: &Config, name_or_cid: &str, json: bool) -> anyhow::R
             .collect()
     })
     .await?;
+    bar.finish_and_clear();
 
     let bad = results
         .iter()
