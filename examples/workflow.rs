@@ -76,14 +76,19 @@ async fn main() -> anyhow::Result<()> {
         println!("  {url}");
     }
 
-    // 5. Later: find it by name and read it in batches, straight from S3.
-    let entry = index.get_entry_by_name("training-v1").await?;
-    let dataset = Dataset::<TrainingSample>::new(entry.shards_url())?;
+    // 5. Later: open it by name and read it in batches, straight from S3 (through the
+    // index's store and its credentials).
+    let dataset = atdata::open_dataset::<TrainingSample>(&index, "training-v1").await?;
     let mut n = 0;
     for batch in dataset.ordered(32)? {
         let batch = batch?;
         if n == 0 {
-            println!("first batch: features {:?}", batch.features.shape()); // [32, 128]
+            // [32, 128], keys 000000...
+            println!(
+                "first batch: features {:?}, keys {}...",
+                batch.features.shape(),
+                batch.keys()[0]
+            );
         }
         n += batch.len();
     }
