@@ -17,7 +17,7 @@ use crate::schema::{FieldType, Primitive};
     label = "unsupported field type",
     note = "supported: bool, i8..i64, isize, u8..u64, usize, f32, f64, String, Vec<u8> (bytes), Vec<T> (lists), Option<T>, and ndarray arrays of a numeric or bool element"
 )]
-pub trait Field: Sized + Clone {
+pub trait Field: Sized + Clone + std::fmt::Debug {
     /// Whether the schema marks the field optional.
     const OPTIONAL: bool = false;
 
@@ -32,7 +32,7 @@ pub trait Field: Sized + Clone {
 
     /// The type of this field's column in a batch: arrays stack with a leading batch
     /// dimension, everything else is collected into a `Vec`.
-    type Column;
+    type Column: Clone + std::fmt::Debug;
 
     /// Builds the column from one value per sample (at least one).
     fn stack<'a>(values: impl ExactSizeIterator<Item = &'a Self>) -> Result<Self::Column>

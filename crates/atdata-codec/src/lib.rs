@@ -51,6 +51,7 @@ pub use crate::cid::{cid_of, entry_cid};
 pub use crate::dtype::{ByteOrder, DType, Element};
 pub use crate::dynamic::{Column, DynamicBatch, DynamicSample, Value};
 pub use crate::error::{ArrayError, Error, Result};
+pub use crate::field::{Field, ListItem, Required};
 pub use crate::infer::SchemaInference;
 pub use crate::json::{json_to_msgpack, msgpack_to_json};
 pub use crate::sample::{Packable, SampleBatch, SampleType, WdsSample};

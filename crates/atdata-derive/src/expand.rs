@@ -6,6 +6,23 @@ use syn::spanned::Spanned;
 
 use crate::parse::Sample;
 
+/// `tokens` with every span set to `span` (so a bound built from the runtime's path and a
+/// field's type is reported at the field).
+fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let proc_macro2::TokenTree::Group(g) = &tree {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                return proc_macro2::TokenTree::Group(group);
+            }
+            tree.set_span(span);
+            tree
+        })
+        .collect()
+}
+
 pub fn expand(sample: &Sample) -> TokenStream {
     let Sample {
         item,
@@ -77,6 +94,20 @@ pub fn expand(sample: &Sample) -> TokenStream {
         let call = quote_spanned!(ty.span()=> <#ty as #p::Field>::stack(samples.iter().map(|s| &s.#ident)));
         quote!(#ident: #call.map_err(|e| e.in_field(#key))?)
     });
+    // Every field type must be a `Field`: stated once per item as a where-clause spanned at the
+    // field, so an unsupported type is one error there, and the bodies (which assume the
+    // clause) add none.
+    let bounds: Vec<_> = fields
+        .iter()
+        .map(|f| {
+            let ty = &f.ty;
+            let field = respan(quote!(#p::Field), ty.span());
+            quote_spanned!(ty.span()=> #ty: #field)
+        })
+        .collect();
+    let field_idents: Vec<_> = fields.iter().map(|f| &f.ident).collect();
+    let field_keys: Vec<_> = fields.iter().map(|f| &f.key).collect();
+    let batch_name = batch.to_string();
     let batch_doc = format!(
         "The columns of a batch of [`{name}`] samples: array fields stacked along a new leading axis, other fields collected in order."
     );
@@ -85,15 +116,29 @@ pub fn expand(sample: &Sample) -> TokenStream {
         #item
 
         #[doc = #batch_doc]
-        #[derive(Debug, Clone)]
         #[allow(dead_code)] // a program may use only some columns
-
-        #vis struct #batch {
+        #vis struct #batch where #(#bounds),* {
             #(#columns,)*
         }
 
+        // Written out rather than derived: the derives' copies of the where-clause would each
+        // report an unsupported field type again.
+        impl ::core::clone::Clone for #batch where #(#bounds),* {
+            fn clone(&self) -> Self {
+                #batch { #(#field_idents: ::core::clone::Clone::clone(&self.#field_idents)),* }
+            }
+        }
+
+        impl ::core::fmt::Debug for #batch where #(#bounds),* {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#batch_name)
+                    #(.field(#field_keys, &self.#field_idents))*
+                    .finish()
+            }
+        }
+
         const _: () = {
-            impl #krate::Packable for #name {
+            impl #krate::Packable for #name where #(#bounds),* {
                 type Columns = #batch;
 
                 fn schema() -> #p::Schema {

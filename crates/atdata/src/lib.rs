@@ -36,9 +36,10 @@
 
 pub use atdata_codec::{
     ArrayError, ArrayPayload, ByteOrder, Cid, Column, DType, DynamicBatch, DynamicSample, Element,
-    Error, FieldType, Packable, Primitive, Result, SampleBatch, SampleType, Schema, SchemaField,
-    SchemaInference, SchemaRecord, SchemaRef, SchemaRefForm, Value, WdsSample, cid_of,
-    decode_array, encode_array, entry_cid, json_to_msgpack, msgpack_to_json,
+    Error, Field, FieldType, ListItem, Packable, Primitive, Required, Result, SampleBatch,
+    SampleType, Schema, SchemaField, SchemaInference, SchemaRecord, SchemaRef, SchemaRefForm,
+    Value, WdsSample, cid_of, decode_array, encode_array, entry_cid, json_to_msgpack,
+    msgpack_to_json,
 };
 #[cfg(feature = "derive")]
 pub use atdata_derive::packable;
