@@ -267,4 +267,22 @@ fn the_cli_works_on_a_redis_index_with_shards_in_s3() {
     let verified = cli.json(&["verify", "rows-s3", "--json"]);
     assert_eq!(verified[0]["status"], "ok", "{verified}");
     assert_eq!(cli.ok(&["cat", &url]).lines().count(), 5);
+    // A server's error (an XML body, for unknown credentials) is one line with its reason.
+    let out = crate::services::scrub(&mut Command::new(built("atdata")))
+        .args(["cat", &url])
+        .current_dir(cli.home.path())
+        .env("HOME", cli.home.path())
+        .envs(cli.env.iter().cloned())
+        .env("AWS_ACCESS_KEY_ID", "nobody")
+        .env("AWS_SECRET_ACCESS_KEY", "nothing")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        !stderr.contains("<?xml") && !stderr.contains("<Error>"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("InvalidAccessKeyId"), "{stderr}");
 }

@@ -179,6 +179,15 @@ fn main() -> ExitCode {
 /// Prints `e` and its causes on one line (a cause already in its parent's text is left out)
 /// and returns the error exit code.
 fn fail(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {}", one_line(e));
+    ExitCode::FAILURE
+}
+
+/// The causes of `e` on one line: each with a server's XML body cut to its reason and its
+/// whitespace collapsed, a cause already in its parent's text left out, a part repeated
+/// right after itself (`url: url: ...`) once, and a line over `ERROR_LINE` characters cut in
+/// its middle (its start says what failed, its end why).
+fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain().map(|c| short(&c.to_string())) {
         if !line.contains(&cause) {
@@ -188,15 +197,23 @@ fn fail(e: &anyhow::Error) -> ExitCode {
             line.push_str(&cause);
         }
     }
-    eprintln!("error: {line}");
-    ExitCode::FAILURE
+    let mut parts: Vec<&str> = line.split(": ").collect();
+    parts.dedup();
+    let line = parts.join(": ");
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= ERROR_LINE {
+        return line;
+    }
+    let head: String = chars[..ERROR_LINE / 2].iter().collect();
+    let tail: String = chars[chars.len() - ERROR_LINE / 2..].iter().collect();
+    format!("{head} ... {tail}")
 }
 
 /// Longest an error line grows, in characters.
 const ERROR_LINE: usize = 400;
 
-/// One cause on one line: an XML error body a server sent cut to its `Code` and `Message`,
-/// runs of whitespace (newlines included) as one space, at most `ERROR_LINE` characters.
+/// One cause: an XML error body a server sent cut to its `Code` and `Message`, runs of
+/// whitespace (newlines included) as one space.
 fn short(cause: &str) -> String {
     let text = match cause.find("<?xml").or_else(|| cause.find("<Error>")) {
         Some(at) => {
@@ -216,11 +233,7 @@ fn short(cause: &str) -> String {
         }
         None => cause.to_owned(),
     };
-    let mut one = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.chars().count() > ERROR_LINE {
-        one = one.chars().take(ERROR_LINE).collect::<String>() + "...";
-    }
-    one
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Runs the command until it ends or a signal cancels it, then waits for the cleanup of
@@ -303,7 +316,7 @@ async fn execute(config: &Config, command: Command) -> anyhow::Result<ExitCode> 
 
 #[cfg(test)]
 mod tests {
-    use super::short;
+    use super::{one_line, short};
 
     #[test]
     fn a_server_body_is_cut_to_its_reason_on_one_line() {
@@ -313,6 +326,11 @@ mod tests {
             "Error performing PUT http://h/b/k in 1ms - Server returned non-2xx status code: 403 Forbidden: AccessDenied: Access Denied."
         );
         assert_eq!(short("a\n  b"), "a b");
-        assert!(short(&"x".repeat(1000)).len() < 410);
+        let long = anyhow::anyhow!("{}: why", "x".repeat(1000)).context("u: u");
+        let line = one_line(&long);
+        assert!(
+            line.len() < 410 && line.starts_with("u: xxx") && line.ends_with("x: why"),
+            "{line}"
+        );
     }
 }
