@@ -29,18 +29,21 @@ fn labelled(i: usize) -> Labelled {
     }
 }
 
-/// 10 rows in shards of 4 written with generated keys; the folder and its pattern.
-fn write_labelled(prefix: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
+/// A writer of shards of 4 rows `rows-00.tar`, `rows-01.tar`... in `dir`, with a fixed mtime.
+fn writer(dir: &std::path::Path) -> ShardWriter {
     let options = ShardOptions {
         maxcount: 4,
         mtime: Some(0),
         ..Default::default()
     };
-    let pattern = dir.path().join("rows-%02d.tar");
-    let mut w = ShardWriter::new(pattern.to_str().unwrap(), options)
-        .unwrap()
-        .with_key_prefix(prefix);
+    let pattern = dir.join("rows-%02d.tar");
+    ShardWriter::new(pattern.to_str().unwrap(), options).unwrap()
+}
+
+/// 10 rows in shards of 4 written with generated keys; the folder and its pattern.
+fn write_labelled(prefix: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = writer(dir.path()).with_key_prefix(prefix);
     for i in 0..10 {
         w.write_sample(&labelled(i)).unwrap();
     }
@@ -106,13 +109,7 @@ fn generated_keys_make_the_same_bytes_twice_and_match_explicit_keys() {
     let (a, _) = write_labelled("");
     let (b, _) = write_labelled("");
     let explicit = tempfile::tempdir().unwrap();
-    let options = ShardOptions {
-        maxcount: 4,
-        mtime: Some(0),
-        ..Default::default()
-    };
-    let pattern = explicit.path().join("rows-%02d.tar");
-    let mut w = ShardWriter::new(pattern.to_str().unwrap(), options).unwrap();
+    let mut w = writer(explicit.path());
     for i in 0..10 {
         w.write(&labelled(i).as_wds(&format!("{i:06}"))).unwrap();
     }

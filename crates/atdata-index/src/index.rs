@@ -898,7 +898,7 @@ impl LocalIndex {
                     .max()
                     .map(|(_, v)| v.clone())
                     .ok_or_else(|| Error::NotFound {
-                        what: "schema with a major.minor.patch version named",
+                        what: "a major.minor.patch version of schema",
                         key: reference.to_owned(),
                     })?;
                 SchemaRef::new(reference, highest)

@@ -360,6 +360,10 @@ async fn download(
 ) {
     let mut offset = 0u64;
     let mut resumes = 0;
+    // Set once a body broke off after bytes came: the server was serving this object, so a
+    // resume that fails outright (a restarted server answering 500 while it starts) is tried
+    // again, within the resume budget.
+    let mut resuming = false;
     loop {
         let started_at = offset;
         let options = GetOptions {
@@ -398,11 +402,11 @@ async fn download(
                 | object_store::Error::PermissionDenied { .. }
                 | object_store::Error::Unauthenticated { .. }
         );
-        // Resume only a body that broke off after bytes came: a request that failed outright
-        // was already retried by object_store, and retrying it again would only multiply the
-        // wait on a dead server.
-        let broke_off = offset > started_at;
-        if permanent || !broke_off || resumes == DOWNLOAD_RESUMES {
+        // Resume only a download whose body broke off after bytes came: a first request that
+        // failed outright was already retried by object_store, and retrying it again would
+        // only multiply the wait on a dead server.
+        resuming |= offset > started_at;
+        if permanent || !resuming || resumes == DOWNLOAD_RESUMES {
             let _ = tx.send(Err(io_error(Error::store(url, failure)))).await;
             return;
         }
