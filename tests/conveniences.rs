@@ -85,10 +85,21 @@ fn samples_and_batches_carry_their_keys() {
         keyed.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>()
     );
 
-    // DynamicBatch too, through the schema.
+    // DynamicBatch too, through the schema; filtered first with `batched_with`.
     let dynamic = Dataset::<DynamicSample>::with_schema(&url, Labelled::schema()).unwrap();
     let first: DynamicBatch = dynamic.ordered(2).unwrap().next().unwrap().unwrap();
     assert_eq!(first.keys(), ["row-000000", "row-000001"]);
+    let late = dynamic
+        .samples_with_keys()
+        .unwrap()
+        .filter(|r| r.as_ref().map_or(true, |(k, _)| k.as_str() >= "row-000008"));
+    let batch = late
+        .batched_with(Labelled::schema(), 4)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(batch.keys(), ["row-000008", "row-000009"]);
 
     // Any keyed iterator batches, so a filter can come first.
     let odd = ds

@@ -66,7 +66,8 @@ impl<T: SampleType, I: Iterator<Item = Result<(String, T)>>> Iterator for Batche
 }
 
 /// Batching for any iterator of keyed samples, so that `filter`, `map` or `take` can come
-/// before it (for typed samples; a `DynamicSample` dataset batches through `ordered`).
+/// before it: `batched(n)` for typed samples, `batched_with(context, n)` for any sample type
+/// (a `DynamicSample`'s context is its schema).
 ///
 /// ```
 /// use atdata_codec::Packable;
@@ -88,15 +89,25 @@ impl<T: SampleType, I: Iterator<Item = Result<(String, T)>>> Iterator for Batche
 /// let first = even.batched(4)?.next().unwrap()?;
 /// assert_eq!(first.id, [0, 2, 4, 6]);
 /// assert_eq!(first.keys()[1], "000002");
+///
+/// let dynamic = atdata_wds::Dataset::<atdata_codec::DynamicSample>::with_schema(&path, Row::schema())?;
+/// let batch = dynamic.samples_with_keys()?.take(3).batched_with(Row::schema(), 2)?.next().unwrap()?;
+/// assert_eq!(batch.keys(), ["000000", "000001"]);
 /// # Ok(()) }
 /// ```
-pub trait BatchedExt<T: SampleType<Context = ()>>:
-    Iterator<Item = Result<(String, T)>> + Sized
-{
-    /// Batches of `batch_size` samples (0 is an error).
-    fn batched(self, batch_size: usize) -> Result<Batches<T, Self>> {
-        Batches::new(self, Arc::new(()), batch_size)
+pub trait BatchedExt<T: SampleType>: Iterator<Item = Result<(String, T)>> + Sized {
+    /// Batches of `batch_size` samples (0 is an error), decoded with `context`.
+    fn batched_with(self, context: T::Context, batch_size: usize) -> Result<Batches<T, Self>> {
+        Batches::new(self, Arc::new(context), batch_size)
+    }
+
+    /// Batches of `batch_size` typed samples (0 is an error).
+    fn batched(self, batch_size: usize) -> Result<Batches<T, Self>>
+    where
+        T: SampleType<Context = ()>,
+    {
+        self.batched_with((), batch_size)
     }
 }
 
-impl<T: SampleType<Context = ()>, I: Iterator<Item = Result<(String, T)>>> BatchedExt<T> for I {}
+impl<T: SampleType, I: Iterator<Item = Result<(String, T)>>> BatchedExt<T> for I {}
