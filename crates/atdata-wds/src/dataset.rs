@@ -367,10 +367,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     /// `for_loops_over_fallibles` lint warns about.)
     #[must_use = "the samples are read only when the iterator is used (and it is inside the Result)"]
     pub fn samples(&self) -> Result<Samples<T>> {
-        Ok(Samples::new(
-            self.pipeline(self.shard_list(), self.decoder()),
-            None,
-        ))
+        Ok(self.in_order(self.decoder()))
     }
 
     /// Samples in order with their `__key__`, as webdataset gives them.
@@ -393,23 +390,23 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     /// ```
     #[must_use = "the samples are read only when the iterator is used (and it is inside the Result)"]
     pub fn samples_with_keys(&self) -> Result<Samples<(String, T)>> {
-        Ok(Samples::new(
-            self.pipeline(self.shard_list(), self.keyed_decoder()),
-            None,
-        ))
+        Ok(self.in_order(self.keyed_decoder()))
     }
 
     /// Samples shuffled: each epoch's shard order, then a buffer of `buffer_samples`.
     #[must_use = "the samples are read only when the iterator is used (and it is inside the Result)"]
     pub fn shuffled_samples(&self, options: ShuffleOptions) -> Result<Samples<T>> {
-        let pipeline = self.pipeline(self.shuffled_shards(options.seed), self.decoder());
-        let buffer = Shuffle::new(self.rng(options.seed, 1, true), options.buffer_samples);
-        Ok(Samples::new(pipeline, Some(buffer)))
+        Ok(self.shuffled_by(options, self.decoder()))
     }
 
-    /// Shuffled samples with their keys (as [`shuffled_samples`](Self::shuffled_samples)).
-    fn shuffled_keyed(&self, options: ShuffleOptions) -> Samples<(String, T)> {
-        let pipeline = self.pipeline(self.shuffled_shards(options.seed), self.keyed_decoder());
+    /// Every shard's samples in order, mapped by `map`.
+    fn in_order<U: Send + 'static>(&self, map: MapFn<U>) -> Samples<U> {
+        Samples::new(self.pipeline(self.shard_list(), map), None)
+    }
+
+    /// This epoch's shard order, samples mapped by `map`, then the shuffle buffer.
+    fn shuffled_by<U: Send + 'static>(&self, options: ShuffleOptions, map: MapFn<U>) -> Samples<U> {
+        let pipeline = self.pipeline(self.shuffled_shards(options.seed), map);
         let buffer = Shuffle::new(self.rng(options.seed, 1, true), options.buffer_samples);
         Samples::new(pipeline, Some(buffer))
     }
@@ -426,7 +423,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     #[must_use = "the batches are read only when the iterator is used (and it is inside the Result)"]
     pub fn shuffled(&self, batch_size: usize, options: ShuffleOptions) -> Result<Batches<T>> {
         Batches::new(
-            self.shuffled_keyed(options),
+            self.shuffled_by(options, self.keyed_decoder()),
             self.context.clone(),
             batch_size,
         )
@@ -437,10 +434,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     pub fn raw_samples(&self) -> Result<Samples<WdsSample>> {
         let identity: MapFn<WdsSample> =
             Arc::new(|_: &str, sample: Sample<'_>| Ok(sample.to_owned_sample()));
-        Ok(Samples::new(
-            self.pipeline(self.shard_list(), identity),
-            None,
-        ))
+        Ok(self.in_order(identity))
     }
 
     /// The raw samples, in order, each first checked to decode as `T` (on the reading
@@ -453,10 +447,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
             decode(shard, sample)?;
             Ok(sample.to_owned_sample())
         });
-        Ok(Samples::new(
-            self.pipeline(self.shard_list(), checked),
-            None,
-        ))
+        Ok(self.in_order(checked))
     }
 }
 

@@ -24,6 +24,18 @@ pub struct Input {
     pub url: String,
     /// The entry, when the argument was a dataset name or CID.
     pub entry: Option<LocalDatasetEntry>,
+    /// The index the entry was found in.
+    pub index: Option<LocalIndex>,
+}
+
+impl Input {
+    fn url(url: String) -> Input {
+        Input {
+            url,
+            entry: None,
+            index: None,
+        }
+    }
 }
 
 fn is_shard(path: &Path) -> bool {
@@ -89,44 +101,54 @@ fn glob_files(pattern: &str) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Whether `text` is read as a URL or files rather than a dataset name.
-fn names_files(text: &str) -> bool {
-    text.contains("://") || Path::new(text).exists() || text.contains(['*', '?', '[', '{'])
+/// The URL a dataset argument names by itself (the module's rules 1 to 4), or `None` when it
+/// is to be looked up as a dataset name.
+fn shard_url(text: &str) -> Option<anyhow::Result<String>> {
+    let path = Path::new(text);
+    Some(if text.contains("://") || path.is_file() {
+        Ok(text.to_owned())
+    } else if path.is_dir() {
+        shard_files(path).and_then(|files| brace_list(&files))
+    } else if path.exists() {
+        Err(anyhow::anyhow!(
+            "`{text}` is not a file, a directory, a pattern or a URL"
+        ))
+    } else if text.contains(['*', '?', '[']) {
+        glob_files(text).and_then(|files| brace_list(&files))
+    } else if text.contains('{') {
+        Ok(text.to_owned())
+    } else {
+        return None;
+    })
+}
+
+/// The dataset `text` names in `index`.
+async fn by_name(index: LocalIndex, text: &str) -> anyhow::Result<Input> {
+    let entry = find(&index, text).await.with_context(|| {
+        format!("`{text}` is not a file, a directory, a pattern or a URL, nor a dataset name")
+    })?;
+    Ok(Input {
+        url: entry.shards_url(),
+        entry: Some(entry),
+        index: Some(index),
+    })
 }
 
 /// Resolves a dataset argument (see the module's rules), looking names up in `index`.
-pub async fn resolve_in(index: Option<&LocalIndex>, text: &str) -> anyhow::Result<Input> {
-    let path = Path::new(text);
-    let url = if text.contains("://") || path.is_file() {
-        text.to_owned()
-    } else if path.is_dir() {
-        brace_list(&shard_files(path)?)?
-    } else if text.contains(['*', '?', '[']) {
-        brace_list(&glob_files(text)?)?
-    } else if text.contains('{') {
-        text.to_owned()
-    } else {
-        let index = index
-            .with_context(|| format!("`{text}` is not a file, a directory, a pattern or a URL"))?;
-        let entry = find(index, text).await.with_context(|| {
-            format!("`{text}` is not a file, a directory, a pattern or a URL, nor a dataset name")
-        })?;
-        return Ok(Input {
-            url: entry.shards_url(),
-            entry: Some(entry),
-        });
-    };
-    Ok(Input { url, entry: None })
+pub async fn resolve_in(index: &LocalIndex, text: &str) -> anyhow::Result<Input> {
+    match shard_url(text) {
+        Some(url) => Ok(Input::url(url?)),
+        None => by_name(index.clone(), text).await,
+    }
 }
 
 /// Resolves a dataset argument against the configured index (opened read-only, and only when
 /// the argument is a name).
 pub async fn resolve(config: &Config, text: &str) -> anyhow::Result<Input> {
-    if names_files(text) {
-        return resolve_in(None, text).await;
+    match shard_url(text) {
+        Some(url) => Ok(Input::url(url?)),
+        None => by_name(config.existing_index().await?, text).await,
     }
-    let index = config.existing_index().await?;
-    resolve_in(Some(&index), text).await
 }
 
 #[cfg(test)]

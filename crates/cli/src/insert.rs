@@ -85,7 +85,8 @@ fn infer(
 
 pub async fn insert(config: &Config, args: InsertArgs) -> anyhow::Result<()> {
     let (index, store) = config.index_with_store().await?;
-    let input = inputs::resolve_in(Some(&index), &args.pattern).await?;
+    let input = inputs::resolve_in(&index, &args.pattern).await?;
+    let total = progress::total_size(&expand_urls(&input.url)?, input.entry.as_ref());
     let (schema, schema_ref) = match &args.schema {
         Some(r) => {
             let full = index.resolve_schema_ref(r).await?;
@@ -94,11 +95,7 @@ pub async fn insert(config: &Config, args: InsertArgs) -> anyhow::Result<()> {
         None => {
             let (pattern, name) = (input.url.clone(), args.name.clone());
             let max_member = config.max_member_bytes();
-            let shards = expand_urls(&pattern)?;
-            let bar = progress::bar(
-                progress::total_size(&shards, input.entry.as_ref()),
-                "inferring the schema from every sample",
-            );
+            let bar = progress::bar(total, "inferring the schema from every sample");
             let opener = CountingOpener::new(bar.clone());
             let inferred =
                 tokio::task::spawn_blocking(move || infer(&pattern, &opener, &name, max_member))
@@ -110,11 +107,7 @@ pub async fn insert(config: &Config, args: InsertArgs) -> anyhow::Result<()> {
         }
     };
 
-    let shards = expand_urls(&input.url)?;
-    let bar = progress::bar(
-        progress::total_size(&shards, input.entry.as_ref()),
-        format!("to {store}"),
-    );
+    let bar = progress::bar(total, format!("to {store}"));
     let ds = atdata::Dataset::<DynamicSample>::with_schema(&input.url, schema)?
         .with_max_member_bytes(config.max_member_bytes())
         .with_opener(CountingOpener::new(bar.clone()));

@@ -44,7 +44,10 @@ async fn schema(
     let Some(r) = schema_ref.or(input.entry.as_ref().map(|e| e.schema_ref.as_str())) else {
         return Ok(None);
     };
-    let index = config.existing_index().await?;
+    let index = match &input.index {
+        Some(index) => index.clone(),
+        None => config.existing_index().await?,
+    };
     Ok(Some((r.to_owned(), index.decode_schema(r).await?)))
 }
 
