@@ -603,5 +603,11 @@ fn an_s3_server_killed_mid_insert_or_a_dropped_insert_future_leaves_nothing() {
     let entry = rt
         .block_on(index.insert_dataset_with(&ds, "dropped", options()))
         .unwrap();
-    assert_eq!(objects(&s3, "dropped").len(), entry.data_urls.len());
+    let stored = objects(&s3, "dropped");
+    let sidecars = stored.iter().filter(|o| o.ends_with(".idx")).count();
+    assert_eq!(
+        (stored.len() - sidecars, sidecars),
+        (entry.data_urls.len(), entry.data_urls.len()),
+        "each shard and its sidecar: {stored:?}"
+    );
 }

@@ -878,6 +878,30 @@ async fn a_failed_index_write_deletes_the_shards_it_wrote() {
 }
 
 /// Every file under `dir`.
+/// The shard files under `dir` (sidecars left out), after checking that each sidecar is
+/// beside its shard and each uncompressed shard has its sidecar: a sidecar is part of its
+/// shard.
+pub fn shard_files(dir: &Path) -> Vec<PathBuf> {
+    let all = walk(dir);
+    let (sidecars, shards): (Vec<PathBuf>, Vec<PathBuf>) = all
+        .iter()
+        .cloned()
+        .partition(|p| p.extension().is_some_and(|e| e == "idx"));
+    for sidecar in &sidecars {
+        assert!(
+            all.contains(&sidecar.with_extension("tar")),
+            "a sidecar without its shard: {sidecar:?}"
+        );
+    }
+    for shard in shards.iter().filter(|p| p.extension().is_some_and(|e| e == "tar")) {
+        assert!(
+            sidecars.contains(&shard.with_extension("idx")),
+            "a shard without its sidecar: {shard:?}"
+        );
+    }
+    shards
+}
+
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let Ok(read) = std::fs::read_dir(dir) else {
         return Vec::new();

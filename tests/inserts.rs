@@ -11,7 +11,7 @@ use atdata::{DeleteOptions, WdsSample, json_to_msgpack};
 use serde_json::json;
 
 use crate::hardening::Atdata;
-use crate::index::{fresh_db, walk as files};
+use crate::index::{fresh_db, shard_files, walk as files};
 
 /// A row.
 #[packable]
@@ -157,7 +157,7 @@ async fn an_identical_insert_returns_the_newest_entry_and_writes_nothing() {
     let ds = Dataset::<Row>::new(&source).unwrap();
     let first = index.insert_dataset(&ds, "rows", "rows").await.unwrap();
     let stored = files(&dir.path().join("store"));
-    assert_eq!(stored.len(), 2);
+    assert_eq!(shard_files(&dir.path().join("store")).len(), 2);
 
     let again = index.insert_dataset(&ds, "rows", "rows").await.unwrap();
     assert_eq!(again, first);
@@ -205,9 +205,10 @@ async fn deletes(backend: Option<&str>) {
     let entry = index.insert_dataset(&ds, "rows", "rows").await.unwrap();
     let cid = entry.cid().to_string();
     index.label("rows", &cid, "1.0", None).await.unwrap();
-    // A sidecar beside the first shard; another entry sharing the last shard.
-    let sidecar = entry.data_urls[0].replace(".tar", ".idx");
-    std::fs::write(&sidecar, "v1.2 2\n").unwrap();
+    // Each shard's sidecar (written by the insert) goes with it; another entry shares the
+    // last shard.
+    let sidecar = |url: &str| url.replace(".tar", ".idx");
+    assert!(Path::new(&sidecar(&entry.data_urls[0])).exists());
     let shared = &entry.data_urls[2];
     let other = index
         .add_entry(&Dataset::<Row>::new(shared).unwrap(), "other", None, None)
@@ -227,15 +228,16 @@ async fn deletes(backend: Option<&str>) {
     doomed.sort();
     let mut expected = vec![
         entry.data_urls[0].clone(),
-        sidecar.clone(),
+        sidecar(&entry.data_urls[0]),
         entry.data_urls[1].clone(),
+        sidecar(&entry.data_urls[1]),
     ];
     expected.sort();
     assert_eq!(doomed, expected);
     assert_eq!(planned.kept_files.len(), 1);
     assert_eq!(&planned.kept_files[0].0, shared);
     assert_eq!(index.get_entry(&cid).await.unwrap(), entry);
-    assert!(Path::new(&sidecar).exists());
+    assert!(Path::new(&sidecar(&entry.data_urls[0])).exists());
 
     // The real thing.
     let deleted = index
@@ -265,6 +267,7 @@ async fn deletes(backend: Option<&str>) {
         assert!(!Path::new(file).exists(), "{file} deleted");
     }
     assert!(Path::new(shared).exists(), "the shared shard is kept");
+    assert!(Path::new(&sidecar(shared)).exists(), "with its sidecar");
     assert_eq!(ids(shared), [4, 5]);
     assert_eq!(index.get_entry_by_name("other").await.unwrap(), other);
 
@@ -372,15 +375,15 @@ fn the_command_keeps_shards_infers_from_every_sample_dedupes_and_deletes() {
     let cid = entry["cid"].as_str().unwrap();
     let dry = cli.json(&["delete", "notes", "--shards", "--json"]);
     assert_eq!(dry["applied"], false);
-    assert_eq!(dry["deleted_files"].as_array().unwrap().len(), 4);
-    assert_eq!(files(&cli.store()).len(), 6);
+    assert_eq!(dry["deleted_files"].as_array().unwrap().len(), 8, "4 shards, 4 sidecars");
+    assert_eq!(shard_files(&cli.store()).len(), 6);
     let out = cli.ok(&["delete", cid, "--shards", "--apply"]);
     assert!(
         out.contains(&format!("deleted entry notes ({cid})")),
         "{out}"
     );
     assert_eq!(
-        files(&cli.store()).len(),
+        shard_files(&cli.store()).len(),
         2,
         "the re-cut copy's shards stay"
     );

@@ -143,6 +143,7 @@ async fn conformance<S: DataStore + Clone>(store: S, short_ids: bool) {
             WriteOptions {
                 shards: Some(fixed),
                 cache_local: true,
+                ..WriteOptions::default()
             },
         )
         .await

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use atdata_wds::shard_stem;
 use futures::TryStreamExt;
 
 use crate::entry::LocalDatasetEntry;
@@ -29,12 +30,12 @@ pub struct References {
 impl References {
     /// Whether `url` is a referenced shard or one of its sibling files (`a.tar`, `a.idx`).
     pub fn contains(&self, url: &str) -> bool {
-        self.stems.contains(stem(&normalize(url)))
+        self.stems.contains(shard_stem(&normalize(url)))
     }
 
     fn add(&mut self, entry: &LocalDatasetEntry) -> Result<()> {
         for url in shard_urls(entry)? {
-            self.stems.insert(stem(&normalize(&url)).to_owned());
+            self.stems.insert(shard_stem(&normalize(&url)).to_owned());
         }
         Ok(())
     }
@@ -66,15 +67,6 @@ fn normalize(url: &str) -> String {
         .ok()
         .and_then(|p| p.to_str().map(str::to_owned))
         .unwrap_or_else(|| url.to_owned())
-}
-
-/// `dir/data--x--000000.tar` as `dir/data--x--000000`: what a shard and its sidecars share.
-fn stem(url: &str) -> &str {
-    let name_at = url.rfind('/').map_or(0, |i| i + 1);
-    match url[name_at..].find('.') {
-        Some(dot) => &url[..name_at + dot],
-        None => url,
-    }
 }
 
 /// What [`LocalIndex::delete`] does: remove the entry only (the default), or its shards too;
@@ -199,11 +191,11 @@ impl LocalIndex {
                     continue;
                 };
                 let dir = key.rsplit_once('/').map_or("", |(dir, _)| dir);
-                let shard_stem = stem(&url).to_owned();
+                let stem = shard_stem(&url).to_owned();
                 let siblings = match store.list_items(dir).await {
                     Ok(items) => items
                         .into_iter()
-                        .filter(|i| !i.is_upload() && stem(&i.url) == shard_stem)
+                        .filter(|i| !i.is_upload() && shard_stem(&i.url) == stem)
                         .map(|i| i.url)
                         .collect(),
                     Err(atdata_store::Error::Unsupported(_)) => vec![url.clone()],
@@ -243,13 +235,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_shard_and_its_sidecars_share_a_stem() {
-        assert_eq!(
-            stem("s3://b/p/data--x--000001.tar"),
-            "s3://b/p/data--x--000001"
-        );
-        assert_eq!(stem("/d/data--x--000001.idx"), "/d/data--x--000001");
-        assert_eq!(stem("/d.v2/shard"), "/d.v2/shard");
+    fn file_urls_normalize_to_paths() {
         assert_eq!(normalize("file:///nonexistent/a.tar"), "/nonexistent/a.tar");
     }
 }

@@ -128,6 +128,34 @@ impl LocalDatasetEntry {
         self.per_shard("shard_sizes")?.into_iter().collect()
     }
 
+    /// What the metadata records of each shard (its `sample_counts` and `shard_sizes`), by
+    /// data URL, for [`Dataset::with_shard_facts`](atdata_wds::Dataset::with_shard_facts):
+    /// `len()` then reads nothing, and each sidecar read is checked against them.
+    ///
+    /// ```
+    /// let e = atdata_index::LocalDatasetEntry::new("n", "atdata://local/schema/T@1.0.0",
+    ///     vec!["a.tar".into(), "b.tar".into()],
+    ///     Some(serde_json::json!({"sample_counts": {"a.tar": 3}, "shard_sizes": {"a.tar": 10240}}))).unwrap();
+    /// let facts = e.shard_facts();
+    /// assert_eq!(facts[0].1, atdata_wds::ShardFacts { samples: Some(3), bytes: Some(10240) });
+    /// assert_eq!(facts[1].1, atdata_wds::ShardFacts::default());
+    /// ```
+    pub fn shard_facts(&self) -> Vec<(String, atdata_wds::ShardFacts)> {
+        let counts = self.per_shard("sample_counts").unwrap_or_default();
+        let sizes = self.per_shard("shard_sizes").unwrap_or_default();
+        self.data_urls
+            .iter()
+            .enumerate()
+            .map(|(i, url)| {
+                let facts = atdata_wds::ShardFacts {
+                    samples: counts.get(i).copied().flatten(),
+                    bytes: sizes.get(i).copied().flatten(),
+                };
+                (url.clone(), facts)
+            })
+            .collect()
+    }
+
     /// The integers the metadata object `key` holds for each data URL.
     fn per_shard(&self, key: &str) -> Option<Vec<Option<u64>>> {
         let map = self.metadata.as_ref()?.get(key)?.as_object()?;

@@ -463,6 +463,7 @@ impl LocalIndex {
         let write = WriteOptions {
             shards: recut,
             cache_local: options.cache_local,
+            ..WriteOptions::default() // with sidecars
         };
         if write.shards.is_none()
             && let Some(entry) = self.identical_newest(dataset, &commit).await?
@@ -992,10 +993,10 @@ impl Commit {
         let indexed = self.index_entry().await;
         if let (Err(e), Some(store)) = (&indexed, &self.store) {
             tracing::debug!(
-                "insert of {} not indexed ({e}): deleting its shards",
+                "insert of {} not indexed ({e}): deleting its shards and their sidecars",
                 self.name
             );
-            let deletes = self.data_urls.iter().map(|url| store.delete(url));
+            let deletes = self.data_urls.iter().map(|url| store.delete_shard(url));
             for (url, deleted) in self
                 .data_urls
                 .iter()

@@ -189,6 +189,44 @@ impl DataStore for Backend {
         }))
     }
 
+    fn read_range(&self, url: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
+        let path = self.path(url)?;
+        let store = self.store.clone();
+        let wanted = range.end.saturating_sub(range.start);
+        let fetch = range.clone();
+        // Ok(Some(bytes)), or Ok(None) when the object ends before the range does (servers say
+        // so in several ways: a 416, a short Content-Range, a local length check; the object's
+        // size, asked for only then, tells them apart from other failures).
+        let got = wait(&self.runtime.handle(), async move {
+            if wanted == 0 {
+                return Ok(Some(Bytes::new())); // an empty range asks nothing of the server
+            }
+            match store.get_range(&path, fetch.clone()).await {
+                Ok(bytes) if bytes.len() as u64 == wanted => Ok(Some(bytes)),
+                Ok(_) => Ok(None),
+                Err(e @ object_store::Error::NotFound { .. }) => Err(e),
+                Err(e) => match store.head(&path).await {
+                    Ok(meta) if meta.size < fetch.end => Ok(None),
+                    _ => Err(e),
+                },
+            }
+        })?;
+        match got {
+            Ok(Some(bytes)) => Ok(bytes.to_vec()),
+            Ok(None) => Err(Error::Io {
+                path: url.to_owned(),
+                source: io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "bytes {}..{} are past the object's end",
+                        range.start, range.end
+                    ),
+                ),
+            }),
+            Err(e) => Err(Error::store(url, e)),
+        }
+    }
+
     fn create_shard(&self, key: &str) -> Result<Box<dyn ShardUpload>> {
         let url = self.url(key);
         let path = Path::parse(key.trim_start_matches('/'))
@@ -620,6 +658,10 @@ macro_rules! store_type {
 
             fn open_shard(&self, url: &str) -> Result<Box<dyn Read + Send>> {
                 self.0.open_shard(url)
+            }
+
+            fn read_range(&self, url: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
+                self.0.read_range(url, range)
             }
 
             fn create_shard(&self, key: &str) -> Result<Box<dyn ShardUpload>> {

@@ -1,11 +1,11 @@
 //! Opening shard URLs through stores, for `Dataset`.
 
 use std::io::Read;
+use std::ops::Range;
 use std::sync::Arc;
 
 use atdata_wds::ShardOpener;
 
-#[cfg(feature = "s3")]
 use crate::error::Error;
 #[cfg(feature = "s3")]
 use crate::object::S3DataStore;
@@ -84,17 +84,55 @@ impl StoreOpener {
     }
 }
 
+impl StoreOpener {
+    fn store_for(&self, url: &str) -> crate::Result<Arc<dyn DataStore>> {
+        match &self.store {
+            Some(store) => Ok(store.clone()),
+            None => {
+                let store: Arc<dyn DataStore> = self.bucket_store(url)?;
+                Ok(store)
+            }
+        }
+    }
+}
+
+/// A store error as a reader sees it: an I/O error naming `url`, keeping the kind a reader
+/// acts on (a missing object is `NotFound`, a range past the end `UnexpectedEof`).
+fn read_error(url: &str, e: Error) -> atdata_wds::Error {
+    let source = match e {
+        Error::Io { source, .. } => source,
+        Error::NotFound { .. } => std::io::Error::new(std::io::ErrorKind::NotFound, e),
+        e => std::io::Error::other(e),
+    };
+    atdata_wds::Error::Io {
+        path: url.to_owned(),
+        source,
+    }
+}
+
+/// The opener's streamed reads alone, so that a store without ranged reads is served by
+/// [`ShardOpener`]'s provided read-and-skip.
+struct Streamed(StoreOpener);
+
+impl ShardOpener for Streamed {
+    fn open(&self, url: &str) -> atdata_wds::Result<Box<dyn Read + Send>> {
+        self.0.open(url)
+    }
+}
+
 impl ShardOpener for StoreOpener {
     fn open(&self, url: &str) -> atdata_wds::Result<Box<dyn Read + Send>> {
-        let opened = match &self.store {
-            Some(store) => store.open_shard(url),
-            None => self
-                .bucket_store(url)
-                .and_then(|store| store.open_shard(url)),
-        };
-        opened.map_err(|e| atdata_wds::Error::Io {
-            path: url.to_owned(),
-            source: std::io::Error::other(e),
-        })
+        self.store_for(url)
+            .and_then(|store| store.open_shard(url))
+            .map_err(|e| read_error(url, e))
+    }
+
+    /// One ranged GET; a store without ranged reads streams up to the range instead.
+    fn read_range(&self, url: &str, range: Range<u64>) -> atdata_wds::Result<Vec<u8>> {
+        let store = self.store_for(url).map_err(|e| read_error(url, e))?;
+        match store.read_range(url, range.clone()) {
+            Err(Error::Unsupported(_)) => Streamed(self.clone()).read_range(url, range),
+            read => read.map_err(|e| read_error(url, e)),
+        }
     }
 }

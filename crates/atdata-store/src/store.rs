@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use atdata_codec::SampleType;
-use atdata_wds::{Dataset, ShardOpener, ShardOptions, ShardWriter, SinkFactory};
+use atdata_wds::{Dataset, ShardOpener, ShardOptions, ShardWriter, Sidecar, SinkFactory};
 use sha2::{Digest, Sha256};
 
 use crate::cleanup::WorkGuard;
@@ -36,6 +36,16 @@ pub trait DataStore: Send + Sync + fmt::Debug + 'static {
     /// A streaming reader over the object at `url`. A missing object is an error on the first
     /// read, naming the URL. Call it from a blocking thread, not an async task.
     fn open_shard(&self, url: &str) -> Result<Box<dyn Read + Send>>;
+
+    /// The bytes `range` of the object at `url`, in one request (a ranged GET): exactly that
+    /// many, or an error (`UnexpectedEof` I/O when the object is shorter). What
+    /// [`StoreOpener`](crate::StoreOpener) serves `Dataset::get` with; a store without ranged
+    /// reads returns [`Error::Unsupported`] (the default), and the opener then reads up to
+    /// the range. Call it from a blocking thread.
+    fn read_range(&self, url: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
+        let _ = range;
+        Err(Error::Unsupported(format!("{url}: ranged reads")))
+    }
 
     /// Starts writing the object `key`. Nothing is visible under `key` until the upload is
     /// committed; an upload dropped uncommitted is aborted. Call it from a blocking thread.
@@ -151,8 +161,8 @@ impl WrittenShards {
 }
 
 /// How [`DataStoreExt::write_shards`] writes: the source's shards copied as they are (the
-/// default) or re-cut, and whether each shard is staged in a local temporary file before it
-/// is uploaded.
+/// default) or re-cut, whether each shard is staged in a local temporary file before it
+/// is uploaded, and whether each uncompressed shard gets its sidecar index.
 ///
 /// `write_shards` takes these or plain [`ShardOptions`] (which re-cut).
 ///
@@ -161,8 +171,9 @@ impl WrittenShards {
 ///
 /// let opts = WriteOptions { cache_local: true, ..Default::default() };
 /// assert!(opts.shards.is_none()); // shard for shard
+/// assert!(opts.sidecars);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteOptions {
     /// `None` (the default): each source shard is copied byte for byte, keeping its samples,
     /// their boundaries, its compression and its checksum. `Some`: the samples are re-cut
@@ -172,13 +183,27 @@ pub struct WriteOptions {
     /// the connection is not: the upload then runs at full speed). The checksum is the same
     /// either way.
     pub cache_local: bool,
+    /// Store each uncompressed shard's sidecar index (`data--…--000000.idx`, DALI's format)
+    /// beside it, committed with it (default `true`): what `Dataset::get` and `len` read.
+    /// A member name the sidecar's lines cannot hold (whitespace) then fails the write.
+    pub sidecars: bool,
+}
+
+impl Default for WriteOptions {
+    fn default() -> WriteOptions {
+        WriteOptions {
+            shards: None,
+            cache_local: false,
+            sidecars: true,
+        }
+    }
 }
 
 impl From<ShardOptions> for WriteOptions {
     fn from(shards: ShardOptions) -> WriteOptions {
         WriteOptions {
             shards: Some(shards),
-            cache_local: false,
+            ..WriteOptions::default()
         }
     }
 }
@@ -216,11 +241,30 @@ pub(crate) fn shard_key(prefix: &str, id: &str, index: usize) -> String {
 /// Conveniences over any [`DataStore`].
 #[async_trait]
 pub trait DataStoreExt: DataStore {
+    /// Deletes the shard at `url` and its sidecar index beside it (`<stem>.idx`, see
+    /// [`atdata_wds::sidecar_url`]): a shard is never deleted leaving its sidecar to describe
+    /// a missing shard. The sidecar goes first; deleting a missing object succeeds.
+    ///
+    /// ```
+    /// # async fn demo(store: &atdata_store::MemoryStore) -> atdata_store::Result<()> {
+    /// use atdata_store::DataStoreExt;
+    /// store.delete_shard("memory:///p/data--x--000000.tar").await?; // and data--x--000000.idx
+    /// # Ok(()) }
+    /// ```
+    async fn delete_shard(&self, url: &str) -> Result<()> {
+        if let Some(sidecar) = atdata_wds::sidecar_url(url) {
+            self.delete(&sidecar).await?;
+        }
+        self.delete(url).await
+    }
+
     /// Writes `dataset` into this store as shards named `{prefix}/data--{uuid}--{000000}.tar`:
     /// by default each source shard copied byte for byte (a `.tar.gz` or `.tgz` source keeps
     /// its compression and its suffix), or, with [`ShardOptions`], the samples re-cut by their
     /// limits (maxcount, maxsize, mtime). Each shard streams into a multipart upload with
-    /// bounded memory, hashed and counted on the way. Samples keep their keys.
+    /// bounded memory, hashed and counted on the way. Samples keep their keys. Each
+    /// uncompressed shard's sidecar index (`….idx`) is stored beside it, unless
+    /// [`WriteOptions::sidecars`] is off; sidecars are committed and deleted with their shards.
     ///
     /// Nothing becomes visible until every shard is complete: a failure aborts the uploads this
     /// call started; if a failure strikes between completions, the completed shards are deleted
@@ -295,10 +339,11 @@ impl Drop for Cancel {
     }
 }
 
-/// A shard being uploaded, and the bytes written to it. Writes fail once the write is
+/// A shard being uploaded, its key, and the bytes written to it. Writes fail once the write is
 /// cancelled, so that even one large shard stops within a buffer's time.
 struct Measured<'s> {
     upload: Box<dyn ShardUpload + 's>,
+    key: String,
     bytes: u64,
     cancelled: &'s AtomicBool,
 }
@@ -318,9 +363,10 @@ impl Write for Measured<'_> {
     }
 }
 
-/// A shard whose bytes are all stored, not yet committed.
+/// A shard whose bytes (and its sidecar's) are all stored, not yet committed.
 struct Stored<'s> {
     upload: Box<dyn ShardUpload + 's>,
+    sidecar: Option<Box<dyn ShardUpload + 's>>,
     samples: u64,
     bytes: u64,
 }
@@ -331,6 +377,7 @@ struct UploadSinks<'s> {
     prefix: &'s str,
     id: uuid::Uuid,
     cache_local: bool,
+    sidecars: bool,
     cancelled: &'s AtomicBool,
 }
 
@@ -343,14 +390,54 @@ impl<'s> UploadSinks<'s> {
             None => key,
         };
         let upload = if self.cache_local {
-            Box::new(StagedUpload::new(self.store, key)?) as Box<dyn ShardUpload + 's>
+            Box::new(StagedUpload::new(self.store, key.clone())?) as Box<dyn ShardUpload + 's>
         } else {
             self.store.create_shard(&key)?
         };
         Ok(Measured {
             upload,
+            key,
             bytes: 0,
             cancelled: self.cancelled,
+        })
+    }
+
+    /// Stores the shard's bytes and, if it has one and sidecars are on, its sidecar beside
+    /// it; neither is visible yet.
+    fn store(
+        &self,
+        mut sink: Measured<'s>,
+        samples: u64,
+        sidecar: Option<Sidecar>,
+    ) -> atdata_wds::Result<Stored<'s>> {
+        let url = sink.upload.url().to_owned();
+        sink.upload.finish().map_err(|e| sink_error(url.clone(), e))?;
+        let sidecar = match sidecar.filter(|_| self.sidecars) {
+            None => None,
+            Some(sidecar) => {
+                // Only an uncompressed shard has a layout; its key has a stem.
+                let key = atdata_wds::sidecar_url(&sink.key).unwrap_or_default();
+                let text = sidecar.to_text()?;
+                let mut upload = self
+                    .store
+                    .create_shard(&key)
+                    .map_err(|e| sink_error(url.clone(), e))?;
+                let shown = upload.url().to_owned();
+                upload
+                    .write_all(text.as_bytes())
+                    .map_err(|source| atdata_wds::Error::Io {
+                        path: shown.clone(),
+                        source,
+                    })?;
+                upload.finish().map_err(|e| sink_error(shown, e))?;
+                Some(upload)
+            }
+        };
+        Ok(Stored {
+            upload: sink.upload,
+            sidecar,
+            samples,
+            bytes: sink.bytes,
         })
     }
 }
@@ -380,17 +467,11 @@ impl<'s> SinkFactory for UploadSinks<'s> {
     fn close(
         &mut self,
         _index: usize,
-        mut sink: Measured<'s>,
+        sink: Measured<'s>,
         samples: usize,
+        sidecar: Option<Sidecar>,
     ) -> atdata_wds::Result<Stored<'s>> {
-        sink.upload
-            .finish()
-            .map_err(|e| sink_error(sink.upload.url().to_owned(), e))?;
-        Ok(Stored {
-            upload: sink.upload,
-            samples: samples as u64,
-            bytes: sink.bytes,
-        })
+        self.store(sink, samples as u64, sidecar)
     }
 }
 
@@ -419,11 +500,12 @@ fn write_blocking<T: SampleType, O: ShardOpener>(
             Ok(())
         }
     };
-    let mut sinks = UploadSinks {
+    let sinks = UploadSinks {
         store,
         prefix,
         id: uuid::Uuid::new_v4(),
         cache_local: options.cache_local,
+        sidecars: options.sidecars,
         cancelled,
     };
     // Every shard's bytes are stored; none is visible yet. Dropping an upload uncommitted aborts it.
@@ -434,15 +516,11 @@ fn write_blocking<T: SampleType, O: ShardOpener>(
                 check()?;
                 let mut sink = sinks.create_with_suffix(index, copy_suffix(url))?;
                 let copied = dataset.copy_shard(url, &mut sink)?;
-                let shard = sinks.close(index, sink, 0)?;
-                stored.push(Stored {
-                    samples: copied.samples,
-                    ..shard
-                });
+                stored.push(sinks.store(sink, copied.samples, copied.sidecar)?);
             }
             return Ok(stored);
         };
-        let mut writer = ShardWriter::with_sinks(sinks, shards);
+        let mut writer = ShardWriter::with_sinks(sinks, shards).with_sidecars(options.sidecars);
         for sample in dataset.checked_raw_samples()? {
             check()?;
             writer.write(&sample?)?;
@@ -464,13 +542,21 @@ fn write_blocking<T: SampleType, O: ShardOpener>(
         sizes: Vec::with_capacity(stored.len()),
     };
     for shard in &mut stored {
-        if let Err(e) = check().and_then(|()| shard.upload.commit()) {
+        // The shard first: a sidecar is never visible without its shard.
+        let committed = check().and_then(|()| shard.upload.commit()).and_then(|()| {
+            match &mut shard.sidecar {
+                Some(sidecar) => sidecar.commit(),
+                None => Ok(()),
+            }
+        });
+        if let Err(e) = committed {
             let urls = written.urls;
+            // This shard may be visible without its sidecar: it goes too.
+            let doomed: Vec<String> = urls.iter().chain([&shard.upload.url().to_owned()]).cloned().collect();
+            let deleted = delete_blocking(store, &doomed);
             if matches!(e, Error::Cancelled) {
-                delete_blocking(store, &urls);
                 return Err(e);
             }
-            let deleted = delete_blocking(store, &urls);
             return Err(Error::PartialCommit {
                 completed: urls,
                 deleted,
@@ -485,10 +571,11 @@ fn write_blocking<T: SampleType, O: ShardOpener>(
     Ok(written)
 }
 
-/// Deletes `urls` from a blocking thread; whether every delete succeeded.
+/// Deletes the shards `urls` and their sidecars from a blocking thread (deleting a missing
+/// object succeeds); whether every delete succeeded.
 fn delete_blocking(store: &dyn DataStore, urls: &[String]) -> bool {
     urls.iter()
-        .all(|url| futures::executor::block_on(store.delete(url)).is_ok())
+        .all(|url| futures::executor::block_on(store.delete_shard(url)).is_ok())
 }
 
 /// A shard staged in a temporary file (hashed on the way), uploaded through the store when

@@ -8,19 +8,22 @@ use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::opener::ShardOpener;
 use crate::reader::Grouper;
+use crate::sidecar::Sidecar;
 
 /// What [`Dataset::copy_shard`] copied.
 ///
 /// ```
-/// let copied = atdata_wds::CopiedShard { samples: 3, bytes: 10_240 };
+/// let copied = atdata_wds::CopiedShard { samples: 3, bytes: 10_240, sidecar: None };
 /// assert_eq!(copied.bytes % 512, 0);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopiedShard {
     /// Samples in the shard.
     pub samples: u64,
     /// Bytes copied: the shard's size as stored (compressed, for a compressed shard).
     pub bytes: u64,
+    /// The shard's layout, found on the way (`None` for a compressed shard).
+    pub sidecar: Option<Sidecar>,
 }
 
 /// Passes every byte read from `input` on to `out`, counting them.
@@ -49,8 +52,8 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     /// Copies the shard `url` (one of [`shard_list`](Self::shard_list)) to `out` byte for byte,
     /// so the copy keeps its samples, their boundaries, its compression and its checksum,
     /// checking on the way that every sample decodes as `T` (for a `DynamicSample` dataset, by
-    /// its schema). One read of the shard; bytes after the end-of-archive marker are copied
-    /// too.
+    /// its schema), and recording its [`Sidecar`]. One read of the shard; bytes after the
+    /// end-of-archive marker are copied too.
     ///
     /// A shard that cannot be read, a sample that does not decode (named by shard, key and
     /// field) and a failing `out` (named `copy of {url}`) are errors; `out` then holds part of
@@ -85,13 +88,14 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         let decode = self.decoder();
         let mut samples = 0u64;
         let parsed = (|| {
-            let mut grouper = Grouper::new(&mut tee, url.to_owned(), self.max_member_bytes());
+            let mut grouper =
+                Grouper::new(&mut tee, url.to_owned(), self.max_member).recording();
             while let Some(read) = grouper.advance() {
                 read?;
                 decode(url, grouper.sample())?;
                 samples += 1;
             }
-            Ok::<_, Error>(())
+            Ok::<_, Error>((!grouper.is_gzip()).then(|| grouper.into_sidecar()))
         })();
         let copy_error = |tee: &mut Tee<'_, _>| {
             tee.write_error.take().map(|source| Error::Io {
@@ -99,9 +103,10 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
                 source,
             })
         };
-        if let Err(e) = parsed {
-            return Err(copy_error(&mut tee).unwrap_or(e));
-        }
+        let sidecar = match parsed {
+            Ok(sidecar) => sidecar,
+            Err(e) => return Err(copy_error(&mut tee).unwrap_or(e)),
+        };
         // What follows the end-of-archive marker (padding to a record, a gzip trailer).
         if let Err(e) = io::copy(&mut tee, &mut io::sink()) {
             return Err(copy_error(&mut tee).unwrap_or_else(|| Error::io(url, e)));
@@ -109,6 +114,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         Ok(CopiedShard {
             samples,
             bytes: tee.bytes,
+            sidecar,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! `Dataset<T>`: typed samples and batches from a set of shards.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use atdata_codec::{DynamicSample, SampleType, Schema, WdsSample};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::access::{Access, ShardFacts};
 use crate::batches::Batches;
 use crate::error::{Error, Result};
 use crate::opener::{LocalOpener, ShardOpener};
@@ -97,15 +99,17 @@ impl Default for ShuffleOptions {
 /// # }
 /// ```
 pub struct Dataset<T: SampleType, O = LocalOpener> {
-    url: String,
-    shards: Vec<String>,
-    opener: Arc<O>,
+    pub(crate) url: String,
+    pub(crate) shards: Vec<String>,
+    pub(crate) opener: Arc<O>,
     context: Arc<T::Context>,
-    rank: (usize, usize),
-    worker: (usize, usize),
+    pub(crate) rank: (usize, usize),
+    pub(crate) worker: (usize, usize),
     epoch: u64,
-    parallelism: usize,
-    max_member: u64,
+    pub(crate) parallelism: usize,
+    pub(crate) max_member: u64,
+    /// Counts and sidecars learnt for random access, shared by clones and splits.
+    pub(crate) access: Arc<Access>,
 }
 
 impl<T: SampleType, O> Clone for Dataset<T, O> {
@@ -120,6 +124,7 @@ impl<T: SampleType, O> Clone for Dataset<T, O> {
             epoch: self.epoch,
             parallelism: self.parallelism,
             max_member: self.max_member,
+            access: self.access.clone(),
         }
     }
 }
@@ -177,9 +182,11 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     }
 
     fn build(url: &str, context: T::Context, opener: O) -> Result<Dataset<T, O>> {
+        let shards = expand_urls(url)?;
         Ok(Dataset {
             url: url.to_owned(),
-            shards: expand_urls(url)?,
+            access: Arc::new(Access::new(&shards, &HashMap::new())),
+            shards,
             opener: Arc::new(opener),
             context: Arc::new(context),
             rank: (0, 1),
@@ -202,6 +209,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
             epoch: self.epoch,
             parallelism: self.parallelism,
             max_member: self.max_member,
+            access: self.access,
         }
     }
 
@@ -209,11 +217,43 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     /// dataset was written to, say). Fails only on a malformed pattern.
     pub fn with_url(&self, url: impl AsRef<Path>) -> Result<Dataset<T, O>> {
         let url = utf8(url.as_ref())?;
+        let shards = expand_urls(url)?;
         Ok(Dataset {
             url: url.to_owned(),
-            shards: expand_urls(url)?,
+            access: Arc::new(Access::new(&shards, &HashMap::new())),
+            shards,
             ..self.clone()
         })
+    }
+
+    /// The same dataset, told what is known of its shards by URL (an index entry's sample
+    /// counts and sizes; URLs not among its shards are ignored): [`len`](Self::len) then
+    /// reads nothing for a counted shard, and a sidecar that disagrees is an error. Replaces
+    /// facts given before; what was learnt from sidecars is read again.
+    ///
+    /// ```
+    /// use atdata_wds::{Dataset, ShardFacts};
+    /// # use atdata_derive::packable;
+    /// # #[packable(crate = "atdata_codec")]
+    /// # struct Row { id: i64 }
+    /// let ds = Dataset::<Row>::new("a-{0..1}.tar")?
+    ///     .with_shard_facts([("a-0.tar".to_owned(), ShardFacts { samples: Some(3), bytes: None }),
+    ///                        ("a-1.tar".to_owned(), ShardFacts { samples: Some(4), bytes: None })]);
+    /// assert_eq!(ds.len()?, 7); // no file is read
+    /// # Ok::<(), atdata_wds::Error>(())
+    /// ```
+    pub fn with_shard_facts(
+        mut self,
+        facts: impl IntoIterator<Item = (String, ShardFacts)>,
+    ) -> Dataset<T, O> {
+        let facts: HashMap<String, ShardFacts> = facts.into_iter().collect();
+        self.access = Arc::new(Access::new(&self.shards, &facts));
+        self
+    }
+
+    /// What [`with_shard_facts`](Self::with_shard_facts) set, by URL.
+    pub fn shard_facts(&self) -> HashMap<String, ShardFacts> {
+        self.access.facts(&self.shards)
     }
 
     /// The URL as given (what an index stores).
@@ -292,7 +332,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     }
 
     /// Selects this rank's and worker's shards from an epoch's shard order.
-    fn assigned(&self, order: Vec<String>) -> Vec<String> {
+    pub(crate) fn assigned<U>(&self, order: Vec<U>) -> Vec<U> {
         let slots = self.rank.1 * self.worker.1;
         let slot = self.rank.0 * self.worker.1 + self.worker.0;
         order
@@ -320,11 +360,6 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     fn pipeline<U: Send + 'static>(&self, shards: Vec<String>, map: MapFn<U>) -> Pipeline<U> {
         let opener: Arc<dyn ShardOpener> = self.opener.clone();
         Pipeline::new(shards, opener, map, self.parallelism, self.max_member)
-    }
-
-    /// The largest member read, in bytes.
-    pub(crate) fn max_member_bytes(&self) -> u64 {
-        self.max_member
     }
 
     pub(crate) fn decoder(&self) -> MapFn<T> {

@@ -163,6 +163,58 @@ pub enum Error {
         /// The limit in force.
         limit: u64,
     },
+    /// A sidecar whose text is not the format, or could not describe a tar archive.
+    #[error("{sidecar}: line {line}: not a sidecar (DALI webdataset index v1.2): {reason}")]
+    BadSidecar {
+        /// The sidecar's URL or path.
+        sidecar: String,
+        /// The line at fault (1 for the first).
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A sidecar that does not describe its shard: a member past the shard's end, a header at
+    /// an offset that is not the member it names, counts or sizes that differ from the
+    /// entry's. The shard's samples are not read through it.
+    #[error("{shard}: its sidecar does not match it: {reason} (rebuild it with `atdata sidecar`)")]
+    SidecarMismatch {
+        /// The shard.
+        shard: String,
+        /// What differs.
+        reason: String,
+    },
+    /// A member name a sidecar line cannot hold, refused before it is written.
+    #[error(
+        "member `{name}` cannot be listed in a sidecar: {reason} (write without sidecars to keep the name)"
+    )]
+    SidecarName {
+        /// The member name.
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Random access to a shard that cannot be read at an offset.
+    #[error("{shard}: no random access: {reason}")]
+    NoRandomAccess {
+        /// The shard.
+        shard: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A sample index at or past the dataset's length.
+    #[error("sample index {index} is out of range: the dataset has {len} samples")]
+    IndexOutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// The dataset's length.
+        len: usize,
+    },
+    /// No sample under the key asked for.
+    #[error("no sample has the key `{key}`")]
+    KeyNotFound {
+        /// The key.
+        key: String,
+    },
     /// A member larger than a tar header can describe without extensions (8 GiB).
     #[error("member `{member}` of {len} bytes is larger than a tar header allows (8 GiB)")]
     MemberTooLarge {

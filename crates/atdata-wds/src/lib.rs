@@ -34,6 +34,7 @@
 
 #![deny(missing_docs)]
 
+mod access;
 mod batches;
 mod copy;
 mod dataset;
@@ -42,9 +43,11 @@ mod opener;
 mod pipeline;
 mod reader;
 mod shards;
+mod sidecar;
 mod urls;
 mod writer;
 
+pub use crate::access::ShardFacts;
 pub use crate::batches::{BatchedExt, Batches};
 pub use crate::copy::CopiedShard;
 pub use crate::dataset::{Dataset, Samples, ShuffleOptions};
@@ -52,5 +55,6 @@ pub use crate::error::{Error, Result};
 pub use crate::opener::{LocalOpener, ShardOpener};
 pub use crate::reader::{DEFAULT_MAX_MEMBER_BYTES, TarReader};
 pub use crate::shards::{FileSinks, ShardOptions, ShardWriter, SinkFactory};
+pub use crate::sidecar::{Sidecar, shard_stem, sidecar_url};
 pub use crate::urls::expand_urls;
 pub use crate::writer::{ShardFile, TarWriter};

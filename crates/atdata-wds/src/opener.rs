@@ -1,7 +1,8 @@
 //! Opening shard URLs.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{self, Read};
+use std::ops::Range;
 
 use crate::error::{Error, Result};
 
@@ -15,16 +16,60 @@ use crate::error::{Error, Result};
 /// assert!(LocalOpener.open("/no/such/shard.tar").is_err());
 /// ```
 pub trait ShardOpener: Send + Sync + 'static {
-    /// A reader over the shard's bytes.
+    /// A reader over the shard's bytes. A missing shard is an error whose I/O kind is
+    /// `NotFound`, here or on the first read.
     fn open(&self, url: &str) -> Result<Box<dyn Read + Send>>;
+
+    /// The bytes `range` of the object at `url`: exactly that many, or an error (an
+    /// [`Error::Io`] of kind `UnexpectedEof` when the object ends first). What random access
+    /// ([`Dataset::get`](crate::Dataset::get)) reads a sample with. The default opens the
+    /// object and reads up to the range; openers that can read at an offset override it (the
+    /// local and `s3://` openers do, with one positioned read or one ranged GET). The caller
+    /// bounds the range: it is allocated whole.
+    ///
+    /// ```
+    /// use atdata_wds::{LocalOpener, ShardOpener};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("a.bin");
+    /// std::fs::write(&path, b"0123456789")?;
+    /// let url = path.to_str().unwrap();
+    /// assert_eq!(LocalOpener.read_range(url, 2..5)?, b"234");
+    /// let past_the_end = LocalOpener.read_range(url, 8..12).unwrap_err();
+    /// assert!(matches!(past_the_end, atdata_wds::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn read_range(&self, url: &str, range: Range<u64>) -> Result<Vec<u8>> {
+        let mut input = self.open(url)?;
+        let skipped = io::copy(&mut (&mut input).take(range.start), &mut io::sink())
+            .map_err(|e| Error::io(url, e))?;
+        let mut bytes = vec![0; range_len(url, &range)?];
+        if skipped < range.start {
+            return Err(Error::io(url, io::ErrorKind::UnexpectedEof.into()));
+        }
+        input
+            .read_exact(&mut bytes)
+            .map_err(|e| Error::io(url, e))?;
+        Ok(bytes)
+    }
+}
+
+/// The length of `range` as a buffer size.
+pub(crate) fn range_len(url: &str, range: &Range<u64>) -> Result<usize> {
+    usize::try_from(range.end.saturating_sub(range.start)).map_err(|_| {
+        Error::io(
+            url,
+            io::Error::new(io::ErrorKind::InvalidInput, "a range larger than memory"),
+        )
+    })
 }
 
 /// Opens local files, given as paths or `file://` URLs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LocalOpener;
 
-impl ShardOpener for LocalOpener {
-    fn open(&self, url: &str) -> Result<Box<dyn Read + Send>> {
+impl LocalOpener {
+    fn file(url: &str) -> Result<File> {
         let path = match url.strip_prefix("file://") {
             Some(path) => path,
             None if url.contains("://") => {
@@ -34,7 +79,32 @@ impl ShardOpener for LocalOpener {
             }
             None => url,
         };
-        let file = File::open(path).map_err(|e| Error::io(url, e))?;
-        Ok(Box::new(file))
+        File::open(path).map_err(|e| Error::io(url, e))
     }
+}
+
+impl ShardOpener for LocalOpener {
+    fn open(&self, url: &str) -> Result<Box<dyn Read + Send>> {
+        Ok(Box::new(LocalOpener::file(url)?))
+    }
+
+    /// One positioned read (`pread`).
+    fn read_range(&self, url: &str, range: Range<u64>) -> Result<Vec<u8>> {
+        let file = LocalOpener::file(url)?;
+        let mut bytes = vec![0; range_len(url, &range)?];
+        read_exact_at(&file, &mut bytes, range.start).map_err(|e| Error::io(url, e))?;
+        Ok(bytes)
+    }
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(mut file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    use std::io::Seek;
+    file.seek(io::SeekFrom::Start(offset))?;
+    file.read_exact(buf)
 }

@@ -10,6 +10,7 @@ use atdata_codec::WdsSample;
 use flate2::bufread::MultiGzDecoder;
 
 use crate::error::{Error, Result};
+use crate::sidecar::Sidecar;
 
 const BLOCK: usize = 512;
 /// A member's buffer grows by doubling from this much (never past its header's size), so a
@@ -125,8 +126,13 @@ impl Sample<'_> {
 /// A member read ahead: it belongs to the next sample.
 #[derive(Default)]
 struct Member {
+    /// The full name, as the archive gives it.
+    name: String,
     key: String,
     ext: String,
+    /// Where its data starts in the (uncompressed) archive.
+    offset: u64,
+    size: u64,
     data: Vec<u8>,
 }
 
@@ -143,6 +149,10 @@ pub(crate) struct Grouper<'a> {
     has_next: bool,
     error: Option<Error>,
     done: bool,
+    /// Whether the input is a gzip stream.
+    gzip: bool,
+    /// The layout of every sample read, when recording.
+    sidecar: Option<Sidecar>,
 }
 
 impl<'a> Grouper<'a> {
@@ -171,7 +181,32 @@ impl<'a> Grouper<'a> {
             has_next: false,
             done: error.is_some(),
             error,
+            gzip,
+            sidecar: None,
         }
+    }
+
+    /// Records where each sample's members lie, for [`into_sidecar`](Self::into_sidecar).
+    pub fn recording(mut self) -> Grouper<'a> {
+        self.sidecar = Some(Sidecar::default());
+        self
+    }
+
+    /// Reads headers only, skipping member data: samples then have empty members (for
+    /// building a sidecar, counting samples).
+    pub fn headers_only(mut self) -> Grouper<'a> {
+        self.members.read_data = false;
+        self
+    }
+
+    /// Whether the shard is a gzip stream (a sidecar's offsets then mean nothing).
+    pub fn is_gzip(&self) -> bool {
+        self.gzip
+    }
+
+    /// The layout recorded so far (empty unless [`recording`](Self::recording)).
+    pub fn into_sidecar(self) -> Sidecar {
+        self.sidecar.unwrap_or_default()
     }
 
     pub fn shard(&self) -> &str {
@@ -224,6 +259,10 @@ impl<'a> Grouper<'a> {
         let slot = &mut self.slots[self.len];
         std::mem::swap(&mut slot.0, &mut self.next.ext);
         std::mem::swap(&mut slot.1, &mut self.next.data);
+        if let Some(sidecar) = &mut self.sidecar {
+            let next = &self.next;
+            sidecar.push(&next.name, self.key.len(), next.offset, next.size, self.len == 0);
+        }
         self.len += 1;
         self.has_next = false;
     }
@@ -295,6 +334,10 @@ struct Members<R: BufRead> {
     pax_size: Option<u64>,
     /// The largest member read.
     max_member: u64,
+    /// Whether member data is read (or skipped, for a header scan).
+    read_data: bool,
+    /// Bytes consumed so far.
+    position: u64,
 }
 
 impl<R: BufRead> Members<R> {
@@ -305,6 +348,8 @@ impl<R: BufRead> Members<R> {
             long_name: None,
             pax_size: None,
             max_member,
+            read_data: true,
+            position: 0,
         }
     }
 
@@ -351,6 +396,7 @@ impl<R: BufRead> Members<R> {
                 Err(e) => return Err(Error::io(self.shard.clone(), e)),
             }
         }
+        self.position += BLOCK as u64;
         if block.iter().all(|&b| b == 0) {
             return Ok(None);
         }
@@ -383,6 +429,7 @@ impl<R: BufRead> Members<R> {
                 return Err(self.truncated(Some(member)));
             }
         }
+        self.position += size;
         self.skip_padding(size, member)
     }
 
@@ -392,6 +439,7 @@ impl<R: BufRead> Members<R> {
         if skipped < size {
             return Err(self.truncated(Some(member)));
         }
+        self.position += size;
         self.skip_padding(size, member)
     }
 
@@ -400,7 +448,9 @@ impl<R: BufRead> Members<R> {
         let mut zeros = [0u8; BLOCK];
         self.input
             .read_exact(&mut zeros[..pad as usize])
-            .map_err(|e| self.io_error(e, member))
+            .map_err(|e| self.io_error(e, member))?;
+        self.position += pad;
+        Ok(())
     }
 
     /// Reads the next data member into `out`; `false` at the end of the archive.
@@ -452,7 +502,16 @@ impl<R: BufRead> Members<R> {
                     if size > self.max_member {
                         return Err(self.over_limit(name, size, self.max_member));
                     }
-                    self.data(size, &mut out.data, name)?;
+                    out.name.clear();
+                    out.name.push_str(name);
+                    out.offset = self.position;
+                    out.size = size;
+                    if self.read_data {
+                        self.data(size, &mut out.data, name)?;
+                    } else {
+                        out.data.clear();
+                        self.skip(size, name)?;
+                    }
                     return Ok(true);
                 }
                 _ => self.skip(size, name)?,
@@ -497,7 +556,7 @@ impl<R: BufRead> Members<R> {
 
 /// Whether a header's stored checksum matches its bytes: the sum of all bytes with the checksum
 /// field counted as spaces (some writers sum signed bytes; that is accepted too).
-fn checksum_matches(block: &[u8; BLOCK]) -> bool {
+pub(crate) fn checksum_matches(block: &[u8; BLOCK]) -> bool {
     let stored = block[148..156]
         .iter()
         .filter(|b| b.is_ascii_digit())
@@ -534,13 +593,23 @@ fn split_name(name: &str, key: &mut String, ext: &mut String) -> bool {
         return true;
     };
     key.push_str(&name[..dir.len() + dot]);
-    let rest = &base[dot + 1..];
-    if rest.is_ascii() {
-        ext.extend(rest.chars().map(|c| c.to_ascii_lowercase()));
-    } else {
-        ext.push_str(&rest.to_lowercase());
-    }
+    push_lowercase(&base[dot + 1..], ext);
     true
+}
+
+/// An extension as readers match it: lowercased.
+pub(crate) fn lowercase_ext(ext: &str) -> String {
+    let mut out = String::with_capacity(ext.len());
+    push_lowercase(ext, &mut out);
+    out
+}
+
+fn push_lowercase(ext: &str, out: &mut String) {
+    if ext.is_ascii() {
+        out.extend(ext.chars().map(|c| c.to_ascii_lowercase()));
+    } else {
+        out.push_str(&ext.to_lowercase());
+    }
 }
 
 #[cfg(test)]

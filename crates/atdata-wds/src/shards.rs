@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use atdata_codec::WdsSample;
 
 use crate::error::{Error, Result};
+use crate::sidecar::{Sidecar, sidecar_url};
 use crate::writer::{ShardFile, TarWriter, validate_key};
 
 /// How [`ShardWriter`] cuts shards. The defaults are WebDataset's.
@@ -48,13 +49,22 @@ pub trait SinkFactory {
     fn create(&mut self, index: usize) -> Result<Self::Sink>;
 
     /// Completes shard `index`, whose tar bytes (`samples` samples) have all been written to
-    /// `sink`.
-    fn close(&mut self, index: usize, sink: Self::Sink, samples: usize) -> Result<Self::Shard>;
+    /// `sink`; `sidecar` is its layout, to store beside it, unless the writer's sidecars are
+    /// off.
+    fn close(
+        &mut self,
+        index: usize,
+        sink: Self::Sink,
+        samples: usize,
+        sidecar: Option<Sidecar>,
+    ) -> Result<Self::Shard>;
 }
 
 /// Shard files named by a printf-style pattern: `out/data-%06d.tar` gives `out/data-000000.tar`,
 /// `out/data-000001.tar`... (`%d` and `%0Nd` are accepted; `%%` is a literal `%`). Parent
-/// folders are created; names ending in `.gz` or `.tgz` are gzip-compressed.
+/// folders are created; names ending in `.gz` or `.tgz` are gzip-compressed. Each
+/// uncompressed shard gets its sidecar beside it (`out/data-000012.idx`), written atomically
+/// once the shard is complete.
 ///
 /// ```
 /// let sinks = atdata_wds::FileSinks::new("out/data-%06d.tar").unwrap();
@@ -135,16 +145,29 @@ impl SinkFactory for FileSinks {
         ShardFile::create(&self.path(index))
     }
 
-    fn close(&mut self, index: usize, sink: ShardFile, _samples: usize) -> Result<PathBuf> {
+    fn close(
+        &mut self,
+        index: usize,
+        sink: ShardFile,
+        _samples: usize,
+        sidecar: Option<Sidecar>,
+    ) -> Result<PathBuf> {
         sink.close()?;
-        Ok(self.path(index))
+        let path = self.path(index);
+        let beside = path.to_str().and_then(sidecar_url);
+        if let (Some(sidecar), Some(beside)) = (sidecar, beside) {
+            sidecar.write_file(beside)?;
+        }
+        Ok(path)
     }
 }
 
 /// Writes samples across numbered shards, starting a new shard before a write once the current
 /// one holds `maxcount` samples or `maxsize` payload bytes (WebDataset's rule). Shards are
 /// opened only when a sample needs one, so there is never a trailing empty shard, and no shard
-/// at all for no samples.
+/// at all for no samples. Each shard's [`Sidecar`] is recorded as it is written and handed to
+/// the sinks with it (files get `<stem>.idx` beside them), unless
+/// [`with_sidecars(false)`](Self::with_sidecars).
 ///
 /// ```
 /// use atdata_codec::WdsSample;
@@ -171,6 +194,7 @@ pub struct ShardWriter<S: SinkFactory = FileSinks> {
     /// Samples written so far, across shards: the counter of generated keys.
     written: u64,
     key_prefix: String,
+    sidecars: bool,
 }
 
 impl ShardWriter<FileSinks> {
@@ -193,7 +217,15 @@ impl<S: SinkFactory> ShardWriter<S> {
             shards: Vec::new(),
             written: 0,
             key_prefix: String::new(),
+            sidecars: true,
         }
+    }
+
+    /// Whether each shard gets its sidecar (default `true`). With sidecars, a key holding
+    /// whitespace is refused ([`Error::SidecarName`]): the sidecar's lines could not hold it.
+    pub fn with_sidecars(mut self, on: bool) -> ShardWriter<S> {
+        self.sidecars = on;
+        self
     }
 
     /// Generated keys start with `prefix` (see [`write_sample`](Self::write_sample)).
@@ -249,7 +281,7 @@ impl<S: SinkFactory> ShardWriter<S> {
             Some(w) => w,
             None => {
                 let sink = self.sinks.create(self.index)?;
-                let mut w = TarWriter::new(sink);
+                let mut w = TarWriter::new(sink).with_sidecar(self.sidecars);
                 if let Some(mtime) = self.options.mtime {
                     w = w.mtime(mtime);
                 }
@@ -271,9 +303,9 @@ impl<S: SinkFactory> ShardWriter<S> {
 
     fn close_current(&mut self) -> Result<()> {
         if let Some(w) = self.current.take() {
-            let sink = w.finish()?;
+            let (sink, sidecar) = w.finish_with_sidecar()?;
             self.shards
-                .push(self.sinks.close(self.index, sink, self.count)?);
+                .push(self.sinks.close(self.index, sink, self.count, sidecar)?);
             self.index += 1;
         }
         Ok(())

@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use atdata_codec::WdsSample;
@@ -10,6 +10,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use crate::error::{Error, Result};
+use crate::sidecar::{Sidecar, check_name, sidecar_url};
 
 const BLOCK: usize = 512;
 /// Python's `tarfile` pads archives to a multiple of this (20 blocks).
@@ -23,6 +24,9 @@ const NAME_LEN: usize = 100;
 /// conventions (mode 0444, uid and gid 0, owner `bigdata`, an integer mtime) and the archive
 /// closed and padded as Python's `tarfile` does, so the bytes match what Python atdata writes
 /// for the same samples and mtime.
+///
+/// A writer can record where each member's data lies as it writes (a [`Sidecar`]): one made
+/// by [`create`](Self::create) does, and writes the sidecar beside the file when finished.
 ///
 /// ```
 /// use atdata_codec::WdsSample;
@@ -39,12 +43,39 @@ pub struct TarWriter<W: Write> {
     out: W,
     written: u64,
     mtime: u64,
+    /// The layout written so far, when recording.
+    sidecar: Option<Sidecar>,
+    /// Where [`finish`](Self::finish) writes the sidecar.
+    beside: Option<PathBuf>,
+    /// The key of the last sample written (a sample written again under it extends it, as
+    /// readers group consecutive members by key).
+    last_key: String,
 }
 
 impl TarWriter<ShardFile> {
-    /// Creates the file at `path` (a gzip stream when it ends in `.gz` or `.tgz`).
+    /// Creates the file at `path` (a gzip stream when it ends in `.gz` or `.tgz`). An
+    /// uncompressed shard gets its sidecar, `<stem>.idx` beside it (see
+    /// [`sidecar_url`](crate::sidecar_url)), written by [`finish`](Self::finish); turn it off
+    /// with [`with_sidecar(false)`](Self::with_sidecar).
+    ///
+    /// ```
+    /// # use atdata_codec::WdsSample;
+    /// let dir = tempfile::tempdir()?;
+    /// let mut w = atdata_wds::TarWriter::create(dir.path().join("a.tar"))?;
+    /// w.write(&WdsSample::msgpack("k", vec![0x80]))?;
+    /// w.finish()?.close()?;
+    /// assert_eq!(std::fs::read_to_string(dir.path().join("a.idx"))?, "v1.2 1\nmsgpack 512 1 k.msgpack\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create(path: impl AsRef<Path>) -> Result<TarWriter<ShardFile>> {
-        Ok(TarWriter::new(ShardFile::create(path.as_ref())?))
+        let path = path.as_ref();
+        let beside = path.to_str().and_then(sidecar_url).map(PathBuf::from);
+        let mut writer = TarWriter::new(ShardFile::create(path)?);
+        if beside.is_some() {
+            writer.sidecar = Some(Sidecar::default());
+            writer.beside = beside;
+        }
+        Ok(writer)
     }
 }
 
@@ -58,7 +89,18 @@ impl<W: Write> TarWriter<W> {
             out,
             written: 0,
             mtime: now,
+            sidecar: None,
+            beside: None,
+            last_key: String::new(),
         }
+    }
+
+    /// Records (`true`) or not the sidecar of what is written. Recording makes
+    /// [`write`](Self::write) refuse names a sidecar cannot hold ([`Error::SidecarName`]:
+    /// whitespace). Off, a writer made by [`create`](Self::create) writes no sidecar file.
+    pub fn with_sidecar(mut self, on: bool) -> TarWriter<W> {
+        self.sidecar = on.then(|| self.sidecar.take().unwrap_or_default());
+        self
     }
 
     /// Sets the members' mtime (seconds since the epoch).
@@ -87,16 +129,29 @@ impl<W: Write> TarWriter<W> {
                     len: data.len() as u64,
                 });
             }
+            if self.sidecar.is_some() {
+                check_name(&format!("{}.{ext}", sample.key))?;
+            }
         }
-        for (ext, data) in &sample.members {
+        let new_sample = sample.key != self.last_key;
+        for (i, (ext, data)) in sample.members.iter().enumerate() {
             let name = format!("{}.{ext}", sample.key);
-            self.member(&name, data)
+            let offset = self
+                .member(&name, data)
                 .map_err(|e| Error::io(name.clone(), e))?;
+            if let Some(sidecar) = &mut self.sidecar {
+                let first = new_sample && i == 0;
+                sidecar.push(&name, sample.key.len(), offset, data.len() as u64, first);
+            }
+        }
+        if !sample.members.is_empty() {
+            self.last_key.clone_from(&sample.key);
         }
         Ok(())
     }
 
-    fn member(&mut self, name: &str, data: &[u8]) -> io::Result<()> {
+    /// Writes one member; the offset of its data.
+    fn member(&mut self, name: &str, data: &[u8]) -> io::Result<u64> {
         let len = data.len() as u64;
         if len > MAX_MEMBER {
             return Err(io::Error::new(
@@ -113,7 +168,9 @@ impl<W: Write> TarWriter<W> {
         }
         let header = header(name, len, 0o444, self.mtime, b'0', "bigdata");
         self.block(&header)?;
-        self.data(data)
+        let offset = self.written;
+        self.data(data)?;
+        Ok(offset)
     }
 
     fn block(&mut self, block: &[u8; BLOCK]) -> io::Result<()> {
@@ -131,8 +188,23 @@ impl<W: Write> TarWriter<W> {
     }
 
     /// Writes the end-of-archive marker (two zero blocks), pads to a multiple of 10240 bytes,
-    /// flushes, and gives back the output.
-    pub fn finish(mut self) -> Result<W> {
+    /// flushes, and gives back the output; for a writer made by [`create`](Self::create) that
+    /// records, then writes the sidecar beside the file (atomically).
+    pub fn finish(self) -> Result<W> {
+        Ok(self.finish_with_sidecar()?.0)
+    }
+
+    /// [`finish`](Self::finish), also giving back the sidecar recorded (`None` when not
+    /// recording).
+    pub fn finish_with_sidecar(mut self) -> Result<(W, Option<Sidecar>)> {
+        self.end()?;
+        if let (Some(sidecar), Some(path)) = (&self.sidecar, &self.beside) {
+            sidecar.write_file(path)?;
+        }
+        Ok((self.out, self.sidecar))
+    }
+
+    fn end(&mut self) -> Result<()> {
         let end = (self.written + 2 * BLOCK as u64).div_ceil(RECORD) * RECORD;
         let zeros = [0u8; BLOCK];
         let finish = |w: &mut Self| -> io::Result<()> {
@@ -142,8 +214,7 @@ impl<W: Write> TarWriter<W> {
             }
             w.out.flush()
         };
-        finish(&mut self).map_err(|e| Error::io("end of archive", e))?;
-        Ok(self.out)
+        finish(self).map_err(|e| Error::io("end of archive", e))
     }
 
     /// Bytes written so far (headers and padding included).

@@ -9,7 +9,10 @@ use crate::{Dataset, DefaultOpener};
 /// to read: its shards through the index's data store (an S3 store's credentials), decoded as
 /// `T`, or, for `DynamicSample`, by the schema record the entry names.
 ///
-/// Two lookups: the entry (one round trip through its label), then its schema record.
+/// Two lookups: the entry (one round trip through its label), then its schema record. The
+/// shards' sample counts and sizes the entry records come with it
+/// ([`LocalDatasetEntry::shard_facts`](atdata_index::LocalDatasetEntry::shard_facts)), so
+/// `len()` reads nothing and random access checks each sidecar against them.
 ///
 /// ```
 /// use atdata::prelude::*;
@@ -32,6 +35,7 @@ use crate::{Dataset, DefaultOpener};
 ///
 /// let rows = atdata::open_dataset::<Row>(&index, "rows").await?;
 /// assert_eq!(rows.samples()?.count(), 1);
+/// assert_eq!((rows.len()?, rows.get(0)?.id), (1, 1));
 /// let dynamic = atdata::open_dataset::<DynamicSample>(&index, "rows").await?;
 /// assert_eq!(dynamic.samples()?.next().unwrap()?.get("id"), Some(&atdata::Value::Int(1)));
 /// # Ok(()) }
@@ -46,5 +50,5 @@ pub async fn open_dataset<T: SampleType>(
     let dataset =
         atdata_wds::Dataset::with_context(entry.shards_url(), T::context_for(schema), opener)
             .map_err(|e| atdata_index::Error::from(atdata_store::Error::from(e)))?;
-    Ok(dataset)
+    Ok(dataset.with_shard_facts(entry.shard_facts()))
 }

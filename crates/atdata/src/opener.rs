@@ -58,4 +58,13 @@ impl ShardOpener for DefaultOpener {
         }
         LocalOpener.open(url)
     }
+
+    /// One positioned read locally, one ranged GET from S3.
+    fn read_range(&self, url: &str, range: std::ops::Range<u64>) -> atdata_wds::Result<Vec<u8>> {
+        #[cfg(feature = "s3")]
+        if url.starts_with("s3://") {
+            return self.s3.read_range(url, range);
+        }
+        LocalOpener.read_range(url, range)
+    }
 }

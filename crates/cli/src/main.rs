@@ -16,6 +16,7 @@ mod insert;
 mod progress;
 mod render;
 mod shards;
+mod sidecar;
 mod verify;
 
 use crate::config::Config;
@@ -102,6 +103,15 @@ enum Command {
     /// Removes an entry and every label pointing at it (and with `--shards` its shards);
     /// a dry run unless `--apply`.
     Delete(delete::DeleteArgs),
+    /// Writes the sidecar index (`<stem>.idx`, DALI's format) beside each shard: built from
+    /// the shard's headers, for shards written without one (by Python, by older versions).
+    /// Local shards get a file, `s3://` shards a sibling object; compressed shards are skipped.
+    Sidecar {
+        /// Shard files, URLs or brace patterns, directories or globs of shard files, or
+        /// indexed datasets' names or CIDs.
+        #[arg(required = true)]
+        urls: Vec<String>,
+    },
     /// Re-hashes every shard of an entry against the checksums stored with it.
     Verify {
         /// A dataset name or a CID.
@@ -307,6 +317,7 @@ async fn execute(config: &Config, command: Command) -> anyhow::Result<ExitCode> 
         Command::Insert(args) => insert::insert(config, args).await?,
         Command::Gc(args) => return gc::gc(config, args).await,
         Command::Delete(args) => return delete::delete(config, args).await,
+        Command::Sidecar { urls } => sidecar::sidecar(config, &urls).await?,
         Command::Verify { name_or_cid, json } => {
             return verify::verify(config, &name_or_cid, json).await;
         }

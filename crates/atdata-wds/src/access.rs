@@ -1,0 +1,459 @@
+//! Random access and exact length: `Dataset::len`, `get`, `get_key`, through the shards'
+//! sidecars (or the counts an index recorded).
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use atdata_codec::SampleType;
+
+use crate::dataset::Dataset;
+use crate::error::{Error, Result, panic_message};
+use crate::opener::ShardOpener;
+use crate::reader::{Sample, checksum_matches, lowercase_ext};
+use crate::sidecar::{Entry, Sidecar, parse_head, scan, sidecar_url};
+
+const BLOCK: u64 = 512;
+/// The longest first line a sidecar can have (`v1.2 ` and a 20-digit count).
+const HEAD_BYTES: u64 = 64;
+
+/// What is known of a shard without reading it (an index entry's `sample_counts` and
+/// `shard_sizes`): with a count, [`Dataset::len`] reads nothing for the shard; both check its
+/// sidecar when it is read.
+///
+/// ```
+/// let facts = atdata_wds::ShardFacts { samples: Some(1_000), bytes: None };
+/// assert_ne!(facts, atdata_wds::ShardFacts::default());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardFacts {
+    /// Samples in the shard.
+    pub samples: Option<u64>,
+    /// The shard's size in bytes.
+    pub bytes: Option<u64>,
+}
+
+/// What random access has learnt of a dataset's shards, shared by its clones and splits.
+pub(crate) struct Access {
+    facts: Vec<ShardFacts>,
+    /// Counts read from sidecars' first lines.
+    counts: Vec<OnceLock<u64>>,
+    sidecars: Vec<OnceLock<Arc<Sidecar>>>,
+    /// Per split (rank, ranks, worker, workers): its shards and their running sample counts.
+    splits: Mutex<HashMap<[usize; 4], Arc<SplitIndex>>>,
+}
+
+impl Access {
+    pub(crate) fn new(shards: &[String], facts: &HashMap<String, ShardFacts>) -> Access {
+        Access {
+            facts: shards
+                .iter()
+                .map(|s| facts.get(s).copied().unwrap_or_default())
+                .collect(),
+            counts: shards.iter().map(|_| OnceLock::new()).collect(),
+            sidecars: shards.iter().map(|_| OnceLock::new()).collect(),
+            splits: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn facts(&self, shards: &[String]) -> HashMap<String, ShardFacts> {
+        shards
+            .iter()
+            .cloned()
+            .zip(self.facts.iter().copied())
+            .filter(|(_, f)| *f != ShardFacts::default())
+            .collect()
+    }
+}
+
+/// One split's shards (indices into the dataset's shard list) and where each one's samples
+/// end in the split's order.
+struct SplitIndex {
+    shards: Vec<usize>,
+    ends: Vec<u64>,
+    /// Keys to (position in `shards`, sample in that shard), built on first use.
+    keys: OnceLock<HashMap<Box<str>, (u32, u32)>>,
+}
+
+impl SplitIndex {
+    fn len(&self) -> u64 {
+        self.ends.last().copied().unwrap_or(0)
+    }
+}
+
+impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
+    /// The number of samples this dataset reads in an epoch (this rank's and worker's, when
+    /// split), without decoding any: each shard's count from what an index recorded
+    /// ([`with_shard_facts`](Self::with_shard_facts); `atdata::open_dataset` sets it), else from
+    /// the first line of its sidecar, else by reading its headers once (no payload is decoded;
+    /// a compressed shard is decompressed). Counts are kept for the dataset and its clones.
+    ///
+    /// ```
+    /// # use atdata_codec::Packable;
+    /// # use atdata_derive::packable;
+    /// # #[packable(crate = "atdata_codec")]
+    /// # struct Row { id: i64 }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let opts = atdata_wds::ShardOptions { maxcount: 4, ..Default::default() };
+    /// let mut w = atdata_wds::ShardWriter::new(dir.path().join("rows-%02d.tar").to_str().unwrap(), opts)?;
+    /// for id in 0..10 {
+    ///     w.write_sample(&Row { id })?;
+    /// }
+    /// w.finish()?;
+    /// let ds = atdata_wds::Dataset::<Row>::new(dir.path().join("rows-{00..02}.tar"))?;
+    /// assert_eq!(ds.len()?, 10);
+    /// assert_eq!(ds.get(9)?.id, 9);
+    /// assert_eq!(ds.get_key("000004")?.id, 4);
+    /// assert!(matches!(ds.get(10), Err(atdata_wds::Error::IndexOutOfRange { index: 10, len: 10 })));
+    /// assert_eq!(ds.split(1, 2)?.len()?, 4); // rank 1 of 2 reads shard 1 (of 0, 1, 2)
+    /// # Ok(()) }
+    /// ```
+    pub fn len(&self) -> Result<usize> {
+        Ok(usize::try_from(self.split_index()?.len()).unwrap_or(usize::MAX))
+    }
+
+    /// Whether this dataset reads no sample (see [`len`](Self::len)).
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Sample `index` of [`ordered`](Self::ordered)'s order (this split's), read with one
+    /// positioned read of its bytes (one ranged GET from S3), located by the shard's sidecar.
+    /// The first access to a shard reads its sidecar, or, when it has none, builds one from
+    /// its headers and keeps it in memory; each read checks the tar header of every member
+    /// against the sidecar, so a sidecar that lies is [`Error::SidecarMismatch`], never a
+    /// wrong sample. Past the end is [`Error::IndexOutOfRange`]; a compressed shard is
+    /// [`Error::NoRandomAccess`].
+    pub fn get(&self, index: usize) -> Result<T> {
+        let split = self.split_index()?;
+        let len = split.len();
+        if index as u64 >= len {
+            return Err(Error::IndexOutOfRange {
+                index,
+                len: usize::try_from(len).unwrap_or(usize::MAX),
+            });
+        }
+        let position = split.ends.partition_point(|&end| end <= index as u64);
+        let before = position.checked_sub(1).map_or(0, |p| split.ends[p]);
+        self.read_sample(split.shards[position], (index as u64 - before) as usize)
+    }
+
+    /// The first sample in [`ordered`](Self::ordered)'s order whose `__key__` is `key`. The
+    /// first call reads every shard's sidecar (building those missing) into a map from key to
+    /// place, kept for the dataset: about 60 bytes plus the key's length per sample. Then
+    /// each call is a lookup and one read, as [`get`](Self::get). No such key is
+    /// [`Error::KeyNotFound`].
+    pub fn get_key(&self, key: &str) -> Result<T> {
+        let split = self.split_index()?;
+        let keys = match split.keys.get() {
+            Some(keys) => keys,
+            None => {
+                let built = self.key_map(&split)?;
+                split.keys.get_or_init(|| built)
+            }
+        };
+        let &(position, sample) = keys.get(key).ok_or_else(|| Error::KeyNotFound {
+            key: key.to_owned(),
+        })?;
+        self.read_sample(split.shards[position as usize], sample as usize)
+    }
+
+    /// This split's shards and counts, computed once.
+    fn split_index(&self) -> Result<Arc<SplitIndex>> {
+        let id = [self.rank.0, self.rank.1, self.worker.0, self.worker.1];
+        let lock = || self.access.splits.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(split) = lock().get(&id) {
+            return Ok(split.clone());
+        }
+        let shards = self.assigned((0..self.shards.len()).collect());
+        let counts = self.each(&shards, |k| self.count(k))?;
+        let mut ends = Vec::with_capacity(counts.len());
+        let mut total = 0u64;
+        for count in counts {
+            total = total.saturating_add(count);
+            ends.push(total);
+        }
+        let split = Arc::new(SplitIndex {
+            shards,
+            ends,
+            keys: OnceLock::new(),
+        });
+        Ok(lock().entry(id).or_insert(split).clone())
+    }
+
+    fn key_map(&self, split: &SplitIndex) -> Result<HashMap<Box<str>, (u32, u32)>> {
+        let sidecars = self.each(&split.shards, |k| self.sidecar(k))?;
+        let mut keys = HashMap::with_capacity(usize::try_from(split.len()).unwrap_or(0));
+        for (position, sidecar) in sidecars.iter().enumerate() {
+            for sample in 0..sidecar.len() {
+                let key = sidecar.key(sample).unwrap_or_default();
+                keys.entry(key.into())
+                    .or_insert((position as u32, sample as u32));
+            }
+        }
+        Ok(keys)
+    }
+
+    /// `f` of each shard, on up to `parallelism` threads (reading many small sidecars from a
+    /// store is latency-bound), in order. Threads are joined; a panic is an error.
+    fn each<U: Send>(
+        &self,
+        shards: &[usize],
+        f: impl Fn(usize) -> Result<U> + Sync,
+    ) -> Result<Vec<U>> {
+        let threads = self.parallelism.min(shards.len());
+        if threads <= 1 {
+            return shards.iter().map(|&k| f(k)).collect();
+        }
+        let next = AtomicUsize::new(0);
+        let results: Vec<Mutex<Option<Result<U>>>> =
+            shards.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(&k) = shards.get(i) else { break };
+                            let result = f(k);
+                            let failed = result.is_err();
+                            *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                            if failed {
+                                next.store(shards.len(), Ordering::Relaxed);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle.join().map_err(|payload| Error::ReaderPanicked {
+                    shard: self.url.clone(),
+                    message: panic_message(&*payload),
+                })?;
+            }
+            Ok(())
+        })?;
+        let mut out = Vec::with_capacity(shards.len());
+        for (i, slot) in results.into_iter().enumerate() {
+            match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                Some(result) => out.push(result?),
+                // Skipped after an earlier failure, which was returned above.
+                None => {
+                    return Err(Error::ReaderPanicked {
+                        shard: self.shards[shards[i]].clone(),
+                        message: "not counted".into(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The sample count of shard `k` (an index into the shard list).
+    fn count(&self, k: usize) -> Result<u64> {
+        let access = &self.access;
+        if let Some(n) = access.facts[k].samples {
+            return Ok(n);
+        }
+        if let Some(sidecar) = access.sidecars[k].get() {
+            return Ok(sidecar.len() as u64);
+        }
+        if let Some(&n) = access.counts[k].get() {
+            return Ok(n);
+        }
+        let url = &self.shards[k];
+        let n = match sidecar_url(url) {
+            Some(side) => match self.sidecar_head(&side)? {
+                Some(n) => n,
+                None => self.sidecar(k)?.len() as u64,
+            },
+            // A compressed shard: its samples counted by a header scan of the stream.
+            None => {
+                let (sidecar, _) = scan(self.opener.open(url)?, url, self.max_member)?;
+                sidecar.len() as u64
+            }
+        };
+        Ok(*access.counts[k].get_or_init(|| n))
+    }
+
+    /// The count on a sidecar's first line; `None` when there is no sidecar.
+    fn sidecar_head(&self, url: &str) -> Result<Option<u64>> {
+        let Some(mut input) = not_found_as_none(self.opener.open(url))? else {
+            return Ok(None);
+        };
+        let mut head = Vec::with_capacity(HEAD_BYTES as usize);
+        let read = (&mut input).take(HEAD_BYTES).read_to_end(&mut head);
+        if not_found_as_none(read.map_err(|e| Error::io(url, e)))?.is_none() {
+            return Ok(None);
+        }
+        let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+        if line.len() == head.len() && head.len() as u64 == HEAD_BYTES {
+            return Err(Error::BadSidecar {
+                sidecar: url.to_owned(),
+                line: 1,
+                reason: "the first line is too long".into(),
+            });
+        }
+        parse_head(line, url).map(Some)
+    }
+
+    /// The sidecar of shard `k`: read, or built from the shard's headers; checked against
+    /// what is known of the shard; kept.
+    fn sidecar(&self, k: usize) -> Result<Arc<Sidecar>> {
+        let access = &self.access;
+        if let Some(sidecar) = access.sidecars[k].get() {
+            return Ok(sidecar.clone());
+        }
+        let url = &self.shards[k];
+        if url.ends_with(".gz") || url.ends_with(".tgz") {
+            return Err(compressed(url));
+        }
+        let stored = match sidecar_url(url) {
+            Some(side) => self.read_sidecar(&side)?,
+            None => None,
+        };
+        let sidecar = match stored {
+            Some(sidecar) => sidecar,
+            None => {
+                let (sidecar, gzip) = scan(self.opener.open(url)?, url, self.max_member)?;
+                if gzip {
+                    return Err(compressed(url));
+                }
+                sidecar
+            }
+        };
+        let mismatch = |reason: String| Error::SidecarMismatch {
+            shard: url.clone(),
+            reason,
+        };
+        let listed = sidecar.len() as u64;
+        let known = access.facts[k].samples.or(access.counts[k].get().copied());
+        if let Some(known) = known.filter(|&n| n != listed) {
+            return Err(mismatch(format!(
+                "it lists {listed} samples, the shard has {known}"
+            )));
+        }
+        if let Some(bytes) = access.facts[k].bytes.filter(|&b| sidecar.end() > b) {
+            return Err(mismatch(format!(
+                "a member ends at byte {}, past the shard's {bytes} bytes",
+                sidecar.end()
+            )));
+        }
+        Ok(access.sidecars[k].get_or_init(|| Arc::new(sidecar)).clone())
+    }
+
+    /// The sidecar at `url`, parsed; `None` when there is none.
+    fn read_sidecar(&self, url: &str) -> Result<Option<Sidecar>> {
+        let Some(input) = not_found_as_none(self.opener.open(url))? else {
+            return Ok(None);
+        };
+        // Bounded like a member: a sidecar is held whole.
+        let mut text = Vec::new();
+        let read = input.take(self.max_member + 1).read_to_end(&mut text);
+        if not_found_as_none(read.map_err(|e| Error::io(url, e)))?.is_none() {
+            return Ok(None);
+        }
+        if text.len() as u64 > self.max_member {
+            return Err(Error::MemberOverLimit {
+                shard: url.to_owned(),
+                member: "the sidecar".into(),
+                len: text.len() as u64,
+                limit: self.max_member,
+            });
+        }
+        Sidecar::parse(&text, url).map(Some)
+    }
+
+    /// Sample `sample` of shard `k`: one read of its span, every member's header checked
+    /// against the sidecar, then decoded.
+    fn read_sample(&self, k: usize, sample: usize) -> Result<T> {
+        let sidecar = self.sidecar(k)?;
+        let url = &self.shards[k];
+        let mismatch = |reason: String| Error::SidecarMismatch {
+            shard: url.clone(),
+            reason,
+        };
+        let (Some(span), Some(key)) = (sidecar.span(sample), sidecar.key(sample)) else {
+            return Err(mismatch(format!("it has no sample {sample}")));
+        };
+        if span.end - span.start > self.max_member {
+            return Err(Error::MemberOverLimit {
+                shard: url.clone(),
+                member: key.to_owned(),
+                len: span.end - span.start,
+                limit: self.max_member,
+            });
+        }
+        let bytes = match self.opener.read_range(url, span.clone()) {
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(mismatch(format!(
+                    "sample `{key}` ends at byte {}, past the shard's end",
+                    span.end
+                )));
+            }
+            read => read?,
+        };
+        let mut members = Vec::with_capacity(sidecar.sample(sample).len());
+        for entry in sidecar.sample(sample) {
+            let at = (entry.offset - BLOCK - span.start) as usize;
+            let block: &[u8; 512] = bytes[at..at + BLOCK as usize]
+                .try_into()
+                .map_err(|_| mismatch("a header past the range read".into()))?;
+            check_header(block, entry).map_err(&mismatch)?;
+            let data = &bytes[at + BLOCK as usize..][..entry.size as usize];
+            members.push((lowercase_ext(entry.ext()), data.to_vec()));
+        }
+        let decode = self.decoder();
+        decode(url, Sample { key, members: &members })
+    }
+}
+
+/// Whether the header block before a member's data is that member's.
+fn check_header(block: &[u8; 512], entry: &Entry) -> Result<(), String> {
+    let at = || format!("the header at byte {}", entry.offset - BLOCK);
+    if !checksum_matches(block) {
+        return Err(format!("{} is not a valid tar header (`{}`)", at(), entry.name));
+    }
+    let header = tar::Header::from_byte_slice(block);
+    let path = header.path_bytes();
+    let name = entry.name.as_bytes();
+    // A long name sits in a PAX or GNU record before the header, which holds its start.
+    let named = *path == *name || (name.len() > 100 && path.len() >= 99 && name.starts_with(&path));
+    if !named {
+        return Err(format!(
+            "{} names `{}`, not `{}`",
+            at(),
+            String::from_utf8_lossy(&path),
+            entry.name
+        ));
+    }
+    if !matches!(block[156], b'0' | 0 | b'7') {
+        return Err(format!("{} is not a file (`{}`)", at(), entry.name));
+    }
+    match header.entry_size() {
+        Ok(size) if size == entry.size => Ok(()),
+        Ok(size) => Err(format!(
+            "`{}` has {size} bytes, the sidecar says {}",
+            entry.name, entry.size
+        )),
+        Err(e) => Err(format!("{}: {e}", at())),
+    }
+}
+
+fn compressed(url: &str) -> Error {
+    Error::NoRandomAccess {
+        shard: url.to_owned(),
+        reason: "it is compressed: samples can only be read in order (decompress it to a .tar for random access)",
+    }
+}
+
+/// `Ok(None)` for a missing object, the error for any other failure.
+fn not_found_as_none<U>(result: Result<U>) -> Result<Option<U>> {
+    match result {
+        Ok(u) => Ok(Some(u)),
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
