@@ -102,7 +102,11 @@ def check(index, label):
     check_metadata(e, {url: len(s) for url, s in per_url.items()})
     labels = [s["label"] for url in e.data_urls for s in per_url[url]]
     assert labels == [f"img_{i}" for i in range(5)], labels
-    print(f"python reads the Rust-written {label} index: {e.cid}, {len(labels)} samples")
+    # The shards' sidecars (`<stem>.idx`) sit beside them; webdataset reads the shards unchanged.
+    for url in e.data_urls:
+        assert os.path.exists(url[: url.index(".", url.rindex("/"))] + ".idx"), url
+    assert len(list(wds.WebDataset(e.data_urls, shardshuffle=False))) == 5
+    print(f"python reads the Rust-written {label} index: {e.cid}, {len(labels)} samples, sidecars beside the shards")
 
 check(Index(provider="sqlite", path=sys.argv[1], atmosphere=None), "SQLite")
 check(Index(redis=redis.Redis.from_url(sys.argv[2]), atmosphere=None), "Redis")

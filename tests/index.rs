@@ -893,7 +893,10 @@ pub fn shard_files(dir: &Path) -> Vec<PathBuf> {
             "a sidecar without its shard: {sidecar:?}"
         );
     }
-    for shard in shards.iter().filter(|p| p.extension().is_some_and(|e| e == "tar")) {
+    for shard in shards
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+    {
         assert!(
             sidecars.contains(&shard.with_extension("idx")),
             "a shard without its sidecar: {shard:?}"

@@ -375,7 +375,11 @@ fn the_command_keeps_shards_infers_from_every_sample_dedupes_and_deletes() {
     let cid = entry["cid"].as_str().unwrap();
     let dry = cli.json(&["delete", "notes", "--shards", "--json"]);
     assert_eq!(dry["applied"], false);
-    assert_eq!(dry["deleted_files"].as_array().unwrap().len(), 8, "4 shards, 4 sidecars");
+    assert_eq!(
+        dry["deleted_files"].as_array().unwrap().len(),
+        8,
+        "4 shards, 4 sidecars"
+    );
     assert_eq!(shard_files(&cli.store()).len(), 6);
     let out = cli.ok(&["delete", cid, "--shards", "--apply"]);
     assert!(

@@ -23,6 +23,7 @@ mod samples;
 mod schemas;
 #[path = "support/services.rs"]
 mod services;
+mod sidecars;
 mod stores;
 mod ui;
 mod workflow;

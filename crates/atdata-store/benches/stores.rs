@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use atdata_codec::Packable;
 use atdata_derive::packable;
-use atdata_store::{Credentials, DataStore, DataStoreExt, S3DataStore, StoreOpener};
+use atdata_store::{Credentials, DataStoreExt, S3DataStore, StoreOpener};
 use atdata_wds::{Dataset, ShardOptions, ShardWriter};
 use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -173,6 +173,47 @@ fn main() -> Result<(), BoxError> {
         "streaming read (Dataset)",
         100.0 * get / raw_get
     );
+    // get(i) from S3: one ranged GET per sample (after a pass that reads the sidecars), next
+    // to a raw object_store ranged get of as many bytes in the same run.
+    let rows = Dataset::<Blob>::new(&stored)?.with_opener(StoreOpener::new(store.clone()));
+    let count = rows.len()?;
+    let gets = if full { 1_000 } else { 50 };
+    let indices: Vec<usize> = (0..gets as u64)
+        .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 17) as usize % count)
+        .collect();
+    for &i in indices.iter().take(written.urls().len() * 2) {
+        rows.get(i)?;
+    }
+    let mut latencies = Vec::with_capacity(gets);
+    for &i in &indices {
+        let start = Instant::now();
+        let blob = rows.get(i)?;
+        latencies.push(start.elapsed());
+        if blob.id != i as i64 {
+            return Err(format!("get({i}) read sample {}", blob.id).into());
+        }
+    }
+    let first = Path::from(raw_paths[0].as_ref());
+    let mut floor = Vec::with_capacity(gets);
+    rt.block_on(async {
+        for &i in &indices {
+            let at = (i as u64 % 6) << 20;
+            let start = Instant::now();
+            raw.get_range(&first, at..at + (1 << 20) + 1024).await?;
+            floor.push(start.elapsed());
+        }
+        Ok::<_, BoxError>(())
+    })?;
+    let (p50, p99) = percentiles_ms(&mut latencies);
+    let (f50, f99) = percentiles_ms(&mut floor);
+    println!(
+        "{:<34} {:>10} {:>14} {:>14} {:>14}",
+        "", "p50 ms", "p99 ms", "raw p50 ms", "raw p99 ms"
+    );
+    println!(
+        "{:<34} {p50:>10.2} {p99:>14.2} {f50:>14.2} {f99:>14.2}",
+        format!("get(i), 1 MiB samples ({gets})")
+    );
     println!("peak RSS of this process: {:.0} MB", peak_rss_mb()?);
 
     rt.block_on(async {
@@ -180,11 +221,18 @@ fn main() -> Result<(), BoxError> {
             raw.delete(path).await?;
         }
         for url in written.urls() {
-            store.delete(url).await?;
+            store.delete_shard(url).await?;
         }
         Ok::<_, BoxError>(())
     })?;
     Ok(())
+}
+
+/// p50 and p99 in milliseconds.
+fn percentiles_ms(times: &mut [std::time::Duration]) -> (f64, f64) {
+    times.sort();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+    (at(0.50), at(0.99))
 }
 
 fn peak_rss_mb() -> Result<f64, BoxError> {

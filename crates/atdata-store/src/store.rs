@@ -411,7 +411,9 @@ impl<'s> UploadSinks<'s> {
         sidecar: Option<Sidecar>,
     ) -> atdata_wds::Result<Stored<'s>> {
         let url = sink.upload.url().to_owned();
-        sink.upload.finish().map_err(|e| sink_error(url.clone(), e))?;
+        sink.upload
+            .finish()
+            .map_err(|e| sink_error(url.clone(), e))?;
         let sidecar = match sidecar.filter(|_| self.sidecars) {
             None => None,
             Some(sidecar) => {
@@ -543,16 +545,21 @@ fn write_blocking<T: SampleType, O: ShardOpener>(
     };
     for shard in &mut stored {
         // The shard first: a sidecar is never visible without its shard.
-        let committed = check().and_then(|()| shard.upload.commit()).and_then(|()| {
-            match &mut shard.sidecar {
-                Some(sidecar) => sidecar.commit(),
-                None => Ok(()),
-            }
-        });
+        let committed =
+            check()
+                .and_then(|()| shard.upload.commit())
+                .and_then(|()| match &mut shard.sidecar {
+                    Some(sidecar) => sidecar.commit(),
+                    None => Ok(()),
+                });
         if let Err(e) = committed {
             let urls = written.urls;
             // This shard may be visible without its sidecar: it goes too.
-            let doomed: Vec<String> = urls.iter().chain([&shard.upload.url().to_owned()]).cloned().collect();
+            let doomed: Vec<String> = urls
+                .iter()
+                .chain([&shard.upload.url().to_owned()])
+                .cloned()
+                .collect();
             let deleted = delete_blocking(store, &doomed);
             if matches!(e, Error::Cancelled) {
                 return Err(e);

@@ -406,7 +406,13 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
             members.push((lowercase_ext(entry.ext()), data.to_vec()));
         }
         let decode = self.decoder();
-        decode(url, Sample { key, members: &members })
+        decode(
+            url,
+            Sample {
+                key,
+                members: &members,
+            },
+        )
     }
 }
 
@@ -414,7 +420,11 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
 fn check_header(block: &[u8; 512], entry: &Entry) -> Result<(), String> {
     let at = || format!("the header at byte {}", entry.offset - BLOCK);
     if !checksum_matches(block) {
-        return Err(format!("{} is not a valid tar header (`{}`)", at(), entry.name));
+        return Err(format!(
+            "{} is not a valid tar header (`{}`)",
+            at(),
+            entry.name
+        ));
     }
     let header = tar::Header::from_byte_slice(block);
     let path = header.path_bytes();

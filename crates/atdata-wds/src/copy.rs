@@ -88,8 +88,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         let decode = self.decoder();
         let mut samples = 0u64;
         let parsed = (|| {
-            let mut grouper =
-                Grouper::new(&mut tee, url.to_owned(), self.max_member).recording();
+            let mut grouper = Grouper::new(&mut tee, url.to_owned(), self.max_member).recording();
             while let Some(read) = grouper.advance() {
                 read?;
                 decode(url, grouper.sample())?;

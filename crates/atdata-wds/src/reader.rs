@@ -261,7 +261,13 @@ impl<'a> Grouper<'a> {
         std::mem::swap(&mut slot.1, &mut self.next.data);
         if let Some(sidecar) = &mut self.sidecar {
             let next = &self.next;
-            sidecar.push(&next.name, self.key.len(), next.offset, next.size, self.len == 0);
+            sidecar.push(
+                &next.name,
+                self.key.len(),
+                next.offset,
+                next.size,
+                self.len == 0,
+            );
         }
         self.len += 1;
         self.has_next = false;

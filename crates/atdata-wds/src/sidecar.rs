@@ -160,7 +160,10 @@ impl Sidecar {
         Ok(sidecar)
     }
 
-    /// Parses a sidecar's text. Anything that is not the format, or that could not describe a
+    /// Parses a sidecar's text: DALI's webdataset index v1.2, a first line `v1.2 <samples>`,
+    /// then one line per sample in archive order listing each member as
+    /// `ext offset size name` (its extension, the offset of its data, its size, its full
+    /// name). Anything that is not the format, or that could not describe a
     /// tar archive (an offset that is not past a header block, members out of order or
     /// overlapping, a count that differs from the lines, an extension that is not the
     /// name's), is [`Error::BadSidecar`] naming `source`. The count on the first line is
@@ -182,7 +185,10 @@ impl Sidecar {
                 continue; // the final newline, or a blank line
             }
             if sidecar.len() as u64 == count {
-                return Err(bad(line_no, format!("more samples than the {count} announced")));
+                return Err(bad(
+                    line_no,
+                    format!("more samples than the {count} announced"),
+                ));
             }
             let mut key: Option<&str> = None;
             let mut first = true;
@@ -217,7 +223,10 @@ impl Sidecar {
                 if *key.get_or_insert(member_key) != member_key {
                     return Err(bad(
                         line_no,
-                        format!("`{name}` is not of the line's sample `{}`", key.unwrap_or("")),
+                        format!(
+                            "`{name}` is not of the line's sample `{}`",
+                            key.unwrap_or("")
+                        ),
                     ));
                 }
                 if first
@@ -254,7 +263,7 @@ impl Sidecar {
         Ok(sidecar)
     }
 
-    /// The sidecar's text (see the [module docs](self)). A member name or extension the line
+    /// The sidecar's text (see [`Sidecar::parse`] for the format). A member name or extension the line
     /// format cannot hold (one with whitespace, a name without an extension) is
     /// [`Error::SidecarName`]: never a line that would be read back wrong.
     pub fn to_text(&self) -> Result<String> {
@@ -292,7 +301,8 @@ impl Sidecar {
         file.write_all(text.as_bytes())
             .and_then(|()| file.as_file().sync_data())
             .map_err(|e| Error::io(shown(), e))?;
-        file.persist(path).map_err(|e| Error::io(shown(), e.error))?;
+        file.persist(path)
+            .map_err(|e| Error::io(shown(), e.error))?;
         Ok(())
     }
 }
@@ -379,7 +389,11 @@ pub fn shard_stem(url: &str) -> &str {
 
 /// Reads a shard's headers into a sidecar (`u64::MAX` lifts the member-size limit: nothing is
 /// held); also says whether the shard was a gzip stream.
-pub(crate) fn scan(input: impl Read + Send, shard: &str, max_member: u64) -> Result<(Sidecar, bool)> {
+pub(crate) fn scan(
+    input: impl Read + Send,
+    shard: &str,
+    max_member: u64,
+) -> Result<(Sidecar, bool)> {
     let mut grouper = Grouper::new(input, shard.to_owned(), max_member)
         .headers_only()
         .recording();
@@ -417,7 +431,10 @@ mod tests {
             ("v1.2\n", "number of samples"),
             ("v1.2 x\n", "number of samples"),
             ("v1.2 1 2\n", "more than two"),
-            ("v1.2 2\nmsgpack 512 1 a.msgpack\n", "2 samples announced, 1 listed"),
+            (
+                "v1.2 2\nmsgpack 512 1 a.msgpack\n",
+                "2 samples announced, 1 listed",
+            ),
             ("v1.2 0\nmsgpack 512 1 a.msgpack\n", "more samples than"),
             ("v1.2 1\nmsgpack 512 1\n", "without its name"),
             ("v1.2 1\nmsgpack x 1 a.msgpack\n", "offset is not a number"),
@@ -426,11 +443,26 @@ mod tests {
             ("v1.2 1\nmsgpack 0 1 a.msgpack\n", "not past the header"),
             ("v1.2 1\njson 512 1 a.msgpack\n", "not that of"),
             ("v1.2 1\nmsgpack 512 1 a\n", "no extension"),
-            ("v1.2 1\nmsgpack 512 1 a.msgpack json 1536 1 b.json\n", "not of the line's sample"),
-            ("v1.2 2\nmsgpack 512 1 a.msgpack\njson 1536 1 a.json\n", "continues the line"),
-            ("v1.2 2\nmsgpack 1536 1 a.msgpack\nmsgpack 512 1 b.msgpack\n", "not past the header"),
-            ("v1.2 2\nmsgpack 512 600 a.msgpack\nmsgpack 1024 1 b.msgpack\n", "not past the header"),
-            ("v1.2 1\nmsgpack 18446744073709551104 1000 a.msgpack\n", "past 2^64"),
+            (
+                "v1.2 1\nmsgpack 512 1 a.msgpack json 1536 1 b.json\n",
+                "not of the line's sample",
+            ),
+            (
+                "v1.2 2\nmsgpack 512 1 a.msgpack\njson 1536 1 a.json\n",
+                "continues the line",
+            ),
+            (
+                "v1.2 2\nmsgpack 1536 1 a.msgpack\nmsgpack 512 1 b.msgpack\n",
+                "not past the header",
+            ),
+            (
+                "v1.2 2\nmsgpack 512 600 a.msgpack\nmsgpack 1024 1 b.msgpack\n",
+                "not past the header",
+            ),
+            (
+                "v1.2 1\nmsgpack 18446744073709551104 1000 a.msgpack\n",
+                "past 2^64",
+            ),
         ] {
             let err = parse(text).unwrap_err();
             assert!(

@@ -57,8 +57,8 @@ async fn write(sidecar: &Sidecar, target: &str) -> anyhow::Result<()> {
     let (bucket, key) = rest
         .split_once('/')
         .with_context(|| format!("{target}: no object key"))?;
-    let credentials =
-        Credentials::from_env().context("an s3:// shard needs S3 credentials (AWS_ACCESS_KEY_ID, ...)")?;
+    let credentials = Credentials::from_env()
+        .context("an s3:// shard needs S3 credentials (AWS_ACCESS_KEY_ID, ...)")?;
     let store = S3DataStore::new(credentials, bucket)?;
     let text = sidecar.to_text()?;
     let key = key.to_owned();
