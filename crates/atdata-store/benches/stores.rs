@@ -174,58 +174,104 @@ fn main() -> Result<(), BoxError> {
         100.0 * get / raw_get
     );
     // get(i) from S3: one ranged GET per sample (after a pass that reads the sidecars), next
-    // to a raw object_store ranged get of as many bytes in the same run.
-    let rows = Dataset::<Blob>::new(&stored)?.with_opener(StoreOpener::new(store.clone()));
-    let count = rows.len()?;
+    // to a raw object_store ranged get of as many bytes in the same run; for these 1 MiB
+    // samples and for small (tabular-sized, 600-byte) ones.
     let gets = if full { 1_000 } else { 50 };
-    let indices: Vec<usize> = (0..gets as u64)
-        .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 17) as usize % count)
-        .collect();
-    for &i in indices.iter().take(written.urls().len() * 2) {
-        rows.get(i)?;
-    }
-    let mut latencies = Vec::with_capacity(gets);
-    for &i in &indices {
-        let start = Instant::now();
-        let blob = rows.get(i)?;
-        latencies.push(start.elapsed());
-        if blob.id != i as i64 {
-            return Err(format!("get({i}) read sample {}", blob.id).into());
-        }
-    }
-    let first = Path::from(raw_paths[0].as_ref());
-    let mut floor = Vec::with_capacity(gets);
-    rt.block_on(async {
-        for &i in &indices {
-            let at = (i as u64 % 6) << 20;
-            let start = Instant::now();
-            raw.get_range(&first, at..at + (1 << 20) + 1024).await?;
-            floor.push(start.elapsed());
-        }
-        Ok::<_, BoxError>(())
-    })?;
-    let (p50, p99) = percentiles_ms(&mut latencies);
-    let (f50, f99) = percentiles_ms(&mut floor);
     println!(
         "{:<34} {:>10} {:>14} {:>14} {:>14}",
         "", "p50 ms", "p99 ms", "raw p50 ms", "raw p99 ms"
     );
-    println!(
-        "{:<34} {p50:>10.2} {p99:>14.2} {f50:>14.2} {f99:>14.2}",
-        format!("get(i), 1 MiB samples ({gets})")
-    );
+    let rows = Dataset::<Blob>::new(&stored)?.with_opener(StoreOpener::new(store.clone()));
+    let (got, raw_got) = get_latencies(&rt, &rows, &raw, &raw_paths[0], 1 << 20, gets)?;
+    print_latencies(&format!("get(i), 1 MiB samples ({gets})"), got, raw_got);
+    let small_dir = dir.path().join("small");
+    let mut writer = ShardWriter::new(
+        small_dir.join("small-%04d.tar").to_str().ok_or("utf-8")?,
+        ShardOptions {
+            maxcount: 2_000,
+            ..Default::default()
+        },
+    )?;
+    for id in 0..10_000 {
+        let data = vec![(id % 251) as u8; 600];
+        writer.write(&Blob { id, data }.as_wds(&format!("{id:06}")))?;
+    }
+    let small_local = writer.finish()?;
+    let small_url = small_dir.join("small-{0000..0004}.tar");
+    let small_source = Dataset::<Blob>::new(small_url.to_str().ok_or("utf-8")?)?;
+    let small = rt.block_on(store.write_shards(
+        &small_source,
+        &format!("{prefix}/small"),
+        atdata_store::WriteOptions::default(),
+    ))?;
+    let raw_small = Path::from(format!("{prefix}/raw-small.tar"));
+    rt.block_on(raw.put(&raw_small, std::fs::read(&small_local[0])?.into()))?;
+    let small_rows = Dataset::<Blob>::new(format!("{{{}}}", small.urls().join(",")))?
+        .with_opener(StoreOpener::new(store.clone()));
+    let (got, raw_got) = get_latencies(&rt, &small_rows, &raw, &raw_small, 1024, gets)?;
+    print_latencies(&format!("get(i), 600-byte samples ({gets})"), got, raw_got);
     println!("peak RSS of this process: {:.0} MB", peak_rss_mb()?);
 
     rt.block_on(async {
         for path in &raw_paths {
             raw.delete(path).await?;
         }
-        for url in written.urls() {
+        raw.delete(&raw_small).await?;
+        for url in written.urls().iter().chain(small.urls()) {
             store.delete_shard(url).await?;
         }
         Ok::<_, BoxError>(())
     })?;
     Ok(())
+}
+
+/// `gets` latencies of `rows.get(i)` at pseudo-random `i` (after a warm-up pass that reads
+/// the sidecars), and of raw ranged gets of `span` bytes of `raw_path` at as many places.
+fn get_latencies(
+    rt: &tokio::runtime::Runtime,
+    rows: &Dataset<Blob, StoreOpener>,
+    raw: &Arc<dyn ObjectStore>,
+    raw_path: &Path,
+    span: u64,
+    gets: usize,
+) -> Result<(Vec<std::time::Duration>, Vec<std::time::Duration>), BoxError> {
+    let count = rows.len()?;
+    let indices: Vec<usize> = (0..gets as u64)
+        .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 17) as usize % count)
+        .collect();
+    for &i in indices.iter().take(gets / 5) {
+        rows.get(i)?;
+    }
+    let mut got = Vec::with_capacity(gets);
+    for &i in &indices {
+        let start = Instant::now();
+        let blob = rows.get(i)?;
+        got.push(start.elapsed());
+        if blob.id != i as i64 {
+            return Err(format!("get({i}) read sample {}", blob.id).into());
+        }
+    }
+    let mut raw_got = Vec::with_capacity(gets);
+    rt.block_on(async {
+        for &i in &indices {
+            let at = (i as u64 % 6) * span;
+            let start = Instant::now();
+            raw.get_range(raw_path, at..at + span).await?;
+            raw_got.push(start.elapsed());
+        }
+        Ok::<_, BoxError>(())
+    })?;
+    Ok((got, raw_got))
+}
+
+fn print_latencies(
+    name: &str,
+    mut got: Vec<std::time::Duration>,
+    mut raw_got: Vec<std::time::Duration>,
+) {
+    let (p50, p99) = percentiles_ms(&mut got);
+    let (f50, f99) = percentiles_ms(&mut raw_got);
+    println!("{name:<34} {p50:>10.2} {p99:>14.2} {f50:>14.2} {f99:>14.2}");
 }
 
 /// p50 and p99 in milliseconds.
