@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::entry::{EntryRow, LabelRow};
 use crate::error::{Error, Result};
@@ -213,7 +213,10 @@ impl Provider for SqliteProvider {
         mode: SchemaWrite,
     ) -> Result<bool> {
         self.run(move |c| {
-            let tx = c.transaction()?;
+            // IMMEDIATE: the write lock is taken (waiting up to the busy timeout) before the
+            // first read, so a reader never has to upgrade to a writer, which SQLite refuses at
+            // once ("database is locked") when another process wrote in between.
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if !insert_schema(&tx, &schema)? && mode == SchemaWrite::MustBeNew {
                 return Ok(false); // dropping `tx` rolls back
             }
@@ -284,7 +287,7 @@ impl Provider for SqliteProvider {
         let cid = cid.to_owned();
         let labels = labels.to_vec();
         self.run(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for l in &labels {
                 tx.execute(
                     "DELETE FROM labels WHERE name = ?1 AND version = ?2 AND cid = ?3",

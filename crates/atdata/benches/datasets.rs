@@ -15,6 +15,9 @@ use std::time::Instant;
 use atdata::ndarray::{Array1, Array3};
 use atdata::prelude::*;
 
+mod common;
+use common::peak_rss_mb;
+
 /// The tabular sample of the targets.
 #[packable]
 #[derive(Clone)]
@@ -245,16 +248,6 @@ fn report(name: &str, samples: usize, secs: f64, bytes: u64, ceiling: Option<f64
         "{name:<28} {samples:>9} {secs:>9.3} {:>12.0} {mbps:>10.0} {ceiling:>14} {ratio:>9}",
         samples as f64 / secs
     );
-}
-
-fn peak_rss_mb() -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/self/status"))?;
-    Ok(kb / 1024.0)
 }
 
 fn read_child<T: BatchLen<Context = ()>>(url: &str) -> anyhow::Result<()> {

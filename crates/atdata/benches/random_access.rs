@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use atdata::ndarray::Array1;
 use atdata::prelude::*;
+
+mod common;
 use atdata::wds::{LocalOpener, ShardOpener, ShardWriter, Sidecar};
+use common::peak_rss_mb;
 
 /// The tabular sample of the targets (as in the `datasets` benchmark).
 #[packable]
@@ -165,14 +168,4 @@ fn percentiles(times: &mut [Duration]) -> (f64, f64) {
     times.sort();
     let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
     (at(0.50), at(0.99))
-}
-
-fn peak_rss_mb() -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no VmHWM"))?;
-    Ok(kb / 1024.0)
 }
