@@ -164,6 +164,27 @@ fn only_index_in(dir: &Path) -> Result<(), String> {
     }
 }
 
+/// `get(index)` of a two-row shard in `dir` whose sidecar is replaced by `sidecar`.
+fn get_with_sidecar(dir: &Path, sidecar: &str, index: usize) -> atdata::wds::Result<Row> {
+    let path = dir.join("two.tar");
+    let mut w = TarWriter::create(&path).unwrap();
+    for id in 0..2 {
+        w.write(
+            &Row {
+                id,
+                text: "a".into(),
+            }
+            .as_wds(&format!("{id:06}")),
+        )
+        .unwrap();
+    }
+    w.finish().unwrap().close().unwrap();
+    std::fs::write(dir.join("two.idx"), sidecar).unwrap();
+    Dataset::<Row>::new(path.to_str().unwrap())
+        .unwrap()
+        .get(index)
+}
+
 const CASES: &[Case] = &[
     // ---------------------------------------------------------------- shards
     Case {
@@ -380,6 +401,72 @@ const CASES: &[Case] = &[
                 ds.samples().unwrap().next().unwrap(),
                 WdsError::UnsupportedUrl { .. }
             )
+        },
+    },
+    // ---------------------------------------------------------------- sidecars
+    Case {
+        area: "sidecar",
+        input: "a first line that is not `v1.2 <count>`",
+        error: "wds::Error::BadSidecar",
+        check: |dir| {
+            expect!(
+                get_with_sidecar(dir, "v1.1 2\n", 0),
+                WdsError::BadSidecar { line: 1, .. }
+            )
+        },
+    },
+    Case {
+        area: "sidecar",
+        input: "a count of 2^63 over one line",
+        error: "wds::Error::BadSidecar, nothing allocated from it",
+        check: |dir| {
+            let text = "v1.2 9223372036854775808\nmsgpack 512 10 000000.msgpack\n";
+            expect!(get_with_sidecar(dir, text, 0), WdsError::BadSidecar { .. })
+        },
+    },
+    Case {
+        area: "sidecar",
+        input: "a member whose offset is inside the member before it",
+        error: "wds::Error::BadSidecar naming the line",
+        check: |dir| {
+            let text = "v1.2 2\nmsgpack 512 40 000000.msgpack\nmsgpack 512 40 000001.msgpack\n";
+            expect!(
+                get_with_sidecar(dir, text, 1),
+                WdsError::BadSidecar { line: 3, .. }
+            )
+        },
+    },
+    Case {
+        area: "sidecar",
+        input: "an offset whose header names another member",
+        error: "wds::Error::SidecarMismatch",
+        check: |dir| {
+            let text = "v1.2 1\nmsgpack 1536 19 000000.msgpack\n";
+            expect!(
+                get_with_sidecar(dir, text, 0),
+                WdsError::SidecarMismatch { .. }
+            )
+        },
+    },
+    Case {
+        area: "sidecar",
+        input: "a member past the shard's end",
+        error: "wds::Error::SidecarMismatch",
+        check: |dir| {
+            let text = "v1.2 1\nmsgpack 1048576 19 000000.msgpack\n";
+            expect!(
+                get_with_sidecar(dir, text, 0),
+                WdsError::SidecarMismatch { .. }
+            )
+        },
+    },
+    Case {
+        area: "sidecar",
+        input: "an index past the dataset's length",
+        error: "wds::Error::IndexOutOfRange",
+        check: |dir| {
+            let got = get_with_sidecar(dir, "v1.2 0\n", 0);
+            expect!(got, WdsError::IndexOutOfRange { index: 0, len: 0 })
         },
     },
     // ---------------------------------------------------------------- payloads
