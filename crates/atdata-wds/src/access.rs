@@ -13,6 +13,7 @@ use crate::error::{Error, Result, panic_message};
 use crate::opener::ShardOpener;
 use crate::reader::{Sample, checksum_matches, lowercase_ext};
 use crate::sidecar::{Entry, Sidecar, parse_head, scan, sidecar_url};
+use crate::writer::gzip_name;
 
 const BLOCK: u64 = 512;
 /// The longest first line a sidecar can have (`v1.2 ` and a 20-digit count).
@@ -307,7 +308,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
             return Ok(sidecar.clone());
         }
         let url = &self.shards[k];
-        if url.ends_with(".gz") || url.ends_with(".tgz") {
+        if gzip_name(url) {
             return Err(compressed(url));
         }
         let stored = match sidecar_url(url) {

@@ -18,6 +18,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::reader::Grouper;
+use crate::writer::gzip_name;
 
 /// The version a sidecar's first line names.
 const VERSION: &str = "v1.2";
@@ -365,7 +366,7 @@ fn fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// assert_eq!(atdata_wds::sidecar_url("data-000001.tar.gz"), None);
 /// ```
 pub fn sidecar_url(shard: &str) -> Option<String> {
-    if shard.ends_with(".gz") || shard.ends_with(".tgz") {
+    if gzip_name(shard) {
         return None;
     }
     let stem = shard_stem(shard);

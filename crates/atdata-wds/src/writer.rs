@@ -242,6 +242,11 @@ pub(crate) fn validate_key(key: &str) -> Result<()> {
     })
 }
 
+/// Whether a shard named `name` is written (and so read) as a gzip stream: `.gz`, `.tgz`.
+pub(crate) fn gzip_name(name: &str) -> bool {
+    name.ends_with(".gz") || name.ends_with(".tgz")
+}
+
 /// `"%d key=value\n"` where the length counts itself.
 fn pax_record(key: &str, value: &str) -> String {
     let body = format!(" {key}={value}\n");
@@ -343,7 +348,7 @@ impl ShardFile {
             1 << 20,
             File::create(path).map_err(|e| Error::io(shown.clone(), e))?,
         );
-        let gzip = shown.ends_with(".gz") || shown.ends_with(".tgz");
+        let gzip = gzip_name(&shown);
         Ok(ShardFile {
             path: shown,
             inner: if gzip {

@@ -12,20 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use atdata::ndarray::{Array1, Array3};
+use atdata::ndarray::Array3;
 use atdata::prelude::*;
 
 mod common;
-use common::peak_rss_mb;
-
-/// The tabular sample of the targets.
-#[packable]
-#[derive(Clone)]
-struct Tabular {
-    features: Array1<f32>,
-    label: i64,
-    source: String,
-}
+use common::{Tabular, peak_rss_mb};
 
 /// The image sample of the targets.
 #[packable]
@@ -86,11 +77,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     // Tabular.
-    let row = Tabular {
-        features: Array1::from_iter((0..128).map(|i| i as f32)),
-        label: 7,
-        source: "synthetic/benchmark".into(),
-    };
+    let row = Tabular::row();
     let (shards, secs) = write(dir, "tab", sizes.tabular, sizes.tabular_per_shard, |i| {
         row.as_wds(&format!("{i:09}"))
     })?;

@@ -10,21 +10,11 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use atdata::ndarray::Array1;
 use atdata::prelude::*;
 
 mod common;
 use atdata::wds::{LocalOpener, ShardOpener, ShardWriter, Sidecar};
-use common::peak_rss_mb;
-
-/// The tabular sample of the targets (as in the `datasets` benchmark).
-#[packable]
-#[derive(Clone)]
-struct Tabular {
-    features: Array1<f32>,
-    label: i64,
-    source: String,
-}
+use common::{Tabular, peak_rss_mb};
 
 fn main() -> anyhow::Result<()> {
     let full = std::env::args().any(|a| a == "--bench");
@@ -34,11 +24,7 @@ fn main() -> anyhow::Result<()> {
         (2_000, 500, 1_000, 20, 4)
     };
     let dir = tempfile::tempdir()?;
-    let row = Tabular {
-        features: Array1::from_iter((0..128).map(|i| i as f32)),
-        label: 7,
-        source: "synthetic/benchmark".into(),
-    };
+    let row = Tabular::row();
     let pattern = dir.path().join("tab-%04d.tar");
     let opts = ShardOptions {
         maxcount: per_shard,

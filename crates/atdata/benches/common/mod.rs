@@ -10,3 +10,26 @@ pub fn peak_rss_mb() -> anyhow::Result<f64> {
         .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/self/status"))?;
     Ok(kb / 1024.0)
 }
+
+use atdata::ndarray::Array1;
+use atdata::prelude::*;
+
+/// The tabular sample of the targets.
+#[packable]
+#[derive(Clone)]
+pub struct Tabular {
+    pub features: Array1<f32>,
+    pub label: i64,
+    pub source: String,
+}
+
+impl Tabular {
+    /// The row every tabular benchmark writes: 128 features, label 7.
+    pub fn row() -> Tabular {
+        Tabular {
+            features: Array1::from_iter((0..128).map(|i| i as f32)),
+            label: 7,
+            source: "synthetic/benchmark".into(),
+        }
+    }
+}
