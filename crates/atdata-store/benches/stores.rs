@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use atdata_codec::Packable;
 use atdata_derive::packable;
-use atdata_store::{Credentials, DataStoreExt, S3DataStore, StoreOpener};
+use atdata_store::{Credentials, DataStore, DataStoreExt, S3DataStore, StoreOpener};
 use atdata_wds::{Dataset, ShardOptions, ShardWriter};
 use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -172,6 +172,18 @@ fn main() -> Result<(), BoxError> {
         "{:<34} {get:>10.0} {raw_get:>14.0} {:>9.0}%",
         "streaming read (Dataset)",
         100.0 * get / raw_get
+    );
+    // Building a missing sidecar from S3: one streamed pass over a stored shard's headers.
+    let shard = &written.urls()[0];
+    let shard_mb = written.sizes()[0] as f64 / 1e6;
+    let start = Instant::now();
+    let built = atdata_wds::Sidecar::build(store.open_shard(shard)?, shard)?;
+    let build = shard_mb / start.elapsed().as_secs_f64();
+    println!(
+        "{:<34} {build:>10.0} {:>14} {:>10}",
+        format!("sidecar build, streamed ({} samples)", built.len()),
+        "",
+        ""
     );
     // get(i) from S3: one ranged GET per sample (after a pass that reads the sidecars), next
     // to a raw object_store ranged get of as many bytes in the same run; for these 1 MiB
