@@ -16,6 +16,7 @@ mod golden;
 mod hardening;
 mod index;
 mod inserts;
+mod loader;
 #[path = "support/redis_db.rs"]
 mod redis_db;
 mod roundtrip;

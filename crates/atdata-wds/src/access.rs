@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read};
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -11,6 +12,7 @@ use atdata_codec::SampleType;
 use crate::dataset::Dataset;
 use crate::error::{Error, Result, panic_message};
 use crate::opener::ShardOpener;
+use crate::pipeline::MapFn;
 use crate::reader::{Sample, checksum_matches, lowercase_ext};
 use crate::sidecar::{Entry, Sidecar, parse_head, scan, sidecar_url};
 use crate::writer::gzip_name;
@@ -18,6 +20,9 @@ use crate::writer::gzip_name;
 const BLOCK: u64 = 512;
 /// The longest first line a sidecar can have (`v1.2 ` and a 20-digit count).
 const HEAD_BYTES: u64 = 64;
+/// The most bytes [`Dataset::read_run`] reads at once (more when one sample is larger): big
+/// enough for ranged GETs at full speed, small enough to bound what a reading thread holds.
+const RUN_BYTES: u64 = 16 << 20;
 
 /// What is known of a shard without reading it (an index entry's `sample_counts` and
 /// `shard_sizes`): with a count, [`Dataset::len`] reads nothing for the shard; both check its
@@ -367,17 +372,70 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         Sidecar::parse(&text, url).map(Some)
     }
 
+    /// Every shard's sample count, in the shard list's order (the whole dataset's, not a
+    /// split's), as [`len`](Self::len) learns them.
+    pub(crate) fn shard_counts(&self) -> Result<Vec<u64>> {
+        let all: Vec<usize> = (0..self.shards.len()).collect();
+        self.each(&all, |k| self.count(k))
+    }
+
     /// Sample `sample` of shard `k`: one read of its span, every member's header checked
     /// against the sidecar, then decoded.
     fn read_sample(&self, k: usize, sample: usize) -> Result<T> {
         let sidecar = self.sidecar(k)?;
+        let span = self.span(k, &sidecar, sample)?;
+        let bytes = self.read_span(k, &sidecar, sample, span.clone())?;
+        let members = self.members(k, &sidecar, sample, &bytes, span.start)?;
+        self.decode_members(&self.decoder(), k, &sidecar, sample, &members)
+    }
+
+    /// Samples `samples` of shard `k` with their keys, read by positioned reads of whole
+    /// samples up to [`RUN_BYTES`] each (one ranged GET each from a store). A sample that does
+    /// not decode is an error in its place; a failed read, or a header that does not match
+    /// the sidecar, is the error.
+    pub(crate) fn read_run(
+        &self,
+        k: usize,
+        samples: Range<usize>,
+    ) -> Result<Vec<Result<(String, T)>>> {
+        let sidecar = self.sidecar(k)?;
+        let decode = self.decoder();
+        let mut out = Vec::with_capacity(samples.len());
+        let mut next = samples.start;
+        while next < samples.end {
+            let first = self.span(k, &sidecar, next)?;
+            let mut end = first.end;
+            let mut last = next + 1;
+            while last < samples.end {
+                let span = self.span(k, &sidecar, last)?;
+                if span.end - first.start > RUN_BYTES {
+                    break;
+                }
+                end = span.end;
+                last += 1;
+            }
+            let bytes = self.read_span(k, &sidecar, next, first.start..end)?;
+            for sample in next..last {
+                let members = self.members(k, &sidecar, sample, &bytes, first.start)?;
+                let key = sidecar.key(sample).unwrap_or_default().to_owned();
+                out.push(
+                    self.decode_members(&decode, k, &sidecar, sample, &members)
+                        .map(|t| (key, t)),
+                );
+            }
+            next = last;
+        }
+        Ok(out)
+    }
+
+    /// Where sample `sample` of shard `k` lies, no longer than a member may be.
+    fn span(&self, k: usize, sidecar: &Sidecar, sample: usize) -> Result<Range<u64>> {
         let url = &self.shards[k];
-        let mismatch = |reason: String| Error::SidecarMismatch {
-            shard: url.clone(),
-            reason,
-        };
         let (Some(span), Some(key)) = (sidecar.span(sample), sidecar.key(sample)) else {
-            return Err(mismatch(format!("it has no sample {sample}")));
+            return Err(Error::SidecarMismatch {
+                shard: url.clone(),
+                reason: format!("it has no sample {sample}"),
+            });
         };
         if span.end - span.start > self.max_member {
             return Err(Error::MemberOverLimit {
@@ -387,31 +445,77 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
                 limit: self.max_member,
             });
         }
-        let bytes = match self.opener.read_range(url, span.clone()) {
+        Ok(span)
+    }
+
+    /// The bytes of `range` of shard `k`, which starts with sample `first`.
+    fn read_span(
+        &self,
+        k: usize,
+        sidecar: &Sidecar,
+        first: usize,
+        range: Range<u64>,
+    ) -> Result<Vec<u8>> {
+        let url = &self.shards[k];
+        match self.opener.read_range(url, range.clone()) {
             Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(mismatch(format!(
-                    "sample `{key}` ends at byte {}, past the shard's end",
-                    span.end
-                )));
+                Err(Error::SidecarMismatch {
+                    shard: url.clone(),
+                    reason: format!(
+                        "sample `{}` ends at byte {}, past the shard's end",
+                        sidecar.key(first).unwrap_or_default(),
+                        range.end
+                    ),
+                })
             }
-            read => read?,
+            read => read,
+        }
+    }
+
+    /// Sample `sample`'s members, cut from `bytes` (read from byte `base` of shard `k`) after
+    /// their headers are checked against the sidecar.
+    fn members(
+        &self,
+        k: usize,
+        sidecar: &Sidecar,
+        sample: usize,
+        bytes: &[u8],
+        base: u64,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let mismatch = |reason: String| Error::SidecarMismatch {
+            shard: self.shards[k].clone(),
+            reason,
         };
         let mut members = Vec::with_capacity(sidecar.sample(sample).len());
         for entry in sidecar.sample(sample) {
-            let at = (entry.offset - BLOCK - span.start) as usize;
-            let block: &[u8; 512] = bytes[at..at + BLOCK as usize]
-                .try_into()
-                .map_err(|_| mismatch("a header past the range read".into()))?;
+            let at = (entry.offset - BLOCK - base) as usize;
+            let block: &[u8; 512] = bytes
+                .get(at..at + BLOCK as usize)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| mismatch("a header past the range read".into()))?;
             check_header(block, entry).map_err(&mismatch)?;
-            let data = &bytes[at + BLOCK as usize..][..entry.size as usize];
+            let data = bytes
+                .get(at + BLOCK as usize..)
+                .and_then(|rest| rest.get(..entry.size as usize))
+                .ok_or_else(|| mismatch(format!("`{}` ends past the range read", entry.name)))?;
             members.push((lowercase_ext(entry.ext()), data.to_vec()));
         }
-        let decode = self.decoder();
+        Ok(members)
+    }
+
+    fn decode_members(
+        &self,
+        decode: &MapFn<T>,
+        k: usize,
+        sidecar: &Sidecar,
+        sample: usize,
+        members: &[(String, Vec<u8>)],
+    ) -> Result<T> {
         decode(
-            url,
+            &self.shards[k],
             Sample {
-                key,
-                members: &members,
+                key: sidecar.key(sample).unwrap_or_default(),
+                members,
             },
         )
     }

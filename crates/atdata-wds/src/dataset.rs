@@ -102,7 +102,7 @@ pub struct Dataset<T: SampleType, O = LocalOpener> {
     pub(crate) url: String,
     pub(crate) shards: Vec<String>,
     pub(crate) opener: Arc<O>,
-    context: Arc<T::Context>,
+    pub(crate) context: Arc<T::Context>,
     pub(crate) rank: (usize, usize),
     pub(crate) worker: (usize, usize),
     epoch: u64,

@@ -223,6 +223,25 @@ pub enum Error {
         /// Its size.
         len: u64,
     },
+    /// [`LoaderOptions`](crate::LoaderOptions) that cannot make a loader.
+    #[error("bad loader options: {reason}")]
+    BadLoaderOptions {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A [`LoaderState`](crate::LoaderState) to resume from that another dataset or order
+    /// made: resuming from it would not continue that run.
+    #[error(
+        "the loader state does not fit this loader: its {field} is {state}, this loader's is {loader}"
+    )]
+    LoaderStateMismatch {
+        /// What differs.
+        field: &'static str,
+        /// The state's value.
+        state: String,
+        /// This loader's.
+        loader: String,
+    },
 }
 
 fn member_suffix(member: &Option<String>) -> String {

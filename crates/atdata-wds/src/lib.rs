@@ -6,6 +6,8 @@
 //! - [`expand_urls`]: `data-{000000..000009}.tar` brace expansion.
 //! - [`Dataset`]: typed samples and batches from many shards, ordered or shuffled (seeded),
 //!   split by rank and worker, decoded on background threads with bounded memory.
+//! - [`Dataset::loader`]: an elastic, deterministic [`Loader`] for distributed training, whose
+//!   order does not depend on the world size and which resumes mid-epoch ([`LoaderState`]).
 //!
 //! ```
 //! use atdata_codec::Packable;
@@ -39,7 +41,9 @@ mod batches;
 mod copy;
 mod dataset;
 mod error;
+mod loader;
 mod opener;
+mod order;
 mod pipeline;
 mod reader;
 mod shards;
@@ -52,6 +56,9 @@ pub use crate::batches::{BatchedExt, Batches};
 pub use crate::copy::CopiedShard;
 pub use crate::dataset::{Dataset, Samples, ShuffleOptions};
 pub use crate::error::{Error, Result};
+pub use crate::loader::{
+    DEFAULT_PARTITIONS, DEFAULT_SHUFFLE_BLOCK, Loader, LoaderOptions, LoaderState,
+};
 pub use crate::opener::{LocalOpener, ShardOpener};
 pub use crate::reader::{DEFAULT_MAX_MEMBER_BYTES, TarReader};
 pub use crate::shards::{FileSinks, ShardOptions, ShardWriter, SinkFactory};

@@ -58,7 +58,7 @@ pub use atdata_store::{
 };
 /// WebDataset shards: `TarWriter`, `TarReader`, `ShardWriter`, `expand_urls` (crate `atdata-wds`).
 pub use atdata_wds as wds;
-pub use atdata_wds::{ShardOptions, ShuffleOptions};
+pub use atdata_wds::{LoaderOptions, LoaderState, ShardOptions, ShuffleOptions};
 
 mod open;
 mod opener;
@@ -73,6 +73,9 @@ pub use crate::repo::Repo;
 /// A dataset read through [`DefaultOpener`]: local paths, `file://` and `s3://` URLs
 /// (credentials from the environment). See [`atdata_wds::Dataset`] for the API.
 pub type Dataset<T> = atdata_wds::Dataset<T, DefaultOpener>;
+/// A [`Dataset`]'s elastic loader ([`atdata_wds::Dataset::loader`]): one rank's batches of an
+/// epoch, resumable from its [`LoaderState`]. See [`atdata_wds::Loader`] for the API.
+pub type Loader<T> = atdata_wds::Loader<T, DefaultOpener>;
 /// The `ndarray` version atdata's array fields use.
 pub use ndarray;
 
@@ -105,7 +108,7 @@ pub mod prelude {
     pub use crate::packable;
     pub use crate::{
         Credentials, DataStore, DataStoreExt, Dataset, DeleteOptions, DynamicSample, InsertOptions,
-        LocalDatasetEntry, LocalDiskStore, LocalIndex, Packable, SampleBatch, Schema, SchemaRef,
-        ShardOptions, ShuffleOptions,
+        Loader, LoaderOptions, LoaderState, LocalDatasetEntry, LocalDiskStore, LocalIndex,
+        Packable, SampleBatch, Schema, SchemaRef, ShardOptions, ShuffleOptions,
     };
 }
