@@ -130,11 +130,17 @@ fn every_sample_once_per_epoch_in_one_global_order_for_every_world_size() {
             );
         }
         let flat = one.concat();
-        let sorted = flat.windows(2).all(|w| w[0] < w[1]);
-        assert!(
-            !sorted,
-            "no order reads the dataset as listed (partitions interleave)"
-        );
+        if seed.is_none() {
+            // Without a seed, the order is ordered()'s.
+            let ordered: Vec<i64> = ds
+                .ordered(64)
+                .unwrap()
+                .flat_map(|b| b.unwrap().id.clone())
+                .collect();
+            assert_eq!(flat, ordered);
+        } else {
+            assert!(flat.windows(2).any(|w| w[0] > w[1]), "shuffled");
+        }
     }
 }
 
@@ -389,7 +395,13 @@ fn a_rank_reads_about_its_share_of_the_bytes() {
                 .len()
         })
         .sum();
-    for world in [1, 2, 4] {
+    for (world, seed) in [
+        (1, Some(5)),
+        (2, Some(5)),
+        (4, Some(5)),
+        (2, None),
+        (4, None),
+    ] {
         let mut per_rank = Vec::new();
         for rank in 0..world {
             let counting = Counting::default();
@@ -404,7 +416,7 @@ fn a_rank_reads_about_its_share_of_the_bytes() {
                 .loader(LoaderOptions {
                     rank,
                     world_size: world,
-                    ..options(64, Some(5), 0)
+                    ..options(64, seed, 0)
                 })
                 .unwrap();
             assert_eq!(loader.map(Result::unwrap).count(), 150);
@@ -412,10 +424,11 @@ fn a_rank_reads_about_its_share_of_the_bytes() {
         }
         let share = total / world as u64;
         for (rank, &read) in per_rank.iter().enumerate() {
-            // Its samples' bytes, less the end-of-archive blocks and sidecars.
+            // Its samples' bytes: less the end-of-archive blocks, and without a seed the
+            // padding after each run of B/R samples.
             assert!(
-                read <= share && read * 100 >= share * 95,
-                "world {world} rank {rank}: {read} of {total}"
+                read <= share && read * 100 >= share * 90,
+                "world {world} rank {rank}, seed {seed:?}: {read} of {total}"
             );
         }
     }

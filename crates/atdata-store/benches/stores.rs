@@ -1,6 +1,7 @@
 //! Store throughput against the S3 server of `scripts/services.sh`: `write_shards` and a
 //! streaming read of the stored shards, next to raw `object_store` multipart puts and streaming
-//! gets of the same bytes in the same run, with this process's peak RSS.
+//! gets of the same bytes in the same run; decoded `ordered()` reads next to shuffled loader
+//! epochs (`Dataset::loader`) on one and two ranks; with this process's peak RSS.
 //!
 //! `cargo bench -p atdata-store --bench stores` writes about 1 GB (figures in
 //! docs/performance.md); without `--bench` (as `cargo test --benches` runs it) about 24 MB.
@@ -13,7 +14,7 @@ use std::time::Instant;
 use atdata_codec::Packable;
 use atdata_derive::packable;
 use atdata_store::{Credentials, DataStore, DataStoreExt, S3DataStore, StoreOpener};
-use atdata_wds::{Dataset, ShardOptions, ShardWriter};
+use atdata_wds::{Dataset, LoaderOptions, ShardOptions, ShardWriter};
 use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
@@ -173,6 +174,35 @@ fn main() -> Result<(), BoxError> {
         "streaming read (Dataset)",
         100.0 * get / raw_get
     );
+    // Decoded reads from S3: ordered(8), then shuffled loader epochs on one rank and on two
+    // ranks side by side (shuffle blocks of 8 samples: 8 MiB; see docs/datasets.md).
+    let batch = 8;
+    let start = Instant::now();
+    let mut n = 0;
+    for b in dataset.ordered(batch)? {
+        n += b?.len();
+    }
+    let ordered = start.elapsed().as_secs_f64();
+    if n != samples as usize {
+        return Err(format!("ordered read {n} samples").into());
+    }
+    println!(
+        "{:<34} {:>10} {:>14} {:>10}",
+        "", "MB/s", "samples/s", "of ordered"
+    );
+    let line = |name: &str, secs: f64, n: usize, mb: f64| {
+        println!(
+            "{name:<34} {:>10.0} {:>14.0} {:>9.0}%",
+            mb / secs,
+            n as f64 / secs,
+            100.0 * ordered / secs
+        );
+    };
+    line("ordered(8) from S3", ordered, n, mb);
+    for world in [1, 2] {
+        let (secs, n) = loader_epoch(&dataset, world, batch, 8)?;
+        line(&format!("loader, {world} rank(s), from S3"), secs, n, mb);
+    }
     // Building a missing sidecar from S3: one streamed pass over a stored shard's headers.
     let shard = &written.urls()[0];
     let shard_mb = written.sizes()[0] as f64 / 1e6;
@@ -222,6 +252,24 @@ fn main() -> Result<(), BoxError> {
         .with_opener(StoreOpener::new(store.clone()));
     let (got, raw_got) = get_latencies(&rt, &small_rows, &raw, &raw_small, 1024, gets)?;
     print_latencies(&format!("get(i), 600-byte samples ({gets})"), got, raw_got);
+    // The loader over those small samples from S3 (default shuffle block), next to ordered.
+    let small_mb = small.sizes().iter().sum::<u64>() as f64 / 1e6;
+    let start = Instant::now();
+    let mut n = 0;
+    for b in small_rows.ordered(64)? {
+        n += b?.len();
+    }
+    let ordered = start.elapsed().as_secs_f64();
+    let (one, n1) = loader_epoch(&small_rows, 1, 64, 0)?;
+    let (two, n2) = loader_epoch(&small_rows, 2, 64, 0)?;
+    println!(
+        "600-byte samples from S3, samples/s: ordered(64) {:.0}, loader 1 rank {:.0} ({:.0}%), 2 ranks {:.0} ({:.0}%); {small_mb:.0} MB",
+        n as f64 / ordered,
+        n1 as f64 / one,
+        100.0 * ordered / one,
+        n2 as f64 / two,
+        100.0 * ordered / two
+    );
     println!("peak RSS of this process: {:.0} MB", peak_rss_mb()?);
 
     rt.block_on(async {
@@ -235,6 +283,43 @@ fn main() -> Result<(), BoxError> {
         Ok::<_, BoxError>(())
     })?;
     Ok(())
+}
+
+/// One shuffled loader epoch of `world` ranks side by side (a thread each): its seconds and
+/// the samples read.
+fn loader_epoch(
+    dataset: &Dataset<Blob, StoreOpener>,
+    world: usize,
+    global_batch: usize,
+    shuffle_block: usize,
+) -> Result<(f64, usize), BoxError> {
+    let start = Instant::now();
+    let counts = std::thread::scope(|scope| {
+        let ranks: Vec<_> = (0..world)
+            .map(|rank| {
+                scope.spawn(move || {
+                    let options = LoaderOptions {
+                        global_batch,
+                        seed: Some(1),
+                        rank,
+                        world_size: world,
+                        shuffle_block,
+                        ..Default::default()
+                    };
+                    let mut n = 0;
+                    for batch in dataset.loader(options)? {
+                        n += batch?.len();
+                    }
+                    Ok::<_, BoxError>(n)
+                })
+            })
+            .collect();
+        ranks
+            .into_iter()
+            .map(|r| r.join().map_err(|_| BoxError::from("a rank panicked"))?)
+            .collect::<Result<Vec<_>, BoxError>>()
+    })?;
+    Ok((start.elapsed().as_secs_f64(), counts.iter().sum()))
 }
 
 /// `gets` latencies of `rows.get(i)` at pseudo-random `i` (after a warm-up pass that reads

@@ -9,11 +9,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use atdata_codec::SampleType;
 
-use crate::dataset::Dataset;
+use crate::dataset::{Dataset, decode_payload};
 use crate::error::{Error, Result, panic_message};
 use crate::opener::ShardOpener;
-use crate::pipeline::MapFn;
-use crate::reader::{Sample, checksum_matches, lowercase_ext};
+use crate::reader::{checksum_matches, lowercase_ext};
 use crate::sidecar::{Entry, Sidecar, parse_head, scan, sidecar_url};
 use crate::writer::gzip_name;
 
@@ -385,8 +384,8 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         let sidecar = self.sidecar(k)?;
         let span = self.span(k, &sidecar, sample)?;
         let bytes = self.read_span(k, &sidecar, sample, span.clone())?;
-        let members = self.members(k, &sidecar, sample, &bytes, span.start)?;
-        self.decode_members(&self.decoder(), k, &sidecar, sample, &members)
+        let payload = self.payload(k, &sidecar, sample, &bytes, span.start)?;
+        self.decode_at(k, &sidecar, sample, payload.map(|r| &bytes[r]))
     }
 
     /// Samples `samples` of shard `k` with their keys, read by positioned reads of whole
@@ -399,7 +398,6 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         samples: Range<usize>,
     ) -> Result<Vec<Result<(String, T)>>> {
         let sidecar = self.sidecar(k)?;
-        let decode = self.decoder();
         let mut out = Vec::with_capacity(samples.len());
         let mut next = samples.start;
         while next < samples.end {
@@ -416,10 +414,10 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
             }
             let bytes = self.read_span(k, &sidecar, next, first.start..end)?;
             for sample in next..last {
-                let members = self.members(k, &sidecar, sample, &bytes, first.start)?;
+                let payload = self.payload(k, &sidecar, sample, &bytes, first.start)?;
                 let key = sidecar.key(sample).unwrap_or_default().to_owned();
                 out.push(
-                    self.decode_members(&decode, k, &sidecar, sample, &members)
+                    self.decode_at(k, &sidecar, sample, payload.map(|r| &bytes[r]))
                         .map(|t| (key, t)),
                 );
             }
@@ -472,21 +470,22 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         }
     }
 
-    /// Sample `sample`'s members, cut from `bytes` (read from byte `base` of shard `k`) after
-    /// their headers are checked against the sidecar.
-    fn members(
+    /// Where sample `sample`'s `msgpack` member lies in `bytes` (read from byte `base` of shard
+    /// `k`), after every member's header is checked against the sidecar; `None` when it has
+    /// no such member.
+    fn payload(
         &self,
         k: usize,
         sidecar: &Sidecar,
         sample: usize,
         bytes: &[u8],
         base: u64,
-    ) -> Result<Vec<(String, Vec<u8>)>> {
+    ) -> Result<Option<Range<usize>>> {
         let mismatch = |reason: String| Error::SidecarMismatch {
             shard: self.shards[k].clone(),
             reason,
         };
-        let mut members = Vec::with_capacity(sidecar.sample(sample).len());
+        let mut payload = None;
         for entry in sidecar.sample(sample) {
             let at = (entry.offset - BLOCK - base) as usize;
             let block: &[u8; 512] = bytes
@@ -494,30 +493,29 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
                 .and_then(|b| b.try_into().ok())
                 .ok_or_else(|| mismatch("a header past the range read".into()))?;
             check_header(block, entry).map_err(&mismatch)?;
-            let data = bytes
-                .get(at + BLOCK as usize..)
-                .and_then(|rest| rest.get(..entry.size as usize))
-                .ok_or_else(|| mismatch(format!("`{}` ends past the range read", entry.name)))?;
-            members.push((lowercase_ext(entry.ext()), data.to_vec()));
+            let data = at + BLOCK as usize..at + BLOCK as usize + entry.size as usize;
+            if data.end > bytes.len() {
+                return Err(mismatch(format!(
+                    "`{}` ends past the range read",
+                    entry.name
+                )));
+            }
+            if payload.is_none() && lowercase_ext(entry.ext()) == "msgpack" {
+                payload = Some(data);
+            }
         }
-        Ok(members)
+        Ok(payload)
     }
 
-    fn decode_members(
+    fn decode_at(
         &self,
-        decode: &MapFn<T>,
         k: usize,
         sidecar: &Sidecar,
         sample: usize,
-        members: &[(String, Vec<u8>)],
+        payload: Option<&[u8]>,
     ) -> Result<T> {
-        decode(
-            &self.shards[k],
-            Sample {
-                key: sidecar.key(sample).unwrap_or_default(),
-                members,
-            },
-        )
+        let key = sidecar.key(sample).unwrap_or_default();
+        decode_payload::<T>(&self.context, &self.shards[k], key, payload)
     }
 }
 

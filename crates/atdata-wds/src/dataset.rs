@@ -61,6 +61,8 @@ impl Default for ShuffleOptions {
 ///   [`shuffled`](Self::shuffled) shuffle reproducibly ([`ShuffleOptions`]).
 /// - [`split`](Self::split) and [`worker_split`](Self::worker_split) give each rank and worker
 ///   a disjoint share of the shards: together they read every sample once per epoch.
+/// - [`loader`](Self::loader) is the distributed-training path: equal batches on every rank,
+///   one order whatever the world size, and an exact mid-epoch resume.
 /// - Shards are read and decoded on background threads, a few shards ahead, with bounded
 ///   queues: memory does not grow with the dataset. Iteration is a plain blocking `Iterator`,
 ///   usable from `main` or inside an async runtime.
@@ -365,18 +367,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     pub(crate) fn decoder(&self) -> MapFn<T> {
         let context = self.context.clone();
         Arc::new(move |shard: &str, sample: Sample<'_>| {
-            let payload = sample
-                .member("msgpack")
-                .ok_or_else(|| Error::MissingMember {
-                    shard: shard.to_owned(),
-                    key: sample.key.to_owned(),
-                    ext: "msgpack",
-                })?;
-            T::decode(&context, payload).map_err(|source| Error::Decode {
-                shard: shard.to_owned(),
-                key: sample.key.to_owned(),
-                source,
-            })
+            decode_payload::<T>(&context, shard, sample.key, sample.member("msgpack"))
         })
     }
 
@@ -484,6 +475,25 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         });
         Ok(self.in_order(checked))
     }
+}
+
+/// A sample decoded from its `msgpack` member (`None`: it has none).
+pub(crate) fn decode_payload<T: SampleType>(
+    context: &T::Context,
+    shard: &str,
+    key: &str,
+    payload: Option<&[u8]>,
+) -> Result<T> {
+    let payload = payload.ok_or_else(|| Error::MissingMember {
+        shard: shard.to_owned(),
+        key: key.to_owned(),
+        ext: "msgpack",
+    })?;
+    T::decode(context, payload).map_err(|source| Error::Decode {
+        shard: shard.to_owned(),
+        key: key.to_owned(),
+        source,
+    })
 }
 
 /// A seeded shuffle buffer.

@@ -33,7 +33,7 @@ const STATE_VERSION: u32 = 1;
 pub struct LoaderOptions {
     /// Samples per global batch, over all ranks; a multiple of the world size.
     pub global_batch: usize,
-    /// The shuffle seed (the same on every rank); `None` reads without shuffling.
+    /// The shuffle seed (the same on every rank); `None` reads in `ordered()`'s order.
     pub seed: Option<u64>,
     /// The epoch, which changes the shuffled order. Ignored when resuming: the state has it.
     pub epoch: u64,

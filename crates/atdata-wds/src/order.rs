@@ -2,10 +2,13 @@
 //! the epoch, the global batch and the order parameters (partitions, shuffle block, drop last).
 //!
 //! 1. The epoch's shard order: as listed (no seed), or a seeded permutation.
-//! 2. The sample space: the shards' samples in that order, cut into `P` contiguous partitions
-//!    (lanes). Lane `q` has as many samples as batches take from it: a batch of `m` samples
-//!    takes [`share`]`(q, m, P)` of them, the lane's next, lane after lane.
-//! 3. Each lane's samples in blocks of `shuffle_block`, each block permuted (seeded).
+//! 2. The sample space: the shards' samples in that order, in `P` lanes. A batch of `m`
+//!    samples takes [`share`]`(q, m, P)` samples from lane `q`, the lane's next, lane after
+//!    lane. With a seed, lane `q` is the next contiguous range of the sample space, as long as
+//!    the epoch's batches take from it (a rank reads only its lanes' shards). Without one, lane
+//!    `q` is its slice of every run of `B` samples, so the order is the sample space's own:
+//!    `ordered()`'s.
+//! 3. Each lane's samples in blocks of `shuffle_block`; with a seed each block is permuted.
 //!
 //! So global batch `b` is lanes `0..P` laid side by side, and rank `r` of `R` (owning lanes
 //! `rP/R..(r+1)P/R`) gets exactly the contiguous slice `r` of every batch, for every `R` that
@@ -161,27 +164,63 @@ impl Order {
 
     /// Block `i` of lane `q`.
     pub(crate) fn block(&self, q: u64, i: u64) -> Block {
-        let lane_end = self.lanes[q as usize + 1];
-        let start = self.lanes[q as usize] + i * self.params.shuffle_block;
-        let end = (start + self.params.shuffle_block).min(lane_end);
+        let lane_len = self.lanes[q as usize + 1] - self.lanes[q as usize];
+        let start = i * self.params.shuffle_block;
+        let end = (start + self.params.shuffle_block).min(lane_len);
         let mut pieces = Vec::new();
-        let mut j = self
-            .starts
-            .partition_point(|&s| s <= start)
-            .saturating_sub(1);
-        while j < self.shards.len() && self.starts[j] < end {
-            let (from, to) = (self.starts[j].max(start), self.starts[j + 1].min(end));
-            if from < to {
-                let base = self.starts[j];
-                pieces.push((self.shards[j], (from - base) as usize..(to - base) as usize));
+        for run in self.runs(q, start..end) {
+            let mut j = self
+                .starts
+                .partition_point(|&s| s <= run.start)
+                .saturating_sub(1);
+            while j < self.shards.len() && self.starts[j] < run.end {
+                let (from, to) = (
+                    self.starts[j].max(run.start),
+                    self.starts[j + 1].min(run.end),
+                );
+                if from < to {
+                    let base = self.starts[j];
+                    pieces.push((self.shards[j], (from - base) as usize..(to - base) as usize));
+                }
+                j += 1;
             }
-            j += 1;
         }
         let shuffle = self
             .params
             .seed
             .map(|seed| generator(seed, self.params.epoch, q + 1, i));
         Block { pieces, shuffle }
+    }
+
+    /// Where samples `positions` of lane `q` lie in the sample space, as runs.
+    fn runs(&self, q: u64, positions: Range<u64>) -> Vec<Range<u64>> {
+        if self.params.seed.is_some() {
+            let at = self.lanes[q as usize];
+            return vec![at + positions.start..at + positions.end];
+        }
+        let (b, p) = (self.params.global_batch, self.params.partitions);
+        let offset = |m: u64| (u128::from(q) * u128::from(m) / u128::from(p)) as u64;
+        let per_batch = share(q, b, p);
+        let head = self.full * per_batch;
+        let mut runs: Vec<Range<u64>> = Vec::new();
+        let mut at = positions.start;
+        while at < positions.end {
+            let run = if at < head {
+                let (batch, t) = (at / per_batch, at % per_batch);
+                let n = (per_batch - t).min(positions.end - at);
+                let from = batch * b + offset(b) + t;
+                from..from + n
+            } else {
+                let from = self.full * b + offset(self.tail) + (at - head);
+                from..from + (positions.end - at)
+            };
+            at += run.end - run.start;
+            match runs.last_mut() {
+                Some(last) if last.end == run.start => last.end = run.end,
+                _ => runs.push(run),
+            }
+        }
+        runs
     }
 }
 
@@ -283,6 +322,32 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn without_a_seed_the_lanes_laid_side_by_side_are_the_sample_space() {
+        for (counts, b, p) in [
+            (vec![10, 0, 3, 25], 8, 4),
+            (vec![70], 64, 8),
+            (vec![9], 4, 8),
+        ] {
+            let order = Order::new(&counts, params(b, p, None));
+            let lanes: Vec<Vec<u64>> = (0..p).map(|q| lane_positions(&order, q)).collect();
+            let mut global = Vec::new();
+            for batch in 0..order.batches() {
+                for (q, lane) in lanes.iter().enumerate() {
+                    let from = order.lane_position(q as u64, batch) as usize;
+                    let to = order.lane_position(q as u64, batch + 1) as usize;
+                    global.extend_from_slice(&lane[from..to]);
+                }
+            }
+            let kept = order.full * b + order.tail;
+            assert_eq!(
+                global,
+                (0..kept).collect::<Vec<_>>(),
+                "{counts:?} b {b} p {p}"
+            );
         }
     }
 

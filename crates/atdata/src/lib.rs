@@ -92,6 +92,11 @@ pub struct ReadmeDoctests;
 #[doc = include_str!("../../../docs/getting-started.md")]
 pub struct GettingStartedDoctests;
 
+/// The datasets guide's examples, run as doctests (those marked `ignore` are sketches).
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/datasets.md")]
+pub struct DatasetsGuideDoctests;
+
 /// The index guide's examples, run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/index.md")]
