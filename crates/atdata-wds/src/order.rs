@@ -196,7 +196,7 @@ impl Order {
     fn runs(&self, q: u64, positions: Range<u64>) -> Vec<Range<u64>> {
         if self.params.seed.is_some() {
             let at = self.lanes[q as usize];
-            return vec![at + positions.start..at + positions.end];
+            return std::iter::once(at + positions.start..at + positions.end).collect();
         }
         let (b, p) = (self.params.global_batch, self.params.partitions);
         let offset = |m: u64| (u128::from(q) * u128::from(m) / u128::from(p)) as u64;
