@@ -9,7 +9,7 @@ use std::path::Path;
 
 use atdata::index::Error as IndexError;
 use atdata::prelude::*;
-use atdata::wds::{Error as WdsError, TarReader, TarWriter, expand_urls};
+use atdata::wds::{Error as WdsError, ShardFacts, TarReader, TarWriter, expand_urls};
 use atdata::{ArrayError, Error as CodecError, SchemaRecord, WdsSample, json_to_msgpack};
 use futures::StreamExt;
 use serde_json::json;
@@ -183,6 +183,25 @@ fn get_with_sidecar(dir: &Path, sidecar: &str, index: usize) -> atdata::wds::Res
     Dataset::<Row>::new(path.to_str().unwrap())
         .unwrap()
         .get(index)
+}
+
+/// A loader over a two-row shard in `dir` (global batch 2) resuming from its own fresh state
+/// with `edit` applied to the state's JSON.
+fn resume_edited(dir: &Path, edit: fn(String) -> String) -> atdata::wds::Result<()> {
+    get_with_sidecar(dir, "v1.2 0\n", 0).ok();
+    std::fs::remove_file(dir.join("two.idx")).unwrap();
+    let ds = Dataset::<Row>::new(dir.join("two.tar")).unwrap();
+    let options = LoaderOptions {
+        global_batch: 2,
+        ..Default::default()
+    };
+    let state = serde_json::to_string(&ds.loader(options.clone())?.state()).unwrap();
+    let state = serde_json::from_str(&edit(state)).unwrap();
+    ds.loader(LoaderOptions {
+        resume: Some(state),
+        ..options
+    })
+    .map(drop)
 }
 
 const CASES: &[Case] = &[
@@ -467,6 +486,114 @@ const CASES: &[Case] = &[
         check: |dir| {
             let got = get_with_sidecar(dir, "v1.2 0\n", 0);
             expect!(got, WdsError::IndexOutOfRange { index: 0, len: 0 })
+        },
+    },
+    // ---------------------------------------------------------------- loader
+    Case {
+        area: "loader",
+        input: "a state edited past the end of its epoch",
+        error: "wds::Error::LoaderStateMismatch",
+        check: |dir| {
+            expect!(
+                resume_edited(dir, |s| s.replace("\"batches\":0", "\"batches\":99")),
+                WdsError::LoaderStateMismatch {
+                    field: "batches",
+                    ..
+                }
+            )
+        },
+    },
+    Case {
+        area: "loader",
+        input: "a state of another format version",
+        error: "wds::Error::LoaderStateMismatch",
+        check: |dir| {
+            expect!(
+                resume_edited(dir, |s| s.replace("\"version\":1", "\"version\":7")),
+                WdsError::LoaderStateMismatch {
+                    field: "format version",
+                    ..
+                }
+            )
+        },
+    },
+    Case {
+        area: "loader",
+        input: "a state of other shards (another fingerprint)",
+        error: "wds::Error::LoaderStateMismatch",
+        check: |dir| {
+            let edit = |s: String| {
+                let at = s.find("\"fingerprint\":\"").unwrap() + 15;
+                format!("{}0000{}", &s[..at], &s[at + 4..])
+            };
+            expect!(
+                resume_edited(dir, edit),
+                WdsError::LoaderStateMismatch {
+                    field: "dataset fingerprint",
+                    ..
+                }
+            )
+        },
+    },
+    Case {
+        area: "loader",
+        input: "a state at the end of epoch 2^64 - 1",
+        error: "wds::Error::LoaderStateMismatch",
+        check: |dir| {
+            let edit = |s: String| {
+                s.replace("\"epoch\":0", "\"epoch\":18446744073709551615")
+                    .replace("\"batches\":0", "\"batches\":1")
+            };
+            expect!(
+                resume_edited(dir, edit),
+                WdsError::LoaderStateMismatch { field: "epoch", .. }
+            )
+        },
+    },
+    Case {
+        area: "loader",
+        input: "2^40 partitions",
+        error: "wds::Error::BadLoaderOptions, nothing allocated",
+        check: |dir| {
+            get_with_sidecar(dir, "v1.2 0\n", 0).ok();
+            let ds = Dataset::<Row>::new(dir.join("two.tar")).unwrap();
+            let options = LoaderOptions {
+                global_batch: 2,
+                partitions: 1 << 40,
+                ..Default::default()
+            };
+            expect!(
+                ds.loader(options).map(drop),
+                WdsError::BadLoaderOptions { .. }
+            )
+        },
+    },
+    Case {
+        area: "loader",
+        input: "an index count of 2^40 samples for a two-sample shard",
+        error: "wds::Error::SidecarMismatch, the loader's one item",
+        check: |dir| {
+            get_with_sidecar(dir, "v1.2 0\n", 0).ok();
+            std::fs::remove_file(dir.join("two.idx")).unwrap();
+            let path = dir.join("two.tar").to_str().unwrap().to_owned();
+            let facts = ShardFacts {
+                samples: Some(1 << 40),
+                bytes: None,
+            };
+            let ds = Dataset::<Row>::new(&path)
+                .unwrap()
+                .with_shard_facts([(path, facts)]);
+            let options = LoaderOptions {
+                global_batch: 2,
+                seed: Some(1),
+                ..Default::default()
+            };
+            let mut loader = ds.loader(options).map_err(|e| e.to_string())?;
+            let first = loader.next().ok_or("no item")?;
+            match (first, loader.next()) {
+                (Err(WdsError::SidecarMismatch { .. }), None) => Ok(()),
+                (other, _) => Err(format!("got {other:?}")),
+            }
         },
     },
     // ---------------------------------------------------------------- payloads

@@ -398,7 +398,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         samples: Range<usize>,
     ) -> Result<Vec<Result<(String, T)>>> {
         let sidecar = self.sidecar(k)?;
-        let mut out = Vec::with_capacity(samples.len());
+        let mut out = Vec::with_capacity(samples.len().min(sidecar.len()));
         let mut next = samples.start;
         while next < samples.end {
             let first = self.span(k, &sidecar, next)?;

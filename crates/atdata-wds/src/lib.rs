@@ -57,7 +57,7 @@ pub use crate::copy::CopiedShard;
 pub use crate::dataset::{Dataset, Samples, ShuffleOptions};
 pub use crate::error::{Error, Result};
 pub use crate::loader::{
-    DEFAULT_PARTITIONS, DEFAULT_SHUFFLE_BLOCK, Loader, LoaderOptions, LoaderState,
+    DEFAULT_PARTITIONS, DEFAULT_SHUFFLE_BLOCK, Loader, LoaderOptions, LoaderState, MAX_PARTITIONS,
 };
 pub use crate::opener::{LocalOpener, ShardOpener};
 pub use crate::reader::{DEFAULT_MAX_MEMBER_BYTES, TarReader};

@@ -18,6 +18,8 @@ use crate::order::{Order, OrderParams, fingerprint, permute};
 pub const DEFAULT_PARTITIONS: usize = 8;
 /// Samples per shuffle block when [`LoaderOptions::shuffle_block`] is 0.
 pub const DEFAULT_SHUFFLE_BLOCK: usize = 1024;
+/// The most partitions a loader takes: each of a rank's partitions has its own thread.
+pub const MAX_PARTITIONS: usize = 1024;
 /// The [`LoaderState`] format this library writes and reads.
 const STATE_VERSION: u32 = 1;
 
@@ -43,9 +45,10 @@ pub struct LoaderOptions {
     pub world_size: usize,
     /// Where to continue: a [`Loader::state`] saved with a checkpoint.
     pub resume: Option<LoaderState>,
-    /// Partitions of the sample space (0: [`DEFAULT_PARTITIONS`]); each rank reads
-    /// `partitions / world_size` of them, so any world size that divides it reads the same
-    /// order. Part of the order: keep it when the world size changes.
+    /// Partitions of the sample space (0: [`DEFAULT_PARTITIONS`]; at most
+    /// [`MAX_PARTITIONS`]); each rank reads `partitions / world_size` of them, on a thread
+    /// each, so any world size that divides it reads the same order. Part of the order: keep
+    /// it when the world size changes.
     pub partitions: usize,
     /// Samples per shuffle block (0: [`DEFAULT_SHUFFLE_BLOCK`]): each partition is permuted a
     /// block at a time, and a rank holds up to two decoded blocks per partition it reads.
@@ -238,6 +241,9 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         if b == 0 {
             return bad("global_batch is 0".into());
         }
+        if partitions > MAX_PARTITIONS {
+            return bad(format!("{partitions} partitions: at most {MAX_PARTITIONS}"));
+        }
         if options.rank >= world {
             return bad(format!("rank {} of world size {world}", options.rank));
         }
@@ -296,7 +302,15 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
             }
             (state.epoch, state.batches) = (saved.epoch, saved.batches);
             if saved.batches == total {
-                (state.epoch, state.batches) = (saved.epoch + 1, 0);
+                let next = saved
+                    .epoch
+                    .checked_add(1)
+                    .ok_or(Error::LoaderStateMismatch {
+                        field: "epoch",
+                        state: saved.epoch.to_string(),
+                        loader: "one with a next epoch".into(),
+                    })?;
+                (state.epoch, state.batches) = (next, 0);
                 order = order_of(state.epoch);
             }
         }
