@@ -510,6 +510,47 @@ fn a_bad_sample_fails_its_batch_and_a_missing_shard_resumes_where_it_stopped() {
     assert_eq!(seen, whole);
 }
 
+/// The loader threads of this process.
+fn loader_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "atdata-loader")
+        .count()
+}
+
+#[test]
+fn a_dropped_loader_joins_its_threads_and_gzip_is_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = scenario(dir.path());
+    // Other tests run loaders at the same time: look for this one's eight threads coming and
+    // going, with retries.
+    let mut joined = false;
+    for _ in 0..20 {
+        let before = loader_threads();
+        let mut loader = ds.loader(options(64, Some(1), 0)).unwrap();
+        loader.next().unwrap().unwrap();
+        let during = loader_threads();
+        drop(loader);
+        let after = loader_threads();
+        if during >= before + 8 && after + 8 <= during && after <= before {
+            joined = true;
+            break;
+        }
+    }
+    assert!(
+        joined,
+        "a dropped loader's threads are joined when it returns"
+    );
+
+    let gz = dir.path().join("rows.tar.gz");
+    let mut w = wds::TarWriter::create(&gz).unwrap();
+    w.write(&Item { id: 1 }.as_wds("000001")).unwrap();
+    w.finish().unwrap().close().unwrap();
+    let e = options_error(&Dataset::<Item>::new(&gz).unwrap(), options(1, None, 0));
+    assert!(matches!(e, Error::NoRandomAccess { .. }), "{e}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loader_reads_s3_shards_as_local_ones() {
     let dir = tempfile::tempdir().unwrap();

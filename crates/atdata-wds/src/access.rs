@@ -555,7 +555,7 @@ fn check_header(block: &[u8; 512], entry: &Entry) -> Result<(), String> {
     }
 }
 
-fn compressed(url: &str) -> Error {
+pub(crate) fn compressed(url: &str) -> Error {
     Error::NoRandomAccess {
         shard: url.to_owned(),
         reason: "it is compressed: samples can only be read in order (decompress it to a .tar for random access)",

@@ -9,10 +9,12 @@ use std::thread;
 use atdata_codec::SampleType;
 use serde::{Deserialize, Serialize};
 
+use crate::access::compressed;
 use crate::dataset::Dataset;
 use crate::error::{Error, Result, panic_message};
 use crate::opener::{LocalOpener, ShardOpener};
 use crate::order::{Order, OrderParams, fingerprint, permute};
+use crate::writer::gzip_name;
 
 /// Partitions when [`LoaderOptions::partitions`] is 0: world sizes 1, 2, 4 and 8 divide it.
 pub const DEFAULT_PARTITIONS: usize = 8;
@@ -227,8 +229,9 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     /// recorded; missing sidecars are built from headers). Errors before any batch: a split
     /// dataset (the loader splits), `global_batch` 0 or not a multiple of the world size, a
     /// world size that does not divide `partitions`, a rank out of range
-    /// ([`Error::BadLoaderOptions`]), and a `resume` state of another dataset or order
-    /// ([`Error::LoaderStateMismatch`]). A state at the end of its epoch starts the next.
+    /// ([`Error::BadLoaderOptions`]); a `resume` state of another dataset or order
+    /// ([`Error::LoaderStateMismatch`]); a shard named as compressed ([`Error::NoRandomAccess`]).
+    /// A state at the end of its epoch starts the next.
     pub fn loader(&self, options: LoaderOptions) -> Result<Loader<T, O>> {
         let bad = |reason: String| Err(Error::BadLoaderOptions { reason });
         if self.rank != (0, 1) || self.worker != (0, 1) {
@@ -256,6 +259,9 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
             return bad(format!(
                 "global batch {b} is not a multiple of world size {world}"
             ));
+        }
+        if let Some(shard) = self.shards.iter().find(|s| gzip_name(s)) {
+            return Err(compressed(shard));
         }
         let counts = self.shard_counts()?;
         let mut state = LoaderState {
