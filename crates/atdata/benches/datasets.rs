@@ -16,15 +16,7 @@ use atdata::ndarray::Array3;
 use atdata::prelude::*;
 
 mod common;
-use common::{Tabular, peak_rss_mb};
-
-/// The image sample of the targets.
-#[packable]
-#[derive(Clone)]
-struct Image {
-    image: Array3<f32>,
-    label: String,
-}
+use common::{Image, Tabular, peak_rss_mb};
 
 const BATCH: usize = 32;
 

@@ -19,15 +19,7 @@ use atdata::prelude::*;
 use atdata::wds::{self, LocalOpener, ShardOpener, ShardWriter};
 
 mod common;
-use common::{Tabular, peak_rss_mb};
-
-/// A 192 KiB image sample.
-#[packable]
-#[derive(Clone)]
-struct Image {
-    image: Array3<f32>,
-    label: String,
-}
+use common::{Image, Tabular, peak_rss_mb};
 
 const BATCH: usize = 64;
 const SEED: u64 = 1;

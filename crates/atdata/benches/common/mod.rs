@@ -11,7 +11,7 @@ pub fn peak_rss_mb() -> anyhow::Result<f64> {
     Ok(kb / 1024.0)
 }
 
-use atdata::ndarray::Array1;
+use atdata::ndarray::{Array1, Array3};
 use atdata::prelude::*;
 
 /// The tabular sample of the targets.
@@ -32,4 +32,14 @@ impl Tabular {
             source: "synthetic/benchmark".into(),
         }
     }
+}
+
+/// The image sample of the targets (`f32[224, 224, 3]` in them; other shapes where a benchmark
+/// says so).
+#[packable]
+#[derive(Clone)]
+#[allow(dead_code)] // not every benchmark reads images
+pub struct Image {
+    pub image: Array3<f32>,
+    pub label: String,
 }
