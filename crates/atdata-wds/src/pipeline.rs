@@ -2,9 +2,11 @@
 //!
 //! Up to `parallelism` shards are in flight at once, each read and decoded by its own thread
 //! into its own bounded queue of chunks. The consumer drains the queues in shard order, so the
-//! output order depends only on the shard list, never on thread timing, and memory is bounded
-//! by `parallelism × (QUEUE_DEPTH + 1)` chunks of at most `CHUNK_SAMPLES` samples or
-//! `CHUNK_BYTES` bytes. A shard's thread is joined when its queue ends, so a thread that
+//! output order depends only on the shard list, never on thread timing. The queues together
+//! hold about `AHEAD_BYTES` (each at least two chunks), so the shards behind the one being
+//! drained are decoded ahead, in parallel, by as much as a small shard: memory is bounded by
+//! `parallelism × (depth + 1)` chunks of at most `CHUNK_SAMPLES` samples or about
+//! `CHUNK_BYTES` bytes, whatever the parallelism. A shard's thread is joined when its queue ends, so a thread that
 //! panicked (in the opener, the reader or the decoder) is an error item naming the shard,
 //! never a silently short shard. Dropping the consumer stops the threads at their next send.
 
@@ -18,11 +20,16 @@ use crate::opener::ShardOpener;
 use crate::reader::{Grouper, Sample};
 
 /// Samples per chunk at most.
-const CHUNK_SAMPLES: usize = 256;
+const CHUNK_SAMPLES: usize = 1024;
 /// Member bytes per chunk before it is sent.
-const CHUNK_BYTES: usize = 4 << 20;
-/// Chunks a shard thread may queue ahead of the consumer.
-const QUEUE_DEPTH: usize = 2;
+const CHUNK_BYTES: usize = 1 << 20;
+/// Member bytes all shard threads may queue ahead of the consumer, together.
+const AHEAD_BYTES: usize = 32 << 20;
+
+/// Chunks each shard thread may queue ahead of the consumer.
+fn queue_depth(parallelism: usize) -> usize {
+    (AHEAD_BYTES / CHUNK_BYTES / parallelism).max(2)
+}
 
 /// Turns one sample of a shard (borrowed from the reader's buffers) into an item: decodes it,
 /// usually.
@@ -77,7 +84,7 @@ impl<U: Send + 'static> Pipeline<U> {
             let Some(shard) = self.shards.next() else {
                 break;
             };
-            let (tx, rx) = sync_channel(QUEUE_DEPTH);
+            let (tx, rx) = sync_channel(queue_depth(self.parallelism));
             let (opener, map) = (self.opener.clone(), self.map.clone());
             let (name, max_member) = (shard.clone(), self.max_member);
             let started = thread::Builder::new()
