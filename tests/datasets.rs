@@ -723,3 +723,45 @@ fn dropping_an_iterator_early_stops_its_threads() {
     // Reaching here without deadlock is the check; the threads end when their queues close.
     let _: PathBuf = dir.path().to_path_buf();
 }
+
+/// Shard threads wait for their queue's byte budget while the consumer is elsewhere: dropping
+/// the reader wakes them, and they end.
+#[test]
+fn a_dropped_reader_ends_its_shard_threads_waiting_for_room() {
+    let dir = tempfile::tempdir().unwrap();
+    for shard in 0..4 {
+        let mut w = TarWriter::create(dir.path().join(format!("big-{shard}.tar"))).unwrap();
+        for i in 0..100 {
+            let row = Row {
+                id: i,
+                text: "x".repeat(200_000),
+            };
+            w.write(&row.as_wds(&format!("{shard}-{i:03}"))).unwrap();
+        }
+        w.finish().unwrap().close().unwrap();
+    }
+    let ds = Dataset::<Row>::new(dir.path().join("big-{0..3}.tar"))
+        .unwrap()
+        .with_parallelism(4);
+    let mut ended = false;
+    // Other tests read at the same time: retry until this reader's threads are seen to go.
+    for _ in 0..20 {
+        let before = crate::threads::named("atdata-shard");
+        let mut samples = ds.samples().unwrap();
+        samples.next().unwrap().unwrap();
+        // 80 MB of samples, a 32 MiB budget: the threads behind the first shard wait.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let during = crate::threads::named("atdata-shard");
+        drop(samples);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while crate::threads::named("atdata-shard") > before && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if during >= before + 4 && crate::threads::named("atdata-shard") <= before {
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended, "the shard threads of a dropped reader end");
+}

@@ -14,6 +14,7 @@ use atdata::{StoreOpener, WdsSample, WriteOptions};
 use proptest::prelude::*;
 
 use crate::stores::s3_store;
+use crate::threads;
 
 #[packable]
 #[derive(Debug, Clone, PartialEq)]
@@ -510,15 +511,6 @@ fn a_bad_sample_fails_its_batch_and_a_missing_shard_resumes_where_it_stopped() {
     assert_eq!(seen, whole);
 }
 
-/// The loader threads of this process.
-fn loader_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .filter(|name| name.trim() == "atdata-loader")
-        .count()
-}
-
 #[test]
 fn a_dropped_loader_joins_its_threads_and_gzip_is_refused_up_front() {
     let dir = tempfile::tempdir().unwrap();
@@ -527,12 +519,12 @@ fn a_dropped_loader_joins_its_threads_and_gzip_is_refused_up_front() {
     // going, with retries.
     let mut joined = false;
     for _ in 0..20 {
-        let before = loader_threads();
+        let before = threads::named("atdata-loader");
         let mut loader = ds.loader(options(64, Some(1), 0)).unwrap();
         loader.next().unwrap().unwrap();
-        let during = loader_threads();
+        let during = threads::named("atdata-loader");
         drop(loader);
-        let after = loader_threads();
+        let after = threads::named("atdata-loader");
         if during >= before + 8 && after + 8 <= during && after <= before {
             joined = true;
             break;

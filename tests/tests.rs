@@ -26,5 +26,7 @@ mod schemas;
 mod services;
 mod sidecars;
 mod stores;
+#[path = "support/threads.rs"]
+mod threads;
 mod ui;
 mod workflow;
