@@ -281,6 +281,11 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
                 OrderParams {
                     global_batch: b as u64,
                     partitions: partitions as u64,
+                    lanes: if options.seed.is_some() {
+                        partitions
+                    } else {
+                        world
+                    } as u64,
                     shuffle_block: shuffle_block as u64,
                     drop_last: options.drop_last,
                     seed: options.seed,
@@ -321,7 +326,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
             }
         }
         let order = Arc::new(order);
-        let per_rank = (partitions / world) as u64;
+        let per_rank = order.lanes() / world as u64;
         let first = options.rank as u64 * per_rank;
         let lanes = (first..first + per_rank)
             .map(|q| self.start_lane(&order, q, order.lane_position(q, state.batches)))

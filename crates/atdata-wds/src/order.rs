@@ -6,8 +6,8 @@
 //!    samples takes [`share`]`(q, m, P)` samples from lane `q`, the lane's next, lane after
 //!    lane. With a seed, lane `q` is the next contiguous range of the sample space, as long as
 //!    the epoch's batches take from it (a rank reads only its lanes' shards). Without one, lane
-//!    `q` is its slice of every run of `B` samples, so the order is the sample space's own:
-//!    `ordered()`'s.
+//!    `q` is its slice of every run of `B` samples, so the order is the sample space's own
+//!    (`ordered()`'s) whatever the number of lanes: one per rank then.
 //! 3. Each lane's samples in blocks of `shuffle_block`; with a seed each block is permuted.
 //!
 //! So global batch `b` is lanes `0..P` laid side by side, and rank `r` of `R` (owning lanes
@@ -26,7 +26,12 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OrderParams {
     pub global_batch: u64,
+    /// `P`: the partitions of the order (a short last batch needs one sample for each).
     pub partitions: u64,
+    /// The lanes the samples are laid out in: `P` with a seed; without one (when any layout
+    /// gives the same order) the world size, one lane per rank, so a rank reads its slices
+    /// of consecutive batches as runs as long as it can.
+    pub lanes: u64,
     pub shuffle_block: u64,
     pub drop_last: bool,
     pub seed: Option<u64>,
@@ -93,17 +98,17 @@ impl Order {
             total = total.saturating_add(counts[k]);
             starts.push(total);
         }
-        let (b, p) = (params.global_batch, params.partitions);
+        let b = params.global_batch;
         let full = total / b;
         let rest = total % b;
-        // A short batch is kept only when every lane-aligned rank slice of it is non-empty
-        // for every world size (at least one sample per partition); else its samples sit
-        // this epoch out.
-        let tail = if params.drop_last || rest < p {
+        // A short batch is kept only when every rank slice of it is non-empty for every
+        // world size (at least one sample per partition); else its samples sit this epoch out.
+        let tail = if params.drop_last || rest < params.partitions {
             0
         } else {
             rest
         };
+        let p = params.lanes;
         let mut lanes = Vec::with_capacity(p as usize + 1);
         let mut at = 0u64;
         lanes.push(0);
@@ -137,18 +142,23 @@ impl Order {
 
     /// The samples of global batch `b` that lane `q` gives.
     pub(crate) fn share(&self, q: u64, b: u64) -> u64 {
-        share(q, self.batch_len(b), self.params.partitions)
+        share(q, self.batch_len(b), self.params.lanes)
     }
 
     /// Samples lane `q` gives before global batch `b`.
     pub(crate) fn lane_position(&self, q: u64, b: u64) -> u64 {
-        let p = self.params.partitions;
+        let p = self.params.lanes;
         let full = b.min(self.full) * share(q, self.params.global_batch, p);
         full + if b > self.full {
             share(q, self.tail, p)
         } else {
             0
         }
+    }
+
+    /// Lanes in the layout.
+    pub(crate) fn lanes(&self) -> u64 {
+        self.params.lanes
     }
 
     /// Samples per block.
@@ -198,7 +208,7 @@ impl Order {
             let at = self.lanes[q as usize];
             return std::iter::once(at + positions.start..at + positions.end).collect();
         }
-        let (b, p) = (self.params.global_batch, self.params.partitions);
+        let (b, p) = (self.params.global_batch, self.params.lanes);
         let offset = |m: u64| (u128::from(q) * u128::from(m) / u128::from(p)) as u64;
         let per_batch = share(q, b, p);
         let head = self.full * per_batch;
@@ -260,6 +270,7 @@ mod tests {
         OrderParams {
             global_batch: b,
             partitions: p,
+            lanes: p,
             shuffle_block: 7,
             drop_last: false,
             seed,
@@ -327,13 +338,23 @@ mod tests {
 
     #[test]
     fn without_a_seed_the_lanes_laid_side_by_side_are_the_sample_space() {
-        for (counts, b, p) in [
-            (vec![10, 0, 3, 25], 8, 4),
-            (vec![70], 64, 8),
-            (vec![9], 4, 8),
-        ] {
-            let order = Order::new(&counts, params(b, p, None));
-            let lanes: Vec<Vec<u64>> = (0..p).map(|q| lane_positions(&order, q)).collect();
+        // (counts, global batch, partitions, lanes): any layout gives the same order.
+        let cases = [
+            (vec![10, 0, 3, 25], 8, 4, 4),
+            (vec![10, 0, 3, 25], 8, 4, 2),
+            (vec![70], 64, 8, 8),
+            (vec![70], 64, 8, 2),
+            (vec![9], 4, 8, 1),
+        ];
+        for (counts, b, p, lanes) in cases {
+            let order = Order::new(
+                &counts,
+                OrderParams {
+                    lanes,
+                    ..params(b, p, None)
+                },
+            );
+            let lanes: Vec<Vec<u64>> = (0..lanes).map(|q| lane_positions(&order, q)).collect();
             let mut global = Vec::new();
             for batch in 0..order.batches() {
                 for (q, lane) in lanes.iter().enumerate() {
