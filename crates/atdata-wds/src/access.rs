@@ -383,19 +383,21 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     fn read_sample(&self, k: usize, sample: usize) -> Result<T> {
         let sidecar = self.sidecar(k)?;
         let span = self.span(k, &sidecar, sample)?;
-        let bytes = self.read_span(k, &sidecar, sample, span.clone())?;
+        let mut bytes = Vec::new();
+        self.read_span(k, &sidecar, sample, span.clone(), &mut bytes)?;
         let payload = self.payload(k, &sidecar, sample, &bytes, span.start)?;
         self.decode_at(k, &sidecar, sample, payload.map(|r| &bytes[r]))
     }
 
-    /// Samples `samples` of shard `k` with their keys, read by positioned reads of whole
-    /// samples up to [`RUN_BYTES`] each (one ranged GET each from a store). A sample that does
-    /// not decode is an error in its place; a failed read, or a header that does not match
-    /// the sidecar, is the error.
+    /// Samples `samples` of shard `k` with their keys, read into `buf` by positioned reads of
+    /// whole samples up to [`RUN_BYTES`] each (one ranged GET each from a store). A sample
+    /// that does not decode is an error in its place; a failed read, or a header that does not
+    /// match the sidecar, is the error.
     pub(crate) fn read_run(
         &self,
         k: usize,
         samples: Range<usize>,
+        buf: &mut Vec<u8>,
     ) -> Result<Vec<Result<(String, T)>>> {
         let sidecar = self.sidecar(k)?;
         let mut out = Vec::with_capacity(samples.len().min(sidecar.len()));
@@ -412,9 +414,10 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
                 end = span.end;
                 last += 1;
             }
-            let bytes = self.read_span(k, &sidecar, next, first.start..end)?;
+            self.read_span(k, &sidecar, next, first.start..end, buf)?;
+            let bytes = buf.as_slice();
             for sample in next..last {
-                let payload = self.payload(k, &sidecar, sample, &bytes, first.start)?;
+                let payload = self.payload(k, &sidecar, sample, bytes, first.start)?;
                 let key = sidecar.key(sample).unwrap_or_default().to_owned();
                 out.push(
                     self.decode_at(k, &sidecar, sample, payload.map(|r| &bytes[r]))
@@ -446,16 +449,17 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         Ok(span)
     }
 
-    /// The bytes of `range` of shard `k`, which starts with sample `first`.
+    /// The bytes of `range` of shard `k`, which starts with sample `first`, into `buf`.
     fn read_span(
         &self,
         k: usize,
         sidecar: &Sidecar,
         first: usize,
         range: Range<u64>,
-    ) -> Result<Vec<u8>> {
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
         let url = &self.shards[k];
-        match self.opener.read_range(url, range.clone()) {
+        match self.opener.read_range_into(url, range.clone(), buf) {
             Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::UnexpectedEof => {
                 Err(Error::SidecarMismatch {
                     shard: url.clone(),

@@ -373,12 +373,13 @@ fn read_lane<T: SampleType, O: ShardOpener>(
 ) {
     let block_len = order.block_len();
     let mut skip = (from % block_len) as usize;
+    let mut buf = Vec::new();
     for i in from / block_len..order.lane_blocks(q) {
         let block = order.block(q, i);
         let mut read = Ok(Vec::new());
         for (k, samples) in block.pieces {
             read = read.and_then(|mut decoded: Decoded<T>| {
-                decoded.extend(dataset.read_run(k, samples)?);
+                decoded.extend(dataset.read_run(k, samples, &mut buf)?);
                 Ok(decoded)
             });
         }

@@ -52,6 +52,30 @@ pub trait ShardOpener: Send + Sync + 'static {
             .map_err(|e| Error::io(url, e))?;
         Ok(bytes)
     }
+
+    /// [`read_range`](Self::read_range) into `buf` (resized to the range), so that a reader
+    /// making many reads reuses one buffer: the loader's partition threads do. The default
+    /// calls `read_range`; the local opener reads into `buf` itself.
+    ///
+    /// ```
+    /// use atdata_wds::{LocalOpener, ShardOpener};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("a.bin");
+    /// std::fs::write(&path, b"0123456789")?;
+    /// let url = path.to_str().unwrap();
+    /// let mut buf = b"a longer buffer".to_vec();
+    /// LocalOpener.read_range_into(url, 2..5, &mut buf)?;
+    /// assert_eq!(buf, b"234");
+    /// LocalOpener.read_range_into(url, 0..10, &mut buf)?;
+    /// assert_eq!(buf, b"0123456789");
+    /// assert!(LocalOpener.read_range_into(url, 8..12, &mut buf).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn read_range_into(&self, url: &str, range: Range<u64>, buf: &mut Vec<u8>) -> Result<()> {
+        *buf = self.read_range(url, range)?;
+        Ok(())
+    }
 }
 
 /// The length of `range` as a buffer size.
@@ -90,10 +114,21 @@ impl ShardOpener for LocalOpener {
 
     /// One positioned read (`pread`).
     fn read_range(&self, url: &str, range: Range<u64>) -> Result<Vec<u8>> {
-        let file = LocalOpener::file(url)?;
-        let mut bytes = vec![0; range_len(url, &range)?];
-        read_exact_at(&file, &mut bytes, range.start).map_err(|e| Error::io(url, e))?;
+        let mut bytes = Vec::new();
+        self.read_range_into(url, range, &mut bytes)?;
         Ok(bytes)
+    }
+
+    /// One positioned read (`pread`) into `buf`, whose memory is reused (and not cleared:
+    /// the read fills it or fails).
+    fn read_range_into(&self, url: &str, range: Range<u64>, buf: &mut Vec<u8>) -> Result<()> {
+        let file = LocalOpener::file(url)?;
+        let len = range_len(url, &range)?;
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        buf.truncate(len);
+        read_exact_at(&file, buf, range.start).map_err(|e| Error::io(url, e))
     }
 }
 

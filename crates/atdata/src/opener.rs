@@ -67,4 +67,19 @@ impl ShardOpener for DefaultOpener {
         }
         LocalOpener.read_range(url, range)
     }
+
+    /// The same, reusing `buf` for local files.
+    fn read_range_into(
+        &self,
+        url: &str,
+        range: std::ops::Range<u64>,
+        buf: &mut Vec<u8>,
+    ) -> atdata_wds::Result<()> {
+        #[cfg(feature = "s3")]
+        if url.starts_with("s3://") {
+            *buf = self.s3.read_range(url, range)?;
+            return Ok(());
+        }
+        LocalOpener.read_range_into(url, range, buf)
+    }
 }
