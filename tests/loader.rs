@@ -615,3 +615,43 @@ proptest! {
         prop_assert_eq!(seen, one);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_indexed_dataset_loads_in_its_sources_order_typed_and_dynamic() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = write_items(dir.path(), &[70, 50, 80]);
+    let source = Dataset::<Item>::new(&url).unwrap();
+    let index = LocalIndex::builder()
+        .sqlite_path(dir.path().join("index.db"))
+        .data_store(LocalDiskStore::new(dir.path().join("store")).unwrap())
+        .build()
+        .await
+        .unwrap();
+    index.insert_dataset(&source, "items", "i").await.unwrap();
+    let typed = atdata::open_dataset::<Item>(&index, "items").await.unwrap();
+    let dynamic = atdata::open_dataset::<DynamicSample>(&index, "items")
+        .await
+        .unwrap();
+    assert_eq!(typed.shard_facts().len(), 3, "counts from the entry");
+    let base = options(20, Some(3), 0);
+    let (expected, _) = run(&source, &base, 1, None, None);
+    let (got, rows) = tokio::task::spawn_blocking(move || {
+        let (got, _) = run(&typed, &base, 2, None, None);
+        // A dynamic dataset's loader yields DynamicBatches with the same samples.
+        let mut rows = Vec::new();
+        for batch in dynamic.loader(base).unwrap() {
+            let batch = batch.unwrap();
+            rows.push(batch.keys().to_vec());
+        }
+        (got, rows)
+    })
+    .await
+    .unwrap();
+    // The copy's URLs differ; the order follows the counts, so it is the source's.
+    assert_eq!(got, expected);
+    let keys: Vec<Vec<String>> = expected
+        .iter()
+        .map(|b| b.iter().map(|id| format!("{id:06}")).collect())
+        .collect();
+    assert_eq!(rows, keys);
+}
