@@ -843,7 +843,7 @@ async fn eight_tasks_inserting_500_entries_each_leave_4000_on_sqlite() {
 }
 
 /// A SQLite index in `dir` writing shards through a local store there; with both paths.
-async fn stored_sqlite_index(dir: &Path) -> (LocalIndex, PathBuf, PathBuf) {
+pub async fn stored_sqlite_index(dir: &Path) -> (LocalIndex, PathBuf, PathBuf) {
     let (db, store_dir) = (dir.join("index.db"), dir.join("store"));
     let index = LocalIndex::builder()
         .sqlite_path(&db)

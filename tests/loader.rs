@@ -621,12 +621,7 @@ async fn an_indexed_dataset_loads_in_its_sources_order_typed_and_dynamic() {
     let dir = tempfile::tempdir().unwrap();
     let url = write_items(dir.path(), &[70, 50, 80]);
     let source = Dataset::<Item>::new(&url).unwrap();
-    let index = LocalIndex::builder()
-        .sqlite_path(dir.path().join("index.db"))
-        .data_store(LocalDiskStore::new(dir.path().join("store")).unwrap())
-        .build()
-        .await
-        .unwrap();
+    let (index, _, _) = crate::index::stored_sqlite_index(dir.path()).await;
     index.insert_dataset(&source, "items", "i").await.unwrap();
     let typed = atdata::open_dataset::<Item>(&index, "items").await.unwrap();
     let dynamic = atdata::open_dataset::<DynamicSample>(&index, "items")
