@@ -166,8 +166,9 @@ impl LoaderState {
 /// One rank's batches of one epoch ([`Dataset::loader`]): an iterator of `T::Batch` with its
 /// length known ([`ExactSizeIterator`]: the batches left) and its place ([`state`](Self::state)).
 ///
-/// Each of the rank's partitions is read by its own thread, a block ahead of the batches;
-/// memory holds at most two decoded blocks per partition and a read of up to 16 MiB.
+/// With a seed, each of the rank's partitions is read by its own thread (without one, a
+/// thread reads the rank's slices), a block ahead of the batches; memory holds at most two
+/// decoded blocks per thread and a read of up to 16 MiB.
 /// A sample that does not decode makes its batch an error item (the batch is counted and the
 /// loader goes on); a shard that cannot be read ends the loader after an error item, and
 /// [`state`](Self::state) then resumes at that batch. Dropping the loader stops and joins its
