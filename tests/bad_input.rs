@@ -164,8 +164,8 @@ fn only_index_in(dir: &Path) -> Result<(), String> {
     }
 }
 
-/// `get(index)` of a two-row shard in `dir` whose sidecar is replaced by `sidecar`.
-fn get_with_sidecar(dir: &Path, sidecar: &str, index: usize) -> atdata::wds::Result<Row> {
+/// A two-row shard `two.tar` in `dir`, with its sidecar `two.idx`.
+fn two_row_shard(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("two.tar");
     let mut w = TarWriter::create(&path).unwrap();
     for id in 0..2 {
@@ -179,6 +179,12 @@ fn get_with_sidecar(dir: &Path, sidecar: &str, index: usize) -> atdata::wds::Res
         .unwrap();
     }
     w.finish().unwrap().close().unwrap();
+    path
+}
+
+/// `get(index)` of a two-row shard in `dir` whose sidecar is replaced by `sidecar`.
+fn get_with_sidecar(dir: &Path, sidecar: &str, index: usize) -> atdata::wds::Result<Row> {
+    let path = two_row_shard(dir);
     std::fs::write(dir.join("two.idx"), sidecar).unwrap();
     Dataset::<Row>::new(path.to_str().unwrap())
         .unwrap()
@@ -188,9 +194,7 @@ fn get_with_sidecar(dir: &Path, sidecar: &str, index: usize) -> atdata::wds::Res
 /// A loader over a two-row shard in `dir` (global batch 2) resuming from its own fresh state
 /// with `edit` applied to the state's JSON.
 fn resume_edited(dir: &Path, edit: fn(String) -> String) -> atdata::wds::Result<()> {
-    get_with_sidecar(dir, "v1.2 0\n", 0).ok();
-    std::fs::remove_file(dir.join("two.idx")).unwrap();
-    let ds = Dataset::<Row>::new(dir.join("two.tar")).unwrap();
+    let ds = Dataset::<Row>::new(two_row_shard(dir)).unwrap();
     let options = LoaderOptions {
         global_batch: 2,
         ..Default::default()
@@ -555,8 +559,7 @@ const CASES: &[Case] = &[
         input: "2^40 partitions",
         error: "wds::Error::BadLoaderOptions, nothing allocated",
         check: |dir| {
-            get_with_sidecar(dir, "v1.2 0\n", 0).ok();
-            let ds = Dataset::<Row>::new(dir.join("two.tar")).unwrap();
+            let ds = Dataset::<Row>::new(two_row_shard(dir)).unwrap();
             let options = LoaderOptions {
                 global_batch: 2,
                 partitions: 1 << 40,
@@ -573,9 +576,7 @@ const CASES: &[Case] = &[
         input: "an index count of 2^40 samples for a two-sample shard",
         error: "wds::Error::SidecarMismatch, the loader's one item",
         check: |dir| {
-            get_with_sidecar(dir, "v1.2 0\n", 0).ok();
-            std::fs::remove_file(dir.join("two.idx")).unwrap();
-            let path = dir.join("two.tar").to_str().unwrap().to_owned();
+            let path = two_row_shard(dir).to_str().unwrap().to_owned();
             let facts = ShardFacts {
                 samples: Some(1 << 40),
                 bytes: None,

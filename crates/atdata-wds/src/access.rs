@@ -504,7 +504,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
                     entry.name
                 )));
             }
-            if payload.is_none() && lowercase_ext(entry.ext()) == "msgpack" {
+            if payload.is_none() && is_msgpack(entry.ext()) {
                 payload = Some(data);
             }
         }
@@ -556,6 +556,16 @@ fn check_header(block: &[u8; 512], entry: &Entry) -> Result<(), String> {
             entry.name, entry.size
         )),
         Err(e) => Err(format!("{}: {e}", at())),
+    }
+}
+
+/// Whether a member's extension is `msgpack` in any case (as the reader lowercases it),
+/// without allocating for the usual ASCII one.
+fn is_msgpack(ext: &str) -> bool {
+    if ext.is_ascii() {
+        ext.eq_ignore_ascii_case("msgpack")
+    } else {
+        lowercase_ext(ext) == "msgpack"
     }
 }
 

@@ -13,7 +13,7 @@ use crate::access::compressed;
 use crate::dataset::Dataset;
 use crate::error::{Error, Result, panic_message};
 use crate::opener::{LocalOpener, ShardOpener};
-use crate::order::{Order, OrderParams, fingerprint, permute};
+use crate::order::{Block, Order, OrderParams, fingerprint, permute};
 use crate::writer::gzip_name;
 
 /// Partitions when [`LoaderOptions::partitions`] is 0: world sizes 1, 2, 4 and 8 divide it.
@@ -110,56 +110,35 @@ impl LoaderState {
         self.batches
     }
 
-    /// The first field that differs from `other`'s, besides the position.
+    /// The first field that differs from `other`'s, besides the position: its name, this
+    /// state's value and `other`'s.
     fn mismatch(&self, other: &LoaderState) -> Option<(&'static str, String, String)> {
-        let field = |name, a: String, b: String| (a != b).then_some((name, a, b));
-        field(
+        const NAMES: [&str; 7] = [
             "format version",
-            self.version.to_string(),
-            other.version.to_string(),
-        )
-        .or_else(|| {
-            field(
-                "dataset fingerprint",
-                self.fingerprint.clone(),
-                other.fingerprint.clone(),
-            )
-        })
-        .or_else(|| {
-            field(
-                "seed",
-                format!("{:?}", self.seed),
-                format!("{:?}", other.seed),
-            )
-        })
-        .or_else(|| {
-            field(
-                "global batch",
-                self.global_batch.to_string(),
-                other.global_batch.to_string(),
-            )
-        })
-        .or_else(|| {
-            field(
-                "partitions",
-                self.partitions.to_string(),
-                other.partitions.to_string(),
-            )
-        })
-        .or_else(|| {
-            field(
-                "shuffle block",
-                self.shuffle_block.to_string(),
-                other.shuffle_block.to_string(),
-            )
-        })
-        .or_else(|| {
-            field(
-                "drop last",
-                self.drop_last.to_string(),
-                other.drop_last.to_string(),
-            )
-        })
+            "dataset fingerprint",
+            "seed",
+            "global batch",
+            "partitions",
+            "shuffle block",
+            "drop last",
+        ];
+        let shown = |s: &LoaderState| {
+            [
+                s.version.to_string(),
+                s.fingerprint.clone(),
+                format!("{:?}", s.seed),
+                s.global_batch.to_string(),
+                s.partitions.to_string(),
+                s.shuffle_block.to_string(),
+                s.drop_last.to_string(),
+            ]
+        };
+        NAMES
+            .into_iter()
+            .zip(shown(self))
+            .zip(shown(other))
+            .find(|((_, a), b)| a != b)
+            .map(|((name, a), b)| (name, a, b))
     }
 }
 
@@ -294,38 +273,42 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
                 },
             )
         };
-        let mut order = order_of(state.epoch);
-        if let Some(saved) = &options.resume {
-            if let Some((field, saved_value, value)) = saved.mismatch(&state) {
-                return Err(Error::LoaderStateMismatch {
-                    field,
-                    state: saved_value,
-                    loader: value,
-                });
+        let order = match &options.resume {
+            None => order_of(state.epoch),
+            Some(saved) => {
+                if let Some((field, saved_value, value)) = saved.mismatch(&state) {
+                    return Err(Error::LoaderStateMismatch {
+                        field,
+                        state: saved_value,
+                        loader: value,
+                    });
+                }
+                let order = order_of(saved.epoch);
+                let total = order.batches();
+                if saved.batches > total {
+                    return Err(Error::LoaderStateMismatch {
+                        field: "batches",
+                        state: saved.batches.to_string(),
+                        loader: format!("at most {total}"),
+                    });
+                }
+                if saved.batches < total {
+                    (state.epoch, state.batches) = (saved.epoch, saved.batches);
+                    order
+                } else {
+                    // At the end of its epoch: the next one, from its start.
+                    state.epoch = saved
+                        .epoch
+                        .checked_add(1)
+                        .ok_or(Error::LoaderStateMismatch {
+                            field: "epoch",
+                            state: saved.epoch.to_string(),
+                            loader: "one with a next epoch".into(),
+                        })?;
+                    order_of(state.epoch)
+                }
             }
-            order = order_of(saved.epoch);
-            let total = order.batches();
-            if saved.batches > total {
-                return Err(Error::LoaderStateMismatch {
-                    field: "batches",
-                    state: saved.batches.to_string(),
-                    loader: format!("at most {total}"),
-                });
-            }
-            (state.epoch, state.batches) = (saved.epoch, saved.batches);
-            if saved.batches == total {
-                let next = saved
-                    .epoch
-                    .checked_add(1)
-                    .ok_or(Error::LoaderStateMismatch {
-                        field: "epoch",
-                        state: saved.epoch.to_string(),
-                        loader: "one with a next epoch".into(),
-                    })?;
-                (state.epoch, state.batches) = (next, 0);
-                order = order_of(state.epoch);
-            }
-        }
+        };
         let order = Arc::new(order);
         let per_rank = order.lanes() / world as u64;
         let first = options.rank as u64 * per_rank;
@@ -376,18 +359,7 @@ fn read_lane<T: SampleType, O: ShardOpener>(
     let mut skip = (from % block_len) as usize;
     let mut buf = Vec::new();
     for i in from / block_len..order.lane_blocks(q) {
-        let block = order.block(q, i);
-        let mut read = Ok(Vec::new());
-        for (k, samples) in block.pieces {
-            read = read.and_then(|mut decoded: Decoded<T>| {
-                decoded.extend(dataset.read_run(k, samples, &mut buf)?);
-                Ok(decoded)
-            });
-        }
-        let read = read.map(|mut decoded| {
-            if let Some(mut rng) = block.shuffle {
-                permute(&mut decoded, &mut rng);
-            }
+        let read = read_block(dataset, order.block(q, i), &mut buf).map(|mut decoded| {
             decoded.drain(..skip.min(decoded.len()));
             decoded
         });
@@ -397,6 +369,22 @@ fn read_lane<T: SampleType, O: ShardOpener>(
             return;
         }
     }
+}
+
+/// A block's samples, read into `buf` piece by piece, then permuted.
+fn read_block<T: SampleType, O: ShardOpener>(
+    dataset: &Dataset<T, O>,
+    block: Block,
+    buf: &mut Vec<u8>,
+) -> Result<Decoded<T>> {
+    let mut decoded = Vec::new();
+    for (k, samples) in block.pieces {
+        decoded.extend(dataset.read_run(k, samples, buf)?);
+    }
+    if let Some(mut rng) = block.shuffle {
+        permute(&mut decoded, &mut rng);
+    }
+    Ok(decoded)
 }
 
 impl<T: SampleType> Lane<T> {
@@ -456,8 +444,9 @@ impl<T: SampleType, O> Iterator for Loader<T, O> {
         if self.stopped || b >= self.order.batches() {
             return None;
         }
-        let mut keys = Vec::new();
-        let mut samples = Vec::new();
+        let len: u64 = self.lanes.iter().map(|l| self.order.share(l.lane, b)).sum();
+        let mut keys = Vec::with_capacity(len as usize);
+        let mut samples = Vec::with_capacity(len as usize);
         let mut bad = None;
         for lane in &mut self.lanes {
             for _ in 0..self.order.share(lane.lane, b) {

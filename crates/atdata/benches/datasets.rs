@@ -229,7 +229,7 @@ fn read_as<T: BatchLen<Context = ()>>(
     }
     // The loader leaves out a last batch of fewer samples than partitions.
     anyhow::ensure!(
-        n + 8 > expected && n <= expected,
+        n + atdata::wds::DEFAULT_PARTITIONS > expected && n <= expected,
         "read {n} samples, expected {expected}"
     );
     Ok(())

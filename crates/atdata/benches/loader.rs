@@ -8,7 +8,6 @@
 //! docs/performance.md); without `--bench` (as `cargo test --benches` runs it) small ones.
 
 use std::ops::Range;
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,10 +15,10 @@ use std::time::Instant;
 
 use atdata::ndarray::Array3;
 use atdata::prelude::*;
-use atdata::wds::{self, LocalOpener, ShardOpener, ShardWriter};
+use atdata::wds::{self, LocalOpener, ShardOpener};
 
 mod common;
-use common::{Image, Tabular, peak_rss_mb};
+use common::{Image, Tabular, peak_rss_mb, write_shards};
 
 const BATCH: usize = 64;
 const SEED: u64 = 1;
@@ -56,7 +55,12 @@ fn main() -> anyhow::Result<()> {
         (2_000, 500, 40, 10)
     };
     let dir = tempfile::tempdir()?;
-    let url = write(dir.path(), "tab", tabular, per_shard, |_| Tabular::row())?;
+    let url = write_shards(
+        dir.path(),
+        "tab",
+        per_shard,
+        (0..tabular).map(|_| Tabular::row()),
+    )?;
     let bytes = shard_bytes(&url)?;
     println!(
         "tabular: {tabular} samples in {} shards, {:.0} MB",
@@ -109,9 +113,12 @@ fn main() -> anyhow::Result<()> {
         image: Array3::from_elem((128, 128, 3), 0.5),
         label: "cat".into(),
     };
-    let url = write(dir.path(), "img", images, images_per_shard, |_| {
-        image.clone()
-    })?;
+    let url = write_shards(
+        dir.path(),
+        "img",
+        images_per_shard,
+        (0..images).map(|_| image.clone()),
+    )?;
     let bytes = shard_bytes(&url)?;
     let sample = bytes / images as u64;
     println!(
@@ -163,31 +170,6 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// `n` samples from `make` in shards of `per` under `dir`; the brace URL.
-fn write<T: Packable>(
-    dir: &Path,
-    name: &str,
-    n: usize,
-    per: usize,
-    make: impl Fn(usize) -> T,
-) -> anyhow::Result<String> {
-    let pattern = dir.join(format!("{name}-%04d.tar"));
-    let opts = ShardOptions {
-        maxcount: per,
-        ..Default::default()
-    };
-    let mut w = ShardWriter::new(pattern.to_str().unwrap(), opts)?;
-    for i in 0..n {
-        w.write_sample(&make(i))?;
-    }
-    let shards = w.finish()?;
-    Ok(dir
-        .join(format!("{name}-{{0000..{:04}}}.tar", shards.len() - 1))
-        .to_str()
-        .unwrap()
-        .to_owned())
 }
 
 fn shard_bytes(url: &str) -> anyhow::Result<u64> {

@@ -13,7 +13,7 @@ use atdata::ndarray::Array3;
 use atdata::prelude::*;
 
 mod common;
-use common::{Image, Tabular, peak_rss_mb};
+use common::{Image, Tabular, peak_rss_mb, write_shards};
 
 const BATCH: usize = 32;
 
@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
         [own, dir, runs] if own == "own" => {
             // The check on our own shards: 100,000 tabular samples by ShardWriter,
             // maxcount 10,000.
-            let url = write(
+            let url = write_shards(
                 Path::new(dir),
                 "own",
                 10_000,
@@ -90,31 +90,10 @@ fn self_check() -> anyhow::Result<()> {
         label: "x".into(),
     });
     let (tabular, image) = (
-        write(dir.path(), "tab", 40, rows)?,
-        write(dir.path(), "img", 40, images)?,
+        write_shards(dir.path(), "tab", 40, rows)?,
+        write_shards(dir.path(), "img", 40, images)?,
     );
     anyhow::ensure!(read::<Tabular>(&tabular)? == 100);
     anyhow::ensure!(read::<Image>(&image)? == 10);
     read_runs("tabular", &tabular, 1)
-}
-
-/// `samples` in shards of `maxcount` under `dir`; the brace URL.
-fn write<T: Packable>(
-    dir: &Path,
-    name: &str,
-    maxcount: usize,
-    samples: impl Iterator<Item = T>,
-) -> anyhow::Result<String> {
-    let pattern = dir.join(format!("{name}-%02d.tar"));
-    let opts = ShardOptions {
-        maxcount,
-        ..Default::default()
-    };
-    let mut w = atdata::wds::ShardWriter::new(pattern.to_str().unwrap(), opts)?;
-    for sample in samples {
-        w.write_sample(&sample)?;
-    }
-    let last = w.finish()?.len() - 1;
-    let url = dir.join(format!("{name}-{{00..{last:02}}}.tar"));
-    Ok(url.to_str().unwrap().to_owned())
 }

@@ -43,3 +43,26 @@ pub struct Image {
     pub image: Array3<f32>,
     pub label: String,
 }
+
+/// `samples` written by `ShardWriter::write_sample` into shards of `maxcount` under `dir`
+/// (`{name}-0000.tar`, ... with sidecars); the brace URL of them.
+#[allow(dead_code)] // not every benchmark writes its shards this way
+pub fn write_shards<T: Packable>(
+    dir: &std::path::Path,
+    name: &str,
+    maxcount: usize,
+    samples: impl IntoIterator<Item = T>,
+) -> anyhow::Result<String> {
+    let pattern = dir.join(format!("{name}-%04d.tar"));
+    let opts = ShardOptions {
+        maxcount,
+        ..Default::default()
+    };
+    let mut w = atdata::wds::ShardWriter::new(pattern.to_str().unwrap(), opts)?;
+    for sample in samples {
+        w.write_sample(&sample)?;
+    }
+    let last = w.finish()?.len() - 1;
+    let url = dir.join(format!("{name}-{{0000..{last:04}}}.tar"));
+    Ok(url.to_str().unwrap().to_owned())
+}
