@@ -6,6 +6,7 @@
 mod api_contract;
 mod arrays;
 mod bad_input;
+mod batch_path;
 mod cids;
 mod cli;
 mod conveniences;

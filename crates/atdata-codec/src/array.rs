@@ -289,9 +289,8 @@ pub fn decode_array<A: Element, D: Dimension>(bytes: &[u8]) -> Result<Array<A, D
     to_typed(&parse(bytes)?)
 }
 
-pub(crate) fn to_typed<A: Element, D: Dimension>(
-    p: &Parsed<'_>,
-) -> Result<Array<A, D>, ArrayError> {
+/// `p` holds `A`s of `D`'s rank.
+pub(crate) fn check_element<A: Element, D: Dimension>(p: &Parsed<'_>) -> Result<(), ArrayError> {
     if !matches_element::<A>(&p.dtype) {
         return Err(ArrayError::DtypeMismatch {
             expected: A::NAME,
@@ -307,6 +306,14 @@ pub(crate) fn to_typed<A: Element, D: Dimension>(
             found: ndim,
         });
     }
+    Ok(())
+}
+
+pub(crate) fn to_typed<A: Element, D: Dimension>(
+    p: &Parsed<'_>,
+) -> Result<Array<A, D>, ArrayError> {
+    check_element::<A, D>(p)?;
+    let ndim = p.shape.ndim();
     let mut values = Vec::with_capacity(p.data.len() / p.dtype.itemsize.max(1));
     A::extend_from_bytes(&mut values, p.data, p.dtype.order);
     let array = if p.fortran_order {

@@ -423,6 +423,8 @@ impl SampleType for DynamicSample {
         DynamicBatch::from_keyed(schema, keys, samples)
     }
 
+    type Builder = Vec<DynamicSample>;
+
     fn sample_schema(schema: &Schema) -> Schema {
         schema.clone()
     }

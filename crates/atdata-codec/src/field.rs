@@ -3,9 +3,9 @@
 //! `#[packable]` expands to calls into these traits; users never name them, but the compiler
 //! does when a field has an unsupported type, hence the `on_unimplemented` messages.
 
-use ndarray::{Array, ArrayView, Dimension, IxDyn};
+use ndarray::{Array, ArrayView, Axis, Dimension, IxDyn};
 
-use crate::array::{payload_len, to_typed, write_array};
+use crate::array::{Parsed, check_element, payload_len, to_typed, write_array};
 use crate::dtype::Element;
 use crate::error::{Error, Result};
 use crate::msgpack::{Decoder, Encoder};
@@ -17,7 +17,7 @@ use crate::schema::{FieldType, Primitive};
     label = "unsupported field type",
     note = "supported: bool, i8..i64, isize, u8..u64, usize, f32, f64, String, Vec<u8> (bytes), Vec<T> (lists), Option<T>, and ndarray arrays of a numeric or bool element"
 )]
-pub trait Field: Sized + Clone + std::fmt::Debug {
+pub trait Field: Sized + Clone + std::fmt::Debug + Send + 'static {
     /// Whether the schema marks the field optional.
     const OPTIONAL: bool = false;
 
@@ -38,6 +38,73 @@ pub trait Field: Sized + Clone + std::fmt::Debug {
     fn stack<'a>(values: impl ExactSizeIterator<Item = &'a Self>) -> Result<Self::Column>
     where
         Self: 'a;
+
+    /// Builds the column a value at a time, straight from payloads (what readers' batches
+    /// use): an array's elements go from the payload to their place in the column.
+    #[doc(hidden)]
+    type Builder: ColumnBuilder<Self>;
+
+    /// The value of row `i` of a column (`i` below its length).
+    #[doc(hidden)]
+    fn row(column: &Self::Column, i: usize) -> Self;
+}
+
+/// A field's column under construction, one row per decoded value.
+#[doc(hidden)]
+pub trait ColumnBuilder<F: Field>: Send + Sized + 'static {
+    /// An empty column with room for `rows`.
+    fn with_capacity(rows: usize) -> Self;
+
+    /// Decodes one value onto the end.
+    fn decode_into(&mut self, dec: &mut Decoder<'_>) -> Result<()>;
+
+    /// Moves one decoded value onto the end.
+    fn push(&mut self, value: F);
+
+    /// Keeps the first `rows` rows.
+    fn truncate(&mut self, rows: usize);
+
+    /// Moves `other`'s rows onto the end.
+    fn append(&mut self, other: Self);
+
+    /// Splits off the rows from `at` on.
+    fn split_off(&mut self, at: usize) -> Self;
+
+    /// The column: an array's shapes must agree (otherwise [`Error::ShapeMismatch`] naming the
+    /// first row that differs), and an empty column is [`Error::EmptyBatch`].
+    fn finish(self) -> Result<F::Column>;
+}
+
+/// The builder of a field batched as a `Vec` of its values.
+impl<F: Field<Column = Vec<F>>> ColumnBuilder<F> for Vec<F> {
+    fn with_capacity(rows: usize) -> Self {
+        Vec::with_capacity(rows)
+    }
+
+    fn decode_into(&mut self, dec: &mut Decoder<'_>) -> Result<()> {
+        self.push(F::decode(dec)?);
+        Ok(())
+    }
+
+    fn push(&mut self, value: F) {
+        Vec::push(self, value);
+    }
+
+    fn truncate(&mut self, rows: usize) {
+        Vec::truncate(self, rows);
+    }
+
+    fn append(&mut self, mut other: Self) {
+        Vec::append(self, &mut other);
+    }
+
+    fn split_off(&mut self, at: usize) -> Self {
+        Vec::split_off(self, at.min(self.len()))
+    }
+
+    fn finish(self) -> Result<Vec<F>> {
+        Ok(self)
+    }
 }
 
 /// A field type that can be an element of a `Vec<T>` list field: every field type except
@@ -64,6 +131,12 @@ macro_rules! collected_column {
             Self: 'a,
         {
             Ok(values.cloned().collect())
+        }
+
+        type Builder = Vec<Self>;
+
+        fn row(column: &Vec<Self>, i: usize) -> Self {
+            column[i].clone()
         }
     };
 }
@@ -255,7 +328,7 @@ impl<T: Required> Field for Option<T> {
 }
 
 /// Arrays are msgpack bin holding the compact NDArray payload.
-impl<A: Element, D: Dimension> Field for Array<A, D> {
+impl<A: Element, D: Dimension + 'static> Field for Array<A, D> {
     fn field_type() -> FieldType {
         FieldType::NdArray {
             dtype: A::NAME.to_owned(),
@@ -282,6 +355,279 @@ impl<A: Element, D: Dimension> Field for Array<A, D> {
         let views: Vec<ArrayView<'_, A, D>> = values.map(|a| a.view()).collect();
         stack_views(&views)
     }
+
+    type Builder = ArrayColumn<A, D>;
+
+    fn row(column: &Self::Column, i: usize) -> Self {
+        let view = column.index_axis(Axis(0), i);
+        // `D::Larger` has one axis more than `D`, so the row has `D`'s rank.
+        let mut dim = D::zeros(D::NDIM.unwrap_or(view.ndim()));
+        for (d, &n) in dim.slice_mut().iter_mut().zip(view.shape()) {
+            *d = n;
+        }
+        let mut out = Array::from_elem(dim, A::default());
+        for (o, &v) in out.iter_mut().zip(view.iter()) {
+            *o = v;
+        }
+        out
+    }
+}
+
+/// An array field's column under construction: while every row has one shape, the elements
+/// of all rows in one vector, in C order, ready to become the stacked array without a copy.
+/// A row of another shape turns it into a list of arrays, so that the batch fails with
+/// [`Error::ShapeMismatch`] as stacking the samples would.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum ArrayColumn<A, D: Dimension> {
+    /// Rows of one shape.
+    Dense {
+        /// The elements of every row.
+        data: Vec<A>,
+        /// The rows' shape (`None` while there is no row).
+        shape: Option<D>,
+        /// The number of rows.
+        rows: usize,
+        /// The rows to make room for when the first arrives.
+        capacity: usize,
+    },
+    /// Rows whose shapes differ.
+    Ragged(Vec<Array<A, D>>),
+}
+
+impl<A: Element, D: Dimension> ArrayColumn<A, D> {
+    fn rows(&self) -> usize {
+        match self {
+            ArrayColumn::Dense { rows, .. } => *rows,
+            ArrayColumn::Ragged(arrays) => arrays.len(),
+        }
+    }
+
+    /// The rows it has room for without growing.
+    fn room(&self) -> usize {
+        match self {
+            ArrayColumn::Dense {
+                data,
+                shape,
+                capacity,
+                ..
+            } => match shape.as_ref().map(Dimension::size) {
+                Some(size) if size > 0 => data.capacity() / size,
+                _ => *capacity,
+            },
+            ArrayColumn::Ragged(arrays) => arrays.capacity(),
+        }
+    }
+
+    /// One row of another shape: every row becomes its own array.
+    fn into_ragged(self) -> Vec<Array<A, D>> {
+        match self {
+            ArrayColumn::Ragged(arrays) => arrays,
+            ArrayColumn::Dense {
+                data, shape, rows, ..
+            } => {
+                let Some(shape) = shape else {
+                    return Vec::new();
+                };
+                let size = shape.size();
+                (0..rows)
+                    .map(|r| {
+                        let mut a = Array::from_elem(shape.clone(), A::default());
+                        for (o, &v) in a.iter_mut().zip(&data[r * size..(r + 1) * size]) {
+                            *o = v;
+                        }
+                        a
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Appends one parsed payload's elements, checked to be `A`s of rank `D`.
+    fn push_parsed(&mut self, p: &Parsed<'_>) -> Result<()> {
+        check_element::<A, D>(p)?;
+        if p.fortran_order {
+            self.push_array(to_typed::<A, D>(p)?);
+            return Ok(());
+        }
+        let dim = D::from_dimension(&p.shape).ok_or(Error::Array(
+            crate::error::ArrayError::DimensionMismatch {
+                expected: D::NDIM.unwrap_or(p.shape.ndim()),
+                found: p.shape.ndim(),
+            },
+        ))?;
+        match self {
+            ArrayColumn::Dense {
+                data,
+                shape,
+                rows,
+                capacity,
+            } if shape.as_ref().is_none_or(|s| *s == dim) => {
+                if shape.is_none() {
+                    data.reserve(capacity.saturating_mul(dim.size()));
+                }
+                A::extend_from_bytes(data, p.data, p.dtype.order);
+                *shape = Some(dim);
+                *rows += 1;
+                Ok(())
+            }
+            _ => {
+                self.push_array(to_typed::<A, D>(p)?);
+                Ok(())
+            }
+        }
+    }
+
+    fn push_array(&mut self, array: Array<A, D>) {
+        match self {
+            ArrayColumn::Dense {
+                data,
+                shape,
+                rows,
+                capacity,
+            } if shape.as_ref().is_none_or(|s| s.slice() == array.shape()) => {
+                if shape.is_none() {
+                    data.reserve(capacity.saturating_mul(array.len()));
+                }
+                match array.as_slice() {
+                    Some(elements) => data.extend_from_slice(elements),
+                    None => data.extend(array.iter().copied()),
+                }
+                *shape = Some(array.raw_dim());
+                *rows += 1;
+            }
+            _ => {
+                let mut arrays =
+                    std::mem::replace(self, ArrayColumn::Ragged(Vec::new())).into_ragged();
+                arrays.push(array);
+                *self = ArrayColumn::Ragged(arrays);
+            }
+        }
+    }
+}
+
+impl<A: Element, D: Dimension + 'static> ColumnBuilder<Array<A, D>> for ArrayColumn<A, D> {
+    fn with_capacity(rows: usize) -> Self {
+        ArrayColumn::Dense {
+            data: Vec::new(),
+            shape: None,
+            rows: 0,
+            capacity: rows,
+        }
+    }
+
+    fn decode_into(&mut self, dec: &mut Decoder<'_>) -> Result<()> {
+        let bytes = dec.bin()?;
+        self.push_parsed(&crate::array::parse(bytes)?)
+    }
+
+    fn push(&mut self, value: Array<A, D>) {
+        self.push_array(value);
+    }
+
+    fn truncate(&mut self, keep: usize) {
+        match self {
+            ArrayColumn::Dense {
+                data, shape, rows, ..
+            } => {
+                if keep < *rows {
+                    data.truncate(keep * shape.as_ref().map_or(0, Dimension::size));
+                    *rows = keep;
+                    if keep == 0 {
+                        *shape = None;
+                    }
+                }
+            }
+            ArrayColumn::Ragged(arrays) => arrays.truncate(keep),
+        }
+    }
+
+    fn append(&mut self, other: Self) {
+        match (&mut *self, other) {
+            (_, other) if other.rows() == 0 => {}
+            // An empty column takes the other's rows as they are if they leave it its room.
+            (this, other) if this.rows() == 0 && other.room() >= this.room() => *this = other,
+            (
+                ArrayColumn::Dense {
+                    data,
+                    shape,
+                    rows,
+                    capacity,
+                },
+                ArrayColumn::Dense {
+                    data: more,
+                    shape: other_shape,
+                    rows: more_rows,
+                    ..
+                },
+            ) if *rows == 0 || *shape == other_shape => {
+                if *rows == 0 {
+                    let size = other_shape.as_ref().map_or(0, Dimension::size);
+                    data.reserve((*capacity).max(more_rows).saturating_mul(size));
+                    *shape = other_shape;
+                }
+                data.extend_from_slice(&more);
+                *rows += more_rows;
+            }
+            (this, other) => {
+                let mut arrays =
+                    std::mem::replace(this, ArrayColumn::Ragged(Vec::new())).into_ragged();
+                arrays.extend(other.into_ragged());
+                *this = ArrayColumn::Ragged(arrays);
+            }
+        }
+    }
+
+    fn split_off(&mut self, at: usize) -> Self {
+        match self {
+            ArrayColumn::Dense {
+                data,
+                shape,
+                rows,
+                capacity,
+            } => {
+                let at = at.min(*rows);
+                let size = shape.as_ref().map_or(0, Dimension::size);
+                // The tail keeps room for `capacity` rows, as it is built on.
+                let mut tail_data = Vec::with_capacity((*capacity).max(*rows - at) * size);
+                tail_data.extend_from_slice(&data[at * size..]);
+                data.truncate(at * size);
+                let tail = ArrayColumn::Dense {
+                    data: tail_data,
+                    shape: shape.clone().filter(|_| *rows > at),
+                    rows: *rows - at,
+                    capacity: *capacity,
+                };
+                *rows = at;
+                if at == 0 {
+                    *shape = None;
+                }
+                tail
+            }
+            ArrayColumn::Ragged(arrays) => {
+                let at = at.min(arrays.len());
+                ArrayColumn::Ragged(arrays.split_off(at))
+            }
+        }
+    }
+
+    fn finish(self) -> Result<Array<A, D::Larger>> {
+        match self {
+            ArrayColumn::Dense {
+                data, shape, rows, ..
+            } => {
+                let shape = shape.ok_or(Error::EmptyBatch)?;
+                let mut dims = Vec::with_capacity(shape.ndim() + 1);
+                dims.push(rows);
+                dims.extend_from_slice(shape.slice());
+                larger::<A, D>(&dims, data, shape.slice())
+            }
+            ArrayColumn::Ragged(arrays) => {
+                let views: Vec<ArrayView<'_, A, D>> = arrays.iter().map(|a| a.view()).collect();
+                stack_views(&views)
+            }
+        }
+    }
 }
 
 macro_rules! marker_impls {
@@ -292,7 +638,7 @@ marker_impls!(ListItem: bool, i8, i16, i32, i64, isize, u16, u32, u64, usize, f3
 marker_impls!(Required: bool, i8, i16, i32, i64, isize, u8, u16, u32, u64, usize, f32, f64, String, Vec<u8>);
 impl<T: ListItem> ListItem for Vec<T> {}
 impl<T: ListItem> Required for Vec<T> {}
-impl<A: Element, D: Dimension> Required for Array<A, D> {}
+impl<A: Element, D: Dimension + 'static> Required for Array<A, D> {}
 
 /// Stacks same-shaped arrays along a new leading axis.
 pub(crate) fn stack_views<A: Element, D: Dimension>(
@@ -321,13 +667,22 @@ pub(crate) fn stack_views<A: Element, D: Dimension>(
     let mut shape = Vec::with_capacity(first.ndim() + 1);
     shape.push(views.len());
     shape.extend_from_slice(first.shape());
+    larger::<A, D>(&shape, data, first.shape())
+}
+
+/// The stacked array of `shape` (the row count, then the rows' `row` shape) holding `data`.
+fn larger<A: Element, D: Dimension>(
+    shape: &[usize],
+    data: Vec<A>,
+    row: &[usize],
+) -> Result<Array<A, D::Larger>> {
     // The shapes agree and the data fills them, so this cannot fail; map it rather than panic.
-    Array::from_shape_vec(IxDyn(&shape), data)
+    Array::from_shape_vec(IxDyn(shape), data)
         .ok()
         .and_then(|a| a.into_dimensionality::<D::Larger>().ok())
         .ok_or(Error::ShapeMismatch {
             index: 0,
-            expected: first.shape().to_vec(),
-            found: first.shape().to_vec(),
+            expected: row.to_vec(),
+            found: row.to_vec(),
         })
 }

@@ -54,7 +54,7 @@ pub use crate::error::{ArrayError, Error, Result};
 pub use crate::field::{Field, ListItem, Required};
 pub use crate::infer::SchemaInference;
 pub use crate::json::{json_to_msgpack, msgpack_to_json};
-pub use crate::sample::{Packable, SampleBatch, SampleType, WdsSample};
+pub use crate::sample::{BatchBuilder, Packable, SampleBatch, SampleType, WdsSample};
 pub use crate::schema::{FieldType, Primitive, Schema, SchemaField, SchemaRecord};
 pub use crate::schema_ref::{SchemaRef, SchemaRefForm};
 
@@ -62,7 +62,7 @@ pub use crate::schema_ref::{SchemaRef, SchemaRefForm};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::error::{Error, Result};
-    pub use crate::field::{Field, ListItem, Required};
+    pub use crate::field::{ColumnBuilder, Field, ListItem, Required};
     pub use crate::msgpack::{Decoder, Encoder};
     pub use crate::sample::Packable;
     pub use crate::schema::{Schema, SchemaField};

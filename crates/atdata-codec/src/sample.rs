@@ -1,6 +1,7 @@
 //! The `Packable` sample trait, WebDataset samples and batches.
 
 use std::ops::Deref;
+use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 use crate::schema::Schema;
@@ -39,6 +40,39 @@ pub trait Packable: Sized {
     /// Stacks samples into batch columns; used by [`SampleBatch::from_samples`].
     #[doc(hidden)]
     fn stack(samples: &[Self]) -> Result<Self::Columns>;
+
+    /// One column builder per field (a tuple), for decoding payloads straight into columns.
+    #[doc(hidden)]
+    type FieldBuilders: Send + 'static;
+
+    /// Empty builders with room for `rows`.
+    #[doc(hidden)]
+    fn field_builders(rows: usize) -> Self::FieldBuilders;
+
+    /// Decodes a payload onto the end of `builders`, which hold `rows` rows: on an error
+    /// (as [`from_bytes`](Self::from_bytes) gives it) they are left holding `rows` rows.
+    #[doc(hidden)]
+    fn decode_into(bytes: &[u8], builders: &mut Self::FieldBuilders, rows: usize) -> Result<()>;
+
+    /// Moves a decoded sample's values onto the end of `builders`.
+    #[doc(hidden)]
+    fn push_row(builders: &mut Self::FieldBuilders, sample: Self);
+
+    /// Moves `other`'s rows onto the end of `builders`.
+    #[doc(hidden)]
+    fn append_rows(builders: &mut Self::FieldBuilders, other: Self::FieldBuilders);
+
+    /// Splits off the rows from `at` on.
+    #[doc(hidden)]
+    fn split_rows(builders: &mut Self::FieldBuilders, at: usize) -> Self::FieldBuilders;
+
+    /// The columns (errors name the field).
+    #[doc(hidden)]
+    fn finish_columns(builders: Self::FieldBuilders) -> Result<Self::Columns>;
+
+    /// Sample `i` of the columns (`i` below their length).
+    #[doc(hidden)]
+    fn row(columns: &Self::Columns, i: usize) -> Self;
 
     /// The msgpack payload. Fails only when a string, byte string, list or array is longer
     /// than msgpack's 4 GiB limit.
@@ -103,6 +137,10 @@ impl WdsSample {
 /// collected into a `Vec` (optional fields as `Vec<Option<_>>`). It dereferences to the
 /// generated `{Name}Columns`; the samples stay reachable through [`samples`](Self::samples).
 ///
+/// A batch a dataset decodes straight into its columns makes its samples from the columns on
+/// the first call to [`samples`](Self::samples) (a copy of every value, once); a batch stacked
+/// from samples keeps them.
+///
 /// ```
 /// use atdata_codec::{Packable, SampleBatch};
 /// # use atdata_derive::packable;
@@ -120,8 +158,9 @@ impl WdsSample {
 /// ```
 pub struct SampleBatch<T: Packable> {
     columns: T::Columns,
-    originals: Vec<T>,
+    samples: OnceLock<Vec<T>>,
     keys: Vec<String>,
+    len: usize,
 }
 
 impl<T: Packable> SampleBatch<T> {
@@ -133,7 +172,8 @@ impl<T: Packable> SampleBatch<T> {
         }
         Ok(SampleBatch {
             columns: T::stack(&samples)?,
-            originals: samples,
+            len: samples.len(),
+            samples: OnceLock::from(samples),
             keys: Vec::new(),
         })
     }
@@ -169,22 +209,26 @@ impl<T: Packable> SampleBatch<T> {
 
     /// The samples, in batch order.
     pub fn samples(&self) -> &[T] {
-        &self.originals
+        self.samples.get_or_init(|| self.rows())
     }
 
     /// The samples, giving up the columns.
-    pub fn into_samples(self) -> Vec<T> {
-        self.originals
+    pub fn into_samples(mut self) -> Vec<T> {
+        self.samples.take().unwrap_or_else(|| self.rows())
+    }
+
+    fn rows(&self) -> Vec<T> {
+        (0..self.len).map(|i| T::row(&self.columns, i)).collect()
     }
 
     /// The number of samples (at least one).
     pub fn len(&self) -> usize {
-        self.originals.len()
+        self.len
     }
 
     /// Always `false`: a batch has at least one sample.
     pub fn is_empty(&self) -> bool {
-        self.originals.is_empty()
+        self.len == 0
     }
 }
 
@@ -196,7 +240,7 @@ impl<T: Packable> Deref for SampleBatch<T> {
     }
 }
 
-impl<T: Packable + std::fmt::Debug> std::fmt::Debug for SampleBatch<T>
+impl<T: Packable> std::fmt::Debug for SampleBatch<T>
 where
     T::Columns: std::fmt::Debug,
 {
@@ -204,7 +248,6 @@ where
         f.debug_struct("SampleBatch")
             .field("keys", &self.keys)
             .field("columns", &self.columns)
-            .field("samples", &self.originals)
             .finish()
     }
 }
@@ -216,8 +259,9 @@ where
     fn clone(&self) -> Self {
         SampleBatch {
             columns: self.columns.clone(),
-            originals: self.originals.clone(),
+            samples: self.samples.clone(),
             keys: self.keys.clone(),
+            len: self.len,
         }
     }
 }
@@ -265,6 +309,10 @@ pub trait SampleType: Sized + Send + 'static {
     fn batch(context: &Self::Context, keys: Vec<String>, samples: Vec<Self>)
     -> Result<Self::Batch>;
 
+    /// Decodes payloads straight into a batch (what readers' batches use).
+    #[doc(hidden)]
+    type Builder: BatchBuilder<Self>;
+
     /// The schema of these samples, as the index records it.
     /// (Named apart from [`Packable::schema`] so both traits can be in scope.)
     fn sample_schema(context: &Self::Context) -> Schema;
@@ -290,9 +338,132 @@ where
         SampleBatch::from_keyed(keys, samples)
     }
 
+    type Builder = Columns<T>;
+
     fn sample_schema(_: &()) -> Schema {
         <T as Packable>::schema()
     }
 
     fn context_for(_: Schema) {}
+}
+
+/// A batch under construction: payloads decoded onto the end, one row each. A reader cuts
+/// and joins these at batch boundaries, then finishes each into a batch.
+#[doc(hidden)]
+pub trait BatchBuilder<T: SampleType>: Send + Sized + 'static {
+    /// An empty batch with room for `rows`.
+    fn with_capacity(context: &T::Context, rows: usize) -> Self;
+
+    /// Decodes one payload onto the end; on an error the rows are as before.
+    fn decode_into(&mut self, context: &T::Context, payload: &[u8]) -> Result<()>;
+
+    /// Moves one decoded sample onto the end.
+    fn push(&mut self, sample: T);
+
+    /// The rows so far.
+    fn rows(&self) -> usize;
+
+    /// Moves `other`'s rows onto the end.
+    fn append(&mut self, other: Self);
+
+    /// Splits off the rows from `at` on.
+    fn split_off(&mut self, at: usize) -> Self;
+
+    /// The batch, with one key per row; fails as [`SampleType::batch`] would.
+    fn finish(self, context: &T::Context, keys: Vec<String>) -> Result<T::Batch>;
+}
+
+/// Samples decoded one at a time and batched at the end (the dynamic path).
+impl<T: SampleType> BatchBuilder<T> for Vec<T> {
+    fn with_capacity(_: &T::Context, rows: usize) -> Self {
+        Vec::with_capacity(rows)
+    }
+
+    fn decode_into(&mut self, context: &T::Context, payload: &[u8]) -> Result<()> {
+        self.push(T::decode(context, payload)?);
+        Ok(())
+    }
+
+    fn push(&mut self, sample: T) {
+        Vec::push(self, sample);
+    }
+
+    fn rows(&self) -> usize {
+        self.len()
+    }
+
+    fn append(&mut self, mut other: Self) {
+        Vec::append(self, &mut other);
+    }
+
+    fn split_off(&mut self, at: usize) -> Self {
+        Vec::split_off(self, at.min(self.len()))
+    }
+
+    fn finish(self, context: &T::Context, keys: Vec<String>) -> Result<T::Batch> {
+        T::batch(context, keys, self)
+    }
+}
+
+/// The columns of a batch of `T` under construction: array elements go from each payload to
+/// their place in the stacked array.
+#[doc(hidden)]
+pub struct Columns<T: Packable> {
+    fields: T::FieldBuilders,
+    rows: usize,
+}
+
+impl<T> BatchBuilder<T> for Columns<T>
+where
+    T: Packable + SampleType<Context = (), Batch = SampleBatch<T>>,
+{
+    fn with_capacity(_: &(), rows: usize) -> Self {
+        Columns {
+            fields: T::field_builders(rows),
+            rows: 0,
+        }
+    }
+
+    fn decode_into(&mut self, _: &(), payload: &[u8]) -> Result<()> {
+        T::decode_into(payload, &mut self.fields, self.rows)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn push(&mut self, sample: T) {
+        T::push_row(&mut self.fields, sample);
+        self.rows += 1;
+    }
+
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn append(&mut self, other: Self) {
+        T::append_rows(&mut self.fields, other.fields);
+        self.rows += other.rows;
+    }
+
+    fn split_off(&mut self, at: usize) -> Self {
+        let at = at.min(self.rows);
+        let tail = Columns {
+            fields: T::split_rows(&mut self.fields, at),
+            rows: self.rows - at,
+        };
+        self.rows = at;
+        tail
+    }
+
+    fn finish(self, _: &(), keys: Vec<String>) -> Result<SampleBatch<T>> {
+        if self.rows == 0 {
+            return Err(Error::EmptyBatch);
+        }
+        check_keys(&keys, self.rows)?;
+        Ok(SampleBatch {
+            columns: T::finish_columns(self.fields)?,
+            samples: OnceLock::new(),
+            keys,
+            len: self.rows,
+        })
+    }
 }

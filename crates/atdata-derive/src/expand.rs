@@ -105,6 +105,46 @@ pub fn expand(sample: &Sample) -> TokenStream {
             quote_spanned!(ty.span()=> #ty: #field)
         })
         .collect();
+    // Decoding straight into columns: a tuple of one builder per field.
+    let builder_types = fields.iter().map(|f| {
+        let ty = &f.ty;
+        quote_spanned!(ty.span()=> <#ty as #p::Field>::Builder)
+    });
+    let builder_ty = quote!((#(#builder_types,)*));
+    let indices: Vec<_> = (0..count).map(syn::Index::from).collect();
+    let builder_new = fields.iter().map(|f| {
+        let ty = &f.ty;
+        quote!(<<#ty as #p::Field>::Builder as #p::ColumnBuilder<#ty>>::with_capacity(rows))
+    });
+    let into_arms = fields.iter().zip(&indices).map(|(f, i)| {
+        let (key, ty) = (&f.key, &f.ty);
+        quote! {
+            #key => {
+                if seen[#i] {
+                    return ::core::result::Result::Err(#p::duplicate_field(#key));
+                }
+                seen[#i] = true;
+                <<#ty as #p::Field>::Builder as #p::ColumnBuilder<#ty>>::decode_into(&mut builders.#i, &mut dec)
+                    .map_err(|e| e.in_field(#key))?;
+            }
+        }
+    });
+    let into_missing = fields.iter().zip(&indices).map(|(f, i)| {
+        let key = &f.key;
+        quote! {
+            if !seen[#i] {
+                return ::core::result::Result::Err(#p::missing_field(#name_str, #key));
+            }
+        }
+    });
+    let field_tys: Vec<_> = fields.iter().map(|f| &f.ty).collect();
+    let idents_for_finish = fields.iter().zip(&indices).map(|(f, i)| {
+        let (ident, key, ty) = (&f.ident, &f.key, &f.ty);
+        quote! {
+            #ident: <<#ty as #p::Field>::Builder as #p::ColumnBuilder<#ty>>::finish(builders.#i)
+                .map_err(|e| e.in_field(#key))?
+        }
+    });
     let field_idents: Vec<_> = fields.iter().map(|f| &f.ident).collect();
     let field_keys: Vec<_> = fields.iter().map(|f| &f.key).collect();
     let batch_name = batch.to_string();
@@ -172,6 +212,61 @@ pub fn expand(sample: &Sample) -> TokenStream {
 
                 fn stack(samples: &[Self]) -> #p::Result<#batch> {
                     ::core::result::Result::Ok(#batch { #(#stacks),* })
+                }
+
+                type FieldBuilders = #builder_ty;
+
+                fn field_builders(rows: usize) -> Self::FieldBuilders {
+                    let _ = rows;
+                    (#(#builder_new,)*)
+                }
+
+                fn decode_into(bytes: &[u8], builders: &mut Self::FieldBuilders, rows: usize) -> #p::Result<()> {
+                    let decoded = (|| {
+                        let mut dec = #p::Decoder::new(bytes);
+                        let len = dec.map_len()?;
+                        let mut seen = [false; #count];
+                        for _ in 0..len {
+                            match dec.str()? {
+                                #(#into_arms)*
+                                other => return ::core::result::Result::Err(#p::unknown_field(#name_str, other)),
+                            }
+                        }
+                        dec.finish()?;
+                        #(#into_missing)*
+                        ::core::result::Result::Ok(())
+                    })();
+                    if decoded.is_err() {
+                        #( <<#field_tys as #p::Field>::Builder as #p::ColumnBuilder<#field_tys>>::truncate(&mut builders.#indices, rows); )*
+                    }
+                    let _ = rows;
+                    decoded
+                }
+
+                fn push_row(builders: &mut Self::FieldBuilders, sample: Self) {
+                    let _ = &builders;
+                    let Self { #(#field_idents),* } = sample;
+                    #( <<#field_tys as #p::Field>::Builder as #p::ColumnBuilder<#field_tys>>::push(&mut builders.#indices, #field_idents); )*
+                }
+
+                fn append_rows(builders: &mut Self::FieldBuilders, other: Self::FieldBuilders) {
+                    let _ = (&builders, &other);
+                    #( <<#field_tys as #p::Field>::Builder as #p::ColumnBuilder<#field_tys>>::append(&mut builders.#indices, other.#indices); )*
+                }
+
+                fn split_rows(builders: &mut Self::FieldBuilders, at: usize) -> Self::FieldBuilders {
+                    let _ = (&builders, at);
+                    (#( <<#field_tys as #p::Field>::Builder as #p::ColumnBuilder<#field_tys>>::split_off(&mut builders.#indices, at), )*)
+                }
+
+                fn finish_columns(builders: Self::FieldBuilders) -> #p::Result<#batch> {
+                    let _ = &builders;
+                    ::core::result::Result::Ok(#batch { #(#idents_for_finish),* })
+                }
+
+                fn row(columns: &#batch, i: usize) -> Self {
+                    let _ = (columns, i);
+                    Self { #( #field_idents: <#field_tys as #p::Field>::row(&columns.#field_idents, i) ),* }
                 }
             }
         };

@@ -62,6 +62,13 @@ impl Access {
         }
     }
 
+    /// Shard `k`'s sample count, if known without reading anything.
+    pub(crate) fn known_count(&self, k: usize) -> Option<u64> {
+        self.facts[k]
+            .samples
+            .or_else(|| self.counts[k].get().copied())
+    }
+
     pub(crate) fn facts(&self, shards: &[String]) -> HashMap<String, ShardFacts> {
         shards
             .iter()

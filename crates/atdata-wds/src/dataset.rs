@@ -9,10 +9,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::access::{Access, ShardFacts};
-use crate::batches::Batches;
+use crate::batches::{BatchColumns, Batches};
 use crate::error::{Error, Result};
 use crate::opener::{LocalOpener, ShardOpener};
-use crate::pipeline::{MapFn, Pipeline};
+use crate::pipeline::{Gather, Items, MapFn, Pipeline};
 use crate::reader::{DEFAULT_MAX_MEMBER_BYTES, Sample};
 use crate::urls::expand_urls;
 
@@ -359,9 +359,25 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         ChaCha8Rng::from_seed(bytes)
     }
 
-    fn pipeline<U: Send + 'static>(&self, shards: Vec<String>, map: MapFn<U>) -> Pipeline<U> {
+    /// Reads `shards` (each with where it starts, if known) through `gather`.
+    fn pipeline<G: Gather>(&self, shards: Vec<(String, Option<u64>)>, gather: G) -> Pipeline<G> {
         let opener: Arc<dyn ShardOpener> = self.opener.clone();
-        Pipeline::new(shards, opener, map, self.parallelism, self.max_member)
+        Pipeline::new(shards, opener, gather, self.parallelism, self.max_member)
+    }
+
+    /// This split's shards in order, each with where it starts in the split's samples while
+    /// the counts before it are known without reading (from shard facts, or sidecars read
+    /// already).
+    fn shards_with_starts(&self) -> Vec<(String, Option<u64>)> {
+        let mut start = Some(0u64);
+        self.assigned((0..self.shards.len()).collect())
+            .into_iter()
+            .map(|k| {
+                let here = start;
+                start = start.zip(self.access.known_count(k)).map(|(s, n)| s + n);
+                (self.shards[k].clone(), here)
+            })
+            .collect()
     }
 
     pub(crate) fn decoder(&self) -> MapFn<T> {
@@ -427,12 +443,12 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
 
     /// Every shard's samples in order, mapped by `map`.
     fn in_order<U: Send + 'static>(&self, map: MapFn<U>) -> Samples<U> {
-        Samples::new(self.pipeline(self.shard_list(), map), None)
+        Samples::new(self.pipeline(unplaced(self.shard_list()), Items(map)), None)
     }
 
     /// This epoch's shard order, samples mapped by `map`, then the shuffle buffer.
     fn shuffled_by<U: Send + 'static>(&self, options: ShuffleOptions, map: MapFn<U>) -> Samples<U> {
-        let pipeline = self.pipeline(self.shuffled_shards(options.seed), map);
+        let pipeline = self.pipeline(unplaced(self.shuffled_shards(options.seed)), Items(map));
         let buffer = Shuffle::new(self.rng(options.seed, 1, true), options.buffer_samples);
         Samples::new(pipeline, Some(buffer))
     }
@@ -442,7 +458,13 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     /// batches span shard boundaries. A batch size of 0 is an error.
     #[must_use = "the batches are read only when the iterator is used (and it is inside the Result)"]
     pub fn ordered(&self, batch_size: usize) -> Result<Batches<T>> {
-        Batches::new(self.samples_with_keys()?, self.context.clone(), batch_size)
+        let gather = BatchColumns::<T>::new(self.context.clone(), batch_size)?;
+        let chunks = self.pipeline(self.shards_with_starts(), gather);
+        Ok(Batches::from_columns(
+            chunks,
+            self.context.clone(),
+            batch_size,
+        ))
     }
 
     /// Batches of shuffled samples.
@@ -477,6 +499,11 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     }
 }
 
+/// Shards read without cutting at batches: where each starts does not matter.
+fn unplaced(shards: Vec<String>) -> Vec<(String, Option<u64>)> {
+    shards.into_iter().map(|s| (s, None)).collect()
+}
+
 /// A sample decoded from its `msgpack` member (`None`: it has none).
 pub(crate) fn decode_payload<T: SampleType>(
     context: &T::Context,
@@ -484,12 +511,23 @@ pub(crate) fn decode_payload<T: SampleType>(
     key: &str,
     payload: Option<&[u8]>,
 ) -> Result<T> {
+    decode_member(shard, key, payload, |payload| T::decode(context, payload))
+}
+
+/// What `decode` makes of a sample's `msgpack` member (`None`: it has none), its errors
+/// naming the shard and key.
+pub(crate) fn decode_member<R>(
+    shard: &str,
+    key: &str,
+    payload: Option<&[u8]>,
+    decode: impl FnOnce(&[u8]) -> atdata_codec::Result<R>,
+) -> Result<R> {
     let payload = payload.ok_or_else(|| Error::MissingMember {
         shard: shard.to_owned(),
         key: key.to_owned(),
         ext: "msgpack",
     })?;
-    T::decode(context, payload).map_err(|source| Error::Decode {
+    decode(payload).map_err(|source| Error::Decode {
         shard: shard.to_owned(),
         key: key.to_owned(),
         source,
@@ -524,14 +562,42 @@ impl<U> Shuffle<U> {
 }
 
 /// An iterator of samples from a [`Dataset`], each `Ok` or an error in place.
-pub struct Samples<U> {
-    pipeline: Pipeline<U>,
+pub struct Samples<U: Send + 'static> {
+    read: Reading<U>,
     shuffle: Option<Shuffle<U>>,
 }
 
 impl<U: Send + 'static> Samples<U> {
-    fn new(pipeline: Pipeline<U>, shuffle: Option<Shuffle<U>>) -> Samples<U> {
-        Samples { pipeline, shuffle }
+    fn new(pipeline: Pipeline<Items<U>>, shuffle: Option<Shuffle<U>>) -> Samples<U> {
+        Samples {
+            read: Reading {
+                pipeline,
+                chunk: Vec::new().into_iter(),
+            },
+            shuffle,
+        }
+    }
+}
+
+/// The samples read, in shard order, a chunk at a time.
+struct Reading<U: Send + 'static> {
+    pipeline: Pipeline<Items<U>>,
+    chunk: std::vec::IntoIter<U>,
+}
+
+impl<U: Send + 'static> Iterator for Reading<U> {
+    type Item = Result<U>;
+
+    fn next(&mut self) -> Option<Result<U>> {
+        loop {
+            if let Some(item) = self.chunk.next() {
+                return Some(Ok(item));
+            }
+            match self.pipeline.next()? {
+                Ok(chunk) => self.chunk = chunk.into_iter(),
+                Err(e) => return Some(Err(e)),
+            }
+        }
     }
 }
 
@@ -540,10 +606,10 @@ impl<U: Send + 'static> Iterator for Samples<U> {
 
     fn next(&mut self) -> Option<Result<U>> {
         let Some(shuffle) = &mut self.shuffle else {
-            return self.pipeline.next();
+            return self.read.next();
         };
         while !shuffle.draining && shuffle.buffer.len() < shuffle.capacity {
-            match self.pipeline.next() {
+            match self.read.next() {
                 Some(Ok(item)) => shuffle.buffer.push(item),
                 Some(Err(e)) => return Some(Err(e)),
                 None => shuffle.draining = true,

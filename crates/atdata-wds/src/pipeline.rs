@@ -1,8 +1,12 @@
 //! Reading and decoding shards on background threads, delivered in shard order.
 //!
 //! Up to `parallelism` shards are in flight at once, each read and decoded by its own thread
-//! into its own queue of chunks (at most `CHUNK_SAMPLES` samples, closed at `CHUNK_BYTES` of
-//! member bytes). The consumer drains the queues in shard order, so the output order depends
+//! into its own queue of chunks. A chunk is what a [`Gather`] makes of samples: decoded items
+//! (at most `CHUNK_SAMPLES`, closed at `CHUNK_BYTES` of member bytes), or the columns of a
+//! batch, cut where the dataset's batches are cut: each shard's thread learns where its shard
+//! starts from the thread before it (when that one ends), so every chunk but the first and
+//! last of a shard is a whole batch, and only batches spanning a shard boundary are joined
+//! from pieces. The consumer drains the queues in shard order, so the output order depends
 //! only on the shard list, never on thread timing. Each queue holds at most its share of
 //! `AHEAD_BYTES` (and always one chunk, however large), so the shards behind the one being
 //! drained decode ahead, in parallel, by up to a small shard: memory is bounded by
@@ -14,7 +18,7 @@
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 
 use crate::error::{Error, Result, panic_message};
@@ -30,13 +34,216 @@ const AHEAD_BYTES: usize = 32 << 20;
 /// What an error item counts for in a queue's budget (so errors are bounded too).
 const ERROR_BYTES: usize = 1 << 10;
 
+/// The cores shard threads read and decode on, shared by every pipeline of the process: a
+/// thread holds one while it reads and decodes, and lets it go while it waits for room in its
+/// queue or for the shard before it, so that datasets read at once share the cores instead of
+/// oversubscribing them (and none waits on another's consumer).
+struct Cores {
+    limit: OnceLock<usize>,
+    busy: Mutex<(usize, usize)>,
+    freed: Condvar,
+}
+
+static CORES: Cores = Cores {
+    limit: OnceLock::new(),
+    busy: Mutex::new((0, 0)),
+    freed: Condvar::new(),
+};
+
+impl Cores {
+    fn limit(&self) -> usize {
+        *self
+            .limit
+            .get_or_init(|| thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, (usize, usize)> {
+        self.busy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for a free core and takes it.
+    fn take(&'static self) -> Core {
+        let limit = self.limit();
+        let mut busy = self.lock();
+        while busy.0 >= limit {
+            busy = self.freed.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        busy.0 += 1;
+        busy.1 = busy.1.max(busy.0);
+        Core(Some(self))
+    }
+
+    /// The most cores ever taken at once.
+    #[cfg(test)]
+    fn peak(&self) -> usize {
+        self.lock().1
+    }
+}
+
+/// A core taken from [`CORES`], given back when dropped.
+struct Core(Option<&'static Cores>);
+
+impl Core {
+    /// Gives the core back while `wait` runs.
+    fn release_while<R>(&mut self, wait: impl FnOnce() -> R) -> R {
+        let cores = self.0.take();
+        if let Some(cores) = cores {
+            cores.give_back();
+        }
+        let out = wait();
+        if let Some(cores) = cores {
+            *self = cores.take();
+        }
+        out
+    }
+}
+
+impl Cores {
+    fn give_back(&self) {
+        self.lock().0 -= 1;
+        self.freed.notify_one();
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        if let Some(cores) = self.0.take() {
+            cores.give_back();
+        }
+    }
+}
+
 /// Turns one sample of a shard (borrowed from the reader's buffers) into an item: decodes it,
 /// usually.
 pub(crate) type MapFn<U> = Arc<dyn Fn(&str, Sample<'_>) -> Result<U> + Send + Sync>;
 
+/// What a shard's thread gathers samples into.
+pub(crate) trait Gather: Send + Sync + 'static {
+    /// What the consumer receives.
+    type Chunk: Send + 'static;
+
+    /// An empty chunk.
+    fn chunk(&self) -> Self::Chunk;
+
+    /// Adds one sample (on an error the chunk is as before).
+    fn push(&self, shard: &str, sample: Sample<'_>, chunk: &mut Self::Chunk) -> Result<()>;
+
+    /// The samples in a chunk.
+    fn rows(chunk: &Self::Chunk) -> usize;
+
+    /// Splits off the samples from `at` on.
+    fn split_off(chunk: &mut Self::Chunk, at: usize) -> Self::Chunk;
+
+    /// Chunks are cut at the dataset's multiples of this many samples (those for which
+    /// [`whole_batches`](Self::whole_batches) says so), or (`None`) by size.
+    fn batch(&self) -> Option<usize>;
+
+    /// Whether this chunk is cut at batches (or by size).
+    fn whole_batches(chunk: &Self::Chunk) -> bool;
+}
+
+/// Decoded items, by `MapFn`.
+pub(crate) struct Items<U>(pub(crate) MapFn<U>);
+
+impl<U: Send + 'static> Gather for Items<U> {
+    type Chunk = Vec<U>;
+
+    fn chunk(&self) -> Vec<U> {
+        Vec::new()
+    }
+
+    fn push(&self, shard: &str, sample: Sample<'_>, chunk: &mut Vec<U>) -> Result<()> {
+        chunk.push((self.0)(shard, sample)?);
+        Ok(())
+    }
+
+    fn rows(chunk: &Vec<U>) -> usize {
+        chunk.len()
+    }
+
+    fn split_off(chunk: &mut Vec<U>, at: usize) -> Vec<U> {
+        chunk.split_off(at.min(chunk.len()))
+    }
+
+    fn batch(&self) -> Option<usize> {
+        None
+    }
+
+    fn whole_batches(_: &Vec<U>) -> bool {
+        false
+    }
+}
+
+/// Where a shard starts in the dataset's samples: set once by the thread of the shard before
+/// (`None`: unknown, that thread failed to start or panicked).
+struct Offset {
+    value: Mutex<Option<Option<u64>>>,
+    set: Condvar,
+}
+
+impl Offset {
+    fn new(value: Option<Option<u64>>) -> Arc<Offset> {
+        Arc::new(Offset {
+            value: Mutex::new(value),
+            set: Condvar::new(),
+        })
+    }
+
+    fn set(&self, value: Option<u64>) {
+        let mut slot = self.value.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(value);
+            self.set.notify_all();
+        }
+    }
+
+    /// The value, if set yet.
+    fn peek(&self) -> Option<Option<u64>> {
+        *self.value.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait(&self) -> Option<u64> {
+        let mut slot = self.value.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(value) = *slot {
+                return value;
+            }
+            slot = self.set.wait(slot).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// A shard thread's place in the chain of offsets: where its shard starts, and where the next
+/// one does, which it sets when dropped (with the thread, or unrun if it never started).
+struct Place {
+    start: Arc<Offset>,
+    end: Arc<Offset>,
+    /// The next shard's start, once this shard's start and length are known.
+    next: Option<u64>,
+    /// Where the two shards before this one start, to guess this one's start from while the
+    /// shard before is still being read.
+    before: Option<[Arc<Offset>; 2]>,
+}
+
+impl Place {
+    /// This shard's start if the shard before it is as long as the one before that (as shards
+    /// written with a sample limit are), once both those starts are known.
+    fn guess(&self) -> Option<u64> {
+        let [previous, earlier] = self.before.as_ref()?;
+        let (previous, earlier) = (previous.peek()??, earlier.peek()??);
+        previous.checked_add(previous.checked_sub(earlier)?)
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.end.set(self.next);
+    }
+}
+
 enum Msg<U> {
-    /// Items and the member bytes they were decoded from.
-    Chunk(Vec<U>, usize),
+    /// A chunk and the member bytes it was decoded from.
+    Chunk(U, usize),
     Failed(Error),
 }
 
@@ -124,38 +331,43 @@ enum Source<U> {
     NotStarted(Option<Error>),
 }
 
-pub(crate) struct Pipeline<U> {
-    shards: std::vec::IntoIter<String>,
-    in_flight: VecDeque<Source<U>>,
-    buffer: std::vec::IntoIter<U>,
+pub(crate) struct Pipeline<G: Gather> {
+    /// Each shard, and where it starts in the dataset when known before reading.
+    shards: std::vec::IntoIter<(String, Option<u64>)>,
+    in_flight: VecDeque<Source<G::Chunk>>,
     opener: Arc<dyn ShardOpener>,
-    map: MapFn<U>,
+    gather: Arc<G>,
     parallelism: usize,
     max_member: u64,
+    /// Where the next shard to start begins.
+    next_start: Arc<Offset>,
+    /// Where the last two shards started begin, the latest first.
+    recent_starts: VecDeque<Arc<Offset>>,
 }
 
-impl<U: Send + 'static> Pipeline<U> {
+impl<G: Gather> Pipeline<G> {
     pub(crate) fn new(
-        shards: Vec<String>,
+        shards: Vec<(String, Option<u64>)>,
         opener: Arc<dyn ShardOpener>,
-        map: MapFn<U>,
+        gather: G,
         parallelism: usize,
         max_member: u64,
-    ) -> Pipeline<U> {
+    ) -> Pipeline<G> {
         Pipeline {
             shards: shards.into_iter(),
             in_flight: VecDeque::new(),
-            buffer: Vec::new().into_iter(),
             opener,
-            map,
+            gather: Arc::new(gather),
             parallelism: parallelism.max(1),
             max_member,
+            next_start: Offset::new(Some(Some(0))),
+            recent_starts: VecDeque::new(),
         }
     }
 
     fn fill(&mut self) {
         while self.in_flight.len() < self.parallelism {
-            let Some(shard) = self.shards.next() else {
+            let Some((shard, known_start)) = self.shards.next() else {
                 break;
             };
             let (tx, rx) = channel();
@@ -166,11 +378,35 @@ impl<U: Send + 'static> Pipeline<U> {
                 tx,
                 budget: budget.clone(),
             };
-            let (opener, map) = (self.opener.clone(), self.map.clone());
+            let (opener, gather) = (self.opener.clone(), self.gather.clone());
             let (name, max_member) = (shard.clone(), self.max_member);
+            let end = Offset::new(None);
+            let chained = std::mem::replace(&mut self.next_start, end.clone());
+            let start = known_start.map_or(chained, |start| Offset::new(Some(Some(start))));
+            let before = match (self.recent_starts.front(), self.recent_starts.back()) {
+                (Some(previous), Some(earlier)) if self.recent_starts.len() == 2 => {
+                    Some([previous.clone(), earlier.clone()])
+                }
+                _ => None,
+            };
+            self.recent_starts.push_front(start.clone());
+            self.recent_starts.truncate(2);
+            let mut place = Place {
+                start,
+                end,
+                next: None,
+                before,
+            };
             let started = thread::Builder::new()
                 .name("atdata-shard".into())
-                .spawn(move || read_shard(&name, &*opener, &*map, &queue, max_member));
+                .spawn(move || {
+                    let shard = Shard {
+                        name: &name,
+                        opener: &*opener,
+                        max_member,
+                    };
+                    read_shard(&shard, &*gather, &queue, &mut place);
+                });
             self.in_flight.push_back(match started {
                 Ok(thread) => Source::Running {
                     shard,
@@ -184,14 +420,11 @@ impl<U: Send + 'static> Pipeline<U> {
     }
 }
 
-impl<U: Send + 'static> Iterator for Pipeline<U> {
-    type Item = Result<U>;
+impl<G: Gather> Iterator for Pipeline<G> {
+    type Item = Result<G::Chunk>;
 
-    fn next(&mut self) -> Option<Result<U>> {
+    fn next(&mut self) -> Option<Result<G::Chunk>> {
         loop {
-            if let Some(item) = self.buffer.next() {
-                return Some(Ok(item));
-            }
             self.fill();
             match self.in_flight.front_mut()? {
                 Source::Running {
@@ -202,10 +435,10 @@ impl<U: Send + 'static> Iterator for Pipeline<U> {
                 } => match queue.recv() {
                     Ok(msg) => {
                         budget.0.release(msg.bytes());
-                        match msg {
-                            Msg::Chunk(items, _) => self.buffer = items.into_iter(),
-                            Msg::Failed(e) => return Some(Err(e)),
-                        }
+                        return Some(match msg {
+                            Msg::Chunk(chunk, _) => Ok(chunk),
+                            Msg::Failed(e) => Err(e),
+                        });
                     }
                     Err(_) => {
                         // The queue ends when the thread does: join it, and report a panic.
@@ -232,56 +465,314 @@ impl<U: Send + 'static> Iterator for Pipeline<U> {
     }
 }
 
-/// Reads one shard into `tx`. Errors are sent in place (a bad sample does not stop the shard;
-/// a broken archive ends it, after its intact samples). Returns when done or when the consumer
-/// is gone.
-fn read_shard<U>(
-    shard: &str,
-    opener: &dyn ShardOpener,
-    map: &(dyn Fn(&str, Sample<'_>) -> Result<U> + Send + Sync),
-    queue: &Queue<U>,
+/// The shard a thread reads.
+struct Shard<'a> {
+    name: &'a str,
+    opener: &'a dyn ShardOpener,
     max_member: u64,
+}
+
+/// Reads one shard into `queue`. Errors are sent in place (a bad sample does not stop the
+/// shard; a broken archive ends it, after its intact samples). Returns when done or when the
+/// consumer is gone; `place.next` is then where the next shard starts, if known.
+fn read_shard<G: Gather>(
+    shard: &Shard<'_>,
+    gather: &G,
+    queue: &Queue<G::Chunk>,
+    place: &mut Place,
 ) {
-    let input = match opener.open(shard) {
+    let mut core = CORES.take();
+    let input = match shard.opener.open(shard.name) {
         Ok(input) => input,
         Err(e) => {
-            queue.send(Msg::Failed(e));
+            // Nothing read: the next shard starts where this one does.
+            let mut cut = Cut::new(gather.batch());
+            core.release_while(|| {
+                cut.settle(place);
+                queue.send(Msg::Failed(e));
+            });
+            place.next = cut.start;
             return;
         }
     };
-    let mut chunk = Vec::new();
+    let mut cut = Cut::new(gather.batch());
+    let mut chunk = gather.chunk();
     let mut bytes = 0;
-    let mut samples = Grouper::new(input, shard.to_owned(), max_member);
+    let mut samples = Grouper::new(input, shard.name.to_owned(), shard.max_member);
     while let Some(read) = samples.advance() {
-        let item = read.and_then(|()| {
+        let pushed = read.and_then(|()| {
             let sample = samples.sample();
             bytes += sample.len();
-            map(samples.shard(), sample)
+            gather.push(samples.shard(), sample, &mut chunk)
         });
-        match item {
-            Ok(item) => {
-                chunk.push(item);
-                if chunk.len() >= CHUNK_SAMPLES || bytes >= CHUNK_BYTES {
-                    let full = Msg::Chunk(std::mem::take(&mut chunk), std::mem::take(&mut bytes));
-                    if !queue.send(full) {
+        match pushed {
+            Ok(()) => {
+                if let Some(rows) =
+                    cut.full(G::whole_batches(&chunk), G::rows(&chunk), bytes, place)
+                {
+                    // The bytes are shared out by samples (near enough for a budget).
+                    let sent_bytes = bytes / G::rows(&chunk) * rows;
+                    bytes -= sent_bytes;
+                    cut.sent(rows);
+                    let rest = if rows < G::rows(&chunk) {
+                        G::split_off(&mut chunk, rows)
+                    } else {
+                        gather.chunk()
+                    };
+                    let full = std::mem::replace(&mut chunk, rest);
+                    let full = Msg::Chunk(full, sent_bytes);
+                    if !core.release_while(|| queue.send(full)) {
                         return;
                     }
                 }
             }
             Err(e) => {
-                if !chunk.is_empty() {
-                    let part = Msg::Chunk(std::mem::take(&mut chunk), std::mem::take(&mut bytes));
-                    if !queue.send(part) {
+                if G::rows(&chunk) > 0 {
+                    cut.sent(G::rows(&chunk));
+                    let part = std::mem::replace(&mut chunk, gather.chunk());
+                    let part = Msg::Chunk(part, std::mem::take(&mut bytes));
+                    if !core.release_while(|| queue.send(part)) {
                         return;
                     }
                 }
-                if !queue.send(Msg::Failed(e)) {
+                if !core.release_while(|| queue.send(Msg::Failed(e))) {
                     return;
                 }
             }
         }
     }
-    if !chunk.is_empty() {
+    drop(core);
+    cut.settle(place);
+    cut.sent(G::rows(&chunk));
+    place.next = cut.start.map(|start| start + cut.rows);
+    if G::rows(&chunk) > 0 {
         queue.send(Msg::Chunk(chunk, bytes));
+    }
+}
+
+/// Where a shard thread cuts its chunks.
+struct Cut {
+    batch: Option<usize>,
+    /// The shard's start in the dataset, once known (`None` while not learnt yet, or unknown:
+    /// then chunks are cut from the shard's own start).
+    start: Option<u64>,
+    /// Where the shard is guessed to start while that is not known.
+    guess: Option<u64>,
+    settled: bool,
+    /// Samples sent so far.
+    rows: u64,
+}
+
+impl Cut {
+    fn new(batch: Option<usize>) -> Cut {
+        Cut {
+            batch,
+            start: None,
+            guess: None,
+            settled: false,
+            rows: 0,
+        }
+    }
+
+    /// Learns where the shard starts (waiting for the shard before, the first time), when
+    /// chunks are cut at batches.
+    fn settle(&mut self, place: &Place) {
+        if self.batch.is_some() && !self.settled {
+            self.settled = true;
+            self.start = place.start.wait();
+        }
+    }
+
+    /// Learns where the shard starts if the shard before has ended (never waits, so that
+    /// shards decode side by side; until then chunks are cut from the shard's own start).
+    fn try_settle(&mut self, place: &Place) {
+        if !self.settled
+            && let Some(start) = place.start.peek()
+        {
+            self.settled = true;
+            self.start = start;
+        }
+    }
+
+    /// The rows to send of a chunk of `rows` rows and `bytes` member bytes (cut at batches,
+    /// or by size), if it is full.
+    fn full(
+        &mut self,
+        whole_batches: bool,
+        rows: usize,
+        bytes: usize,
+        place: &Place,
+    ) -> Option<usize> {
+        let batch = match self.batch {
+            Some(batch) if whole_batches => batch,
+            _ => return (rows >= CHUNK_SAMPLES || bytes >= CHUNK_BYTES).then_some(rows),
+        };
+        if rows < batch {
+            return None;
+        }
+        // A batch's worth gathered: cut it where the dataset's batch ends.
+        self.try_settle(place);
+        if !self.settled && self.guess.is_none() {
+            self.guess = place.guess();
+        }
+        let at = self.start.or(self.guess).unwrap_or(0) + self.rows;
+        let to_boundary = batch - (at % batch as u64) as usize;
+        Some(to_boundary.min(rows))
+    }
+
+    fn sent(&mut self, rows: usize) {
+        self.rows += rows as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::opener::LocalOpener;
+    use crate::writer::TarWriter;
+    use atdata_codec::WdsSample;
+
+    /// Keys, cut at batches of `0`.
+    struct Keys(usize);
+
+    impl Gather for Keys {
+        type Chunk = Vec<String>;
+
+        fn chunk(&self) -> Vec<String> {
+            Vec::new()
+        }
+
+        fn push(&self, _: &str, sample: Sample<'_>, chunk: &mut Vec<String>) -> Result<()> {
+            chunk.push(sample.key.to_owned());
+            Ok(())
+        }
+
+        fn rows(chunk: &Vec<String>) -> usize {
+            chunk.len()
+        }
+
+        fn split_off(chunk: &mut Vec<String>, at: usize) -> Vec<String> {
+            chunk.split_off(at)
+        }
+
+        fn batch(&self) -> Option<usize> {
+            Some(self.0)
+        }
+
+        fn whole_batches(_: &Vec<String>) -> bool {
+            true
+        }
+    }
+
+    /// Shards of `counts` samples; their URLs.
+    fn shards(dir: &std::path::Path, counts: &[u64]) -> Vec<String> {
+        let mut id = 0;
+        counts
+            .iter()
+            .enumerate()
+            .map(|(k, &count)| {
+                let path = dir.join(format!("{k}.tar"));
+                let mut w = TarWriter::create(&path).unwrap();
+                for _ in 0..count {
+                    w.write(&WdsSample::msgpack(format!("{id:06}"), vec![0x80]))
+                        .unwrap();
+                    id += 1;
+                }
+                w.finish().unwrap().close().unwrap();
+                path.to_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    /// The chunks read: (first sample's place in the dataset, samples).
+    fn chunks(
+        shards: Vec<(String, Option<u64>)>,
+        batch: usize,
+        threads: usize,
+    ) -> Vec<(u64, usize)> {
+        let pipeline = Pipeline::new(shards, Arc::new(LocalOpener), Keys(batch), threads, 1 << 20);
+        let mut seen = Vec::new();
+        let mut at = 0;
+        for chunk in pipeline {
+            let chunk = chunk.unwrap();
+            let first: u64 = chunk[0].parse().unwrap();
+            assert_eq!(first, at, "chunks in order, none lost");
+            seen.push((at, chunk.len()));
+            at += chunk.len() as u64;
+        }
+        seen
+    }
+
+    /// Whether a chunk is cut where batches are: it starts on a batch or at a shard's start,
+    /// and ends on a batch or at a shard's end (`bounds`).
+    fn aligned((start, len): (u64, usize), batch: u64, bounds: &[u64]) -> bool {
+        let end = start + len as u64;
+        (start.is_multiple_of(batch) || bounds.contains(&start))
+            && (end.is_multiple_of(batch) || bounds.contains(&end))
+    }
+
+    #[test]
+    fn chunks_are_cut_where_the_batches_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let counts = [10u64, 10, 10, 10, 10, 10, 3];
+        let urls = shards(dir.path(), &counts);
+        // Where each shard starts, and the dataset's end.
+        let bounds: Vec<u64> = std::iter::once(0)
+            .chain(counts.iter().scan(0, |s, &n| {
+                *s += n;
+                Some(*s)
+            }))
+            .collect();
+        for threads in [1, 2, 3] {
+            // Starts known up front: every chunk is cut at a batch.
+            let placed = urls
+                .iter()
+                .cloned()
+                .zip(bounds.iter().map(|&b| Some(b)))
+                .collect();
+            let read = chunks(placed, 4, threads);
+            assert!(
+                read.iter().all(|&c| aligned(c, 4, &bounds)),
+                "{threads} threads: {read:?}"
+            );
+            // Starts unknown: with up to two threads, each shard from the third on is guessed
+            // from the two before it (equal shards), so its chunks are cut at batches too.
+            let unplaced = urls.iter().map(|u| (u.clone(), None)).collect();
+            let read = chunks(unplaced, 4, threads);
+            assert_eq!(read.iter().map(|c| c.1).sum::<usize>(), 63);
+            if threads <= 2 {
+                let late: Vec<_> = read.iter().filter(|c| c.0 >= 20).copied().collect();
+                assert!(
+                    late.iter().all(|&c| aligned(c, 4, &bounds)),
+                    "{threads} threads: {late:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn datasets_read_at_once_share_the_cores() {
+        let dir = tempfile::tempdir().unwrap();
+        let urls = shards(dir.path(), &[300; 8]);
+        // Four pipelines of four threads each, drained side by side.
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                let urls = urls.clone();
+                scope.spawn(move || {
+                    let shards = urls.into_iter().map(|u| (u, None)).collect();
+                    let read: usize =
+                        Pipeline::new(shards, Arc::new(LocalOpener), Keys(7), 4, 1 << 20)
+                            .map(|chunk| chunk.unwrap().len())
+                            .sum();
+                    assert_eq!(read, 2400);
+                });
+            }
+        });
+        assert!(
+            CORES.peak() <= CORES.limit(),
+            "{} threads decoding on {} cores",
+            CORES.peak(),
+            CORES.limit()
+        );
     }
 }

@@ -1,0 +1,261 @@
+//! The batch path against the per-sample path, value for value: `ordered(n)` decodes each
+//! shard's samples straight into batch columns on its thread (cut where the dataset's batches
+//! are cut, joined at shard boundaries), while `samples_with_keys().batched(n)` decodes every
+//! sample and stacks each batch from them. On every golden shard and on generated datasets of
+//! every field kind, uneven shards and several batch sizes and thread counts, both give the
+//! same batches: keys, every column, the samples rebuilt from the columns, and the same errors.
+
+use atdata::ndarray::{Array1, Array3};
+use atdata::prelude::*;
+use atdata::wds::{BatchedExt, Dataset, TarWriter};
+use atdata::{DynamicBatch, Packable, SampleType};
+
+use crate::golden;
+use crate::samples::{GoldenImage, GoldenPoint, python_record};
+
+/// A sample with a field of every kind.
+#[packable]
+#[derive(Debug, Clone, PartialEq)]
+struct Every {
+    pixels: Array3<u8>,
+    features: Array1<f32>,
+    extra: Option<Array1<f64>>,
+    label: String,
+    ids: Vec<i64>,
+    note: Option<String>,
+    flag: bool,
+    score: f32,
+    raw: Vec<u8>,
+}
+
+fn every(id: usize, side: usize, raw: usize) -> Every {
+    Every {
+        pixels: Array3::from_shape_fn((side, side + 1, 3), |(y, x, c)| {
+            (id * 7 + y * 5 + x * 3 + c) as u8
+        }),
+        features: Array1::from_shape_fn(5, |i| (id * 10 + i) as f32 / 3.0),
+        extra: id
+            .is_multiple_of(3)
+            .then(|| Array1::from_elem(2, id as f64)),
+        label: format!("sample {id}"),
+        ids: (0..id % 4).map(|i| (id * 100 + i) as i64).collect(),
+        note: id.is_multiple_of(2).then(|| "even".to_owned()),
+        flag: id.is_multiple_of(5),
+        score: id as f32 * 0.5,
+        raw: vec![id as u8; raw],
+    }
+}
+
+/// Shards of `counts` samples in `dir` (sample `i` of the dataset has shape `side(i)`).
+fn write(dir: &std::path::Path, counts: &[usize], side: impl Fn(usize) -> usize) -> String {
+    write_sized(dir, counts, side, |id| id % 6)
+}
+
+/// As [`write`], sample `i` with `raw(i)` bytes in its byte-string field.
+fn write_sized(
+    dir: &std::path::Path,
+    counts: &[usize],
+    side: impl Fn(usize) -> usize,
+    raw: impl Fn(usize) -> usize,
+) -> String {
+    let mut id = 0;
+    for (k, &count) in counts.iter().enumerate() {
+        let mut w = TarWriter::create(dir.join(format!("every-{k:02}.tar"))).unwrap();
+        for _ in 0..count {
+            w.write(&every(id, side(id), raw(id)).as_wds(&format!("{id:06}")))
+                .unwrap();
+            id += 1;
+        }
+        w.finish().unwrap().close().unwrap();
+    }
+    let last = counts.len() - 1;
+    let url = dir.join(format!("every-{{00..{last:02}}}.tar"));
+    url.to_str().unwrap().to_owned()
+}
+
+/// A batch, or its error's text.
+type Read<T> = Result<SampleBatch<T>, String>;
+
+/// Both paths' batches of `size`, as results (an error by its text).
+fn both<T>(ds: &Dataset<T>, size: usize) -> Vec<(Read<T>, Read<T>)>
+where
+    T: Packable + SampleType<Context = (), Batch = SampleBatch<T>>,
+{
+    let new: Vec<_> = ds
+        .ordered(size)
+        .unwrap()
+        .map(|b| b.map_err(|e| e.to_string()))
+        .collect();
+    let old: Vec<_> = ds
+        .samples_with_keys()
+        .unwrap()
+        .batched(size)
+        .unwrap()
+        .map(|b| b.map_err(|e| e.to_string()))
+        .collect();
+    assert_eq!(new.len(), old.len(), "batches of {size}");
+    new.into_iter().zip(old).collect()
+}
+
+/// The batches are equal: keys, the columns named, and the samples rebuilt from the columns.
+macro_rules! same_batches {
+    ($ds:expr, $sizes:expr; $($column:ident),+) => {
+        for size in $sizes {
+            let mut compared = 0;
+            for (i, (new, old)) in both(&$ds, size).into_iter().enumerate() {
+                let at = format!("batch {i} of size {size}");
+                let (new, old) = match (new, old) {
+                    (Ok(new), Ok(old)) => (new, old),
+                    (new, old) => {
+                        assert_eq!(new.err(), old.err(), "{at}: the same error");
+                        continue;
+                    }
+                };
+                assert_eq!(new.keys(), old.keys(), "{at}");
+                assert_eq!(new.len(), old.len(), "{at}");
+                $(assert_eq!(new.$column, old.$column, "{at}: column {}", stringify!($column));)+
+                assert_eq!(new.samples(), old.samples(), "{at}: samples");
+                assert_eq!(new.clone().into_samples(), old.into_samples(), "{at}");
+                compared += new.len();
+            }
+            assert!(compared > 0, "batches of {size} compared nothing");
+        }
+    };
+}
+
+#[test]
+fn the_golden_shards_batch_alike_on_both_paths() {
+    let image = golden::dir().join("shards/golden_image-{000000..000001}.tar");
+    let ds = Dataset::<GoldenImage>::new(&image).unwrap();
+    same_batches!(ds, [1, 2, 3, 5]; image, label, index, score, is_valid, tags, mask, thumbnail, note);
+    let point = golden::dir().join("shards/golden_point-{000000..000001}.tar");
+    let ds = Dataset::<GoldenPoint>::new(&point).unwrap();
+    same_batches!(ds, [1, 2, 3, 5]; x, y, name, embedding, weights);
+
+    // The dynamic path, by Python's schemas.
+    for (url, name) in [(image, "GoldenImage"), (point, "GoldenPoint")] {
+        let ds = Dataset::<DynamicSample>::with_schema(&url, python_record(name).schema).unwrap();
+        for size in [1, 2, 3] {
+            let new: Vec<DynamicBatch> = ds.ordered(size).unwrap().map(Result::unwrap).collect();
+            let schema = ds.context().clone();
+            let old: Vec<DynamicBatch> = ds
+                .samples_with_keys()
+                .unwrap()
+                .batched_with(schema, size)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(!new.is_empty());
+            assert_eq!(new, old, "{name}, batches of {size}");
+        }
+    }
+}
+
+#[test]
+fn generated_datasets_batch_alike_on_both_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    // Uneven shards: one sample, one smaller than a batch, one of several batches, an empty one.
+    let url = write(dir.path(), &[1, 5, 70, 0, 33, 64, 2], |_| 4);
+    for threads in [1, 2, 3, 8] {
+        let ds = Dataset::<Every>::new(&url)
+            .unwrap()
+            .with_parallelism(threads);
+        same_batches!(ds, [1, 3, 32, 64, 100, 500]; pixels, features, extra, label, ids, note, flag, score, raw);
+    }
+    // Shards of equal length (where a shard's start is guessed from the two before it), the
+    // last one shorter.
+    let equal = tempfile::tempdir().unwrap();
+    let url = write(equal.path(), &[20, 20, 20, 20, 20, 7], |_| 2);
+    for threads in [2, 3] {
+        let ds = Dataset::<Every>::new(&url)
+            .unwrap()
+            .with_parallelism(threads);
+        same_batches!(ds, [3, 8, 32]; pixels, features, label);
+    }
+    // Counts known before reading (as an index entry gives them) place every shard up front;
+    // counts that lie only cost copies.
+    let shards = atdata::wds::expand_urls(&url).unwrap();
+    for counts in [[20, 20, 20, 20, 20, 7], [3, 50, 0, 20, 1, 9]] {
+        let facts = shards.iter().cloned().zip(counts).map(|(shard, n)| {
+            (
+                shard,
+                atdata::wds::ShardFacts {
+                    samples: Some(n),
+                    bytes: None,
+                },
+            )
+        });
+        let ds = Dataset::<Every>::new(&url).unwrap().with_shard_facts(facts);
+        same_batches!(ds, [3, 8, 32]; pixels, features, label);
+    }
+}
+
+#[test]
+fn large_samples_and_shards_of_both_kinds_batch_alike_on_both_paths() {
+    // Samples of 200 KB make batches of 32 too large to decode into columns on the shard
+    // threads (they are decoded a sample at a time, then gathered); small ones are not. Here
+    // shards of either kind alternate, so batches join columns and samples.
+    let dir = tempfile::tempdir().unwrap();
+    let counts = [40, 7, 33, 50, 2];
+    let starts: Vec<usize> = counts
+        .iter()
+        .scan(0, |s, &n| {
+            *s += n;
+            Some(*s - n)
+        })
+        .collect();
+    let shard_of = move |id: usize| starts.iter().rposition(|&s| s <= id).unwrap_or(0);
+    let url = write_sized(
+        dir.path(),
+        &counts,
+        |_| 3,
+        move |id| {
+            if shard_of(id) % 2 == 0 {
+                200_000
+            } else {
+                id % 6
+            }
+        },
+    );
+    for threads in [1, 2, 3] {
+        let ds = Dataset::<Every>::new(&url)
+            .unwrap()
+            .with_parallelism(threads);
+        same_batches!(ds, [1, 5, 32, 100]; pixels, features, extra, label, ids, note, flag, score, raw);
+    }
+}
+
+#[test]
+fn ragged_arrays_fail_the_same_batches_on_both_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    // Sample 9 (in the second shard) and the samples of the last shard have other shapes.
+    let url = write(dir.path(), &[7, 7, 7, 5], |id| match id {
+        9 => 2,
+        21.. => 3,
+        _ => 4,
+    });
+    for threads in [1, 3] {
+        let ds = Dataset::<Every>::new(&url)
+            .unwrap()
+            .with_parallelism(threads);
+        let mut failed = 0;
+        for size in [2, 4, 5, 26] {
+            for (new, old) in both(&ds, size) {
+                match (new, old) {
+                    (Ok(new), Ok(old)) => {
+                        assert_eq!(new.keys(), old.keys());
+                        assert_eq!(new.pixels, old.pixels);
+                        assert_eq!(new.samples(), old.samples());
+                    }
+                    (new, old) => {
+                        let error = new.as_ref().err().cloned();
+                        assert_eq!(error, old.err());
+                        assert!(error.is_some_and(|e| e.contains("cannot stack arrays")));
+                        failed += 1;
+                    }
+                }
+            }
+        }
+        assert!(failed >= 4, "every size fails at least one batch");
+    }
+}
