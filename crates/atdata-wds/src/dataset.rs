@@ -319,7 +319,8 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     }
 
     /// Shards read and decoded at once, each on its own thread (default: the number of cores,
-    /// between 2 and 8). The output order does not depend on it.
+    /// between 2 and 8). The output order does not depend on it. The threads of every dataset
+    /// in the process share its cores: at most one per core reads and decodes at a time.
     pub fn with_parallelism(mut self, shards: usize) -> Dataset<T, O> {
         self.parallelism = shards.max(1);
         self

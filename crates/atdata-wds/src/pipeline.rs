@@ -242,15 +242,16 @@ impl Drop for Place {
 }
 
 enum Msg<U> {
-    /// A chunk and the member bytes it was decoded from.
-    Chunk(U, usize),
+    /// Chunks (several small batches travel together) and the member bytes they were decoded
+    /// from.
+    Chunks(Vec<U>, usize),
     Failed(Error),
 }
 
 impl<U> Msg<U> {
     fn bytes(&self) -> usize {
         match self {
-            Msg::Chunk(_, bytes) => *bytes,
+            Msg::Chunks(_, bytes) => *bytes,
             Msg::Failed(_) => ERROR_BYTES,
         }
     }
@@ -343,6 +344,8 @@ pub(crate) struct Pipeline<G: Gather> {
     next_start: Arc<Offset>,
     /// Where the last two shards started begin, the latest first.
     recent_starts: VecDeque<Arc<Offset>>,
+    /// Chunks received and not yet handed on.
+    received: std::vec::IntoIter<G::Chunk>,
 }
 
 impl<G: Gather> Pipeline<G> {
@@ -362,6 +365,7 @@ impl<G: Gather> Pipeline<G> {
             max_member,
             next_start: Offset::new(Some(Some(0))),
             recent_starts: VecDeque::new(),
+            received: Vec::new().into_iter(),
         }
     }
 
@@ -425,6 +429,9 @@ impl<G: Gather> Iterator for Pipeline<G> {
 
     fn next(&mut self) -> Option<Result<G::Chunk>> {
         loop {
+            if let Some(chunk) = self.received.next() {
+                return Some(Ok(chunk));
+            }
             self.fill();
             match self.in_flight.front_mut()? {
                 Source::Running {
@@ -435,10 +442,10 @@ impl<G: Gather> Iterator for Pipeline<G> {
                 } => match queue.recv() {
                     Ok(msg) => {
                         budget.0.release(msg.bytes());
-                        return Some(match msg {
-                            Msg::Chunk(chunk, _) => Ok(chunk),
-                            Msg::Failed(e) => Err(e),
-                        });
+                        match msg {
+                            Msg::Chunks(chunks, _) => self.received = chunks.into_iter(),
+                            Msg::Failed(e) => return Some(Err(e)),
+                        }
                     }
                     Err(_) => {
                         // The queue ends when the thread does: join it, and report a panic.
@@ -489,7 +496,7 @@ fn read_shard<G: Gather>(
             let mut cut = Cut::new(gather.batch());
             core.release_while(|| {
                 cut.settle(place);
-                queue.send(Msg::Failed(e));
+                queue.send(Msg::Failed(e))
             });
             place.next = cut.start;
             return;
@@ -497,6 +504,7 @@ fn read_shard<G: Gather>(
     };
     let mut cut = Cut::new(gather.batch());
     let mut chunk = gather.chunk();
+    let mut parcel = Parcel::new();
     let mut bytes = 0;
     let mut samples = Grouper::new(input, shard.name.to_owned(), shard.max_member);
     while let Some(read) = samples.advance() {
@@ -520,33 +528,83 @@ fn read_shard<G: Gather>(
                         gather.chunk()
                     };
                     let full = std::mem::replace(&mut chunk, rest);
-                    let full = Msg::Chunk(full, sent_bytes);
-                    if !core.release_while(|| queue.send(full)) {
+                    if !parcel.add(full, rows, sent_bytes, &mut core, queue) {
                         return;
                     }
                 }
             }
             Err(e) => {
-                if G::rows(&chunk) > 0 {
-                    cut.sent(G::rows(&chunk));
+                let rows = G::rows(&chunk);
+                if rows > 0 {
+                    cut.sent(rows);
                     let part = std::mem::replace(&mut chunk, gather.chunk());
-                    let part = Msg::Chunk(part, std::mem::take(&mut bytes));
-                    if !core.release_while(|| queue.send(part)) {
-                        return;
-                    }
+                    parcel.add(part, rows, std::mem::take(&mut bytes), &mut core, queue);
                 }
-                if !core.release_while(|| queue.send(Msg::Failed(e))) {
+                if !parcel.send(&mut core, queue)
+                    || !core.release_while(|| queue.send(Msg::Failed(e)))
+                {
                     return;
                 }
             }
         }
     }
+    let rows = G::rows(&chunk);
+    if rows > 0 {
+        parcel.add(chunk, rows, bytes, &mut core, queue);
+    }
+    parcel.send(&mut core, queue);
     drop(core);
     cut.settle(place);
-    cut.sent(G::rows(&chunk));
+    cut.sent(rows);
     place.next = cut.start.map(|start| start + cut.rows);
-    if G::rows(&chunk) > 0 {
-        queue.send(Msg::Chunk(chunk, bytes));
+}
+
+/// Chunks a shard thread has cut and not yet sent: whole batches of small samples travel
+/// together, up to a chunk's limits, so that the threads hand over work as seldom as before.
+struct Parcel<C> {
+    chunks: Vec<C>,
+    rows: usize,
+    bytes: usize,
+}
+
+impl<C> Parcel<C> {
+    fn new() -> Parcel<C> {
+        Parcel {
+            chunks: Vec::new(),
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Adds a chunk, sending the parcel once full; `false` when the consumer is gone.
+    fn add(
+        &mut self,
+        chunk: C,
+        rows: usize,
+        bytes: usize,
+        core: &mut Core,
+        queue: &Queue<C>,
+    ) -> bool {
+        self.chunks.push(chunk);
+        self.rows += rows;
+        self.bytes += bytes;
+        if self.rows >= CHUNK_SAMPLES || self.bytes >= CHUNK_BYTES {
+            return self.send(core, queue);
+        }
+        true
+    }
+
+    /// Sends what it holds (giving `core` back meanwhile); `false` when the consumer is gone.
+    fn send(&mut self, core: &mut Core, queue: &Queue<C>) -> bool {
+        if self.chunks.is_empty() {
+            return true;
+        }
+        let msg = Msg::Chunks(
+            std::mem::take(&mut self.chunks),
+            std::mem::take(&mut self.bytes),
+        );
+        self.rows = 0;
+        core.release_while(|| queue.send(msg))
     }
 }
 
