@@ -456,53 +456,45 @@ impl<A: Element, D: Dimension> ArrayColumn<A, D> {
                 found: p.shape.ndim(),
             },
         ))?;
+        match self.dense_row(&dim) {
+            Some(data) => A::extend_from_bytes(data, p.data, p.dtype.order),
+            None => self.push_array(to_typed::<A, D>(p)?),
+        }
+        Ok(())
+    }
+
+    /// Counts one more row of shape `dim` and gives the elements to append it to, while the
+    /// rows are dense and of that shape (`None` otherwise, counting nothing).
+    fn dense_row(&mut self, dim: &D) -> Option<&mut Vec<A>> {
         match self {
             ArrayColumn::Dense {
                 data,
                 shape,
                 rows,
                 capacity,
-            } if shape.as_ref().is_none_or(|s| *s == dim) => {
+            } if shape.as_ref().is_none_or(|s| s == dim) => {
                 if shape.is_none() {
                     data.reserve(capacity.saturating_mul(dim.size()));
+                    *shape = Some(dim.clone());
                 }
-                A::extend_from_bytes(data, p.data, p.dtype.order);
-                *shape = Some(dim);
                 *rows += 1;
-                Ok(())
+                Some(data)
             }
-            _ => {
-                self.push_array(to_typed::<A, D>(p)?);
-                Ok(())
-            }
+            _ => None,
         }
     }
 
     fn push_array(&mut self, array: Array<A, D>) {
-        match self {
-            ArrayColumn::Dense {
-                data,
-                shape,
-                rows,
-                capacity,
-            } if shape.as_ref().is_none_or(|s| s.slice() == array.shape()) => {
-                if shape.is_none() {
-                    data.reserve(capacity.saturating_mul(array.len()));
-                }
-                match array.as_slice() {
-                    Some(elements) => data.extend_from_slice(elements),
-                    None => data.extend(array.iter().copied()),
-                }
-                *shape = Some(array.raw_dim());
-                *rows += 1;
+        if let Some(data) = self.dense_row(&array.raw_dim()) {
+            match array.as_slice() {
+                Some(elements) => data.extend_from_slice(elements),
+                None => data.extend(array.iter().copied()),
             }
-            _ => {
-                let mut arrays =
-                    std::mem::replace(self, ArrayColumn::Ragged(Vec::new())).into_ragged();
-                arrays.push(array);
-                *self = ArrayColumn::Ragged(arrays);
-            }
+            return;
         }
+        let mut arrays = std::mem::replace(self, ArrayColumn::Ragged(Vec::new())).into_ragged();
+        arrays.push(array);
+        *self = ArrayColumn::Ragged(arrays);
     }
 }
 
