@@ -4,9 +4,10 @@
 //! into its own queue of chunks. A chunk is what a [`Gather`] makes of samples: decoded items
 //! (at most `CHUNK_SAMPLES`, closed at `CHUNK_BYTES` of member bytes), or the columns of a
 //! batch, cut where the dataset's batches are cut: each shard's thread learns where its shard
-//! starts from the thread before it (when that one ends), so every chunk but the first and
-//! last of a shard is a whole batch, and only batches spanning a shard boundary are joined
-//! from pieces. The consumer drains the queues in shard order, so the output order depends
+//! starts from known counts, or from the thread before it (when that one ends), guessing it
+//! meanwhile from the two shards before, so that most chunks are whole batches and only
+//! batches spanning a shard boundary are joined from pieces. Shard threads share the process's
+//! cores (`CORES`). The consumer drains the queues in shard order, so the output order depends
 //! only on the shard list, never on thread timing. Each queue holds at most its share of
 //! `AHEAD_BYTES` (and always one chunk, however large), so the shards behind the one being
 //! drained decode ahead, in parallel, by up to a small shard: memory is bounded by
@@ -73,6 +74,11 @@ impl Cores {
         Core(Some(self))
     }
 
+    fn give_back(&self) {
+        self.lock().0 -= 1;
+        self.freed.notify_one();
+    }
+
     /// The most cores ever taken at once.
     #[cfg(test)]
     fn peak(&self) -> usize {
@@ -95,13 +101,6 @@ impl Core {
             *self = cores.take();
         }
         out
-    }
-}
-
-impl Cores {
-    fn give_back(&self) {
-        self.lock().0 -= 1;
-        self.freed.notify_one();
     }
 }
 
