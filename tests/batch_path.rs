@@ -259,3 +259,22 @@ fn ragged_arrays_fail_the_same_batches_on_both_paths() {
         assert!(failed >= 4, "every size fails at least one batch");
     }
 }
+
+#[test]
+fn huge_batch_sizes_allocate_only_for_the_samples_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = write(dir.path(), &[3, 4], |_| 2);
+    let ds = Dataset::<Every>::new(&url).unwrap();
+    for size in [1 << 40, usize::MAX] {
+        let batches: Vec<_> = ds.ordered(size).unwrap().map(Result::unwrap).collect();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].len(), 7);
+        let shuffled = ds
+            .shuffled(size, atdata::wds::ShuffleOptions::seeded(1))
+            .unwrap()
+            .map(Result::unwrap)
+            .map(|b| b.len())
+            .collect::<Vec<_>>();
+        assert_eq!(shuffled, [7]);
+    }
+}

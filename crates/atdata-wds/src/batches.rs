@@ -9,6 +9,10 @@ use crate::error::{Error, Result};
 use crate::pipeline::{Gather, Pipeline};
 use crate::reader::Sample;
 
+/// Samples a batch of samples makes room for before they arrive (a huge batch size must not
+/// allocate for samples that may never come).
+const ROOM_AHEAD: usize = 4096;
+
 /// An iterator of batches (`SampleBatch<T>`, or `DynamicBatch`), each with its samples' keys:
 /// from a [`Dataset`](crate::Dataset)'s `ordered` and `shuffled`, or from any iterator of keyed
 /// samples through [`BatchedExt::batched`]. The last batch may be short; an error item is
@@ -46,8 +50,8 @@ impl<T: SampleType, I: Iterator<Item = Result<(String, T)>>> Batches<T, I> {
         Ok(Batches {
             source: Source::Samples {
                 samples,
-                keys: Vec::with_capacity(batch_size),
-                pending: Vec::with_capacity(batch_size),
+                keys: Vec::with_capacity(batch_size.min(ROOM_AHEAD)),
+                pending: Vec::with_capacity(batch_size.min(ROOM_AHEAD)),
             },
             context,
             batch_size,
@@ -141,8 +145,8 @@ fn emit<T: SampleType>(
     keys: &mut Vec<String>,
     pending: &mut Vec<T>,
 ) -> Result<T::Batch> {
-    let keys = std::mem::replace(keys, Vec::with_capacity(size));
-    let samples = std::mem::replace(pending, Vec::with_capacity(size));
+    let keys = std::mem::replace(keys, Vec::with_capacity(size.min(ROOM_AHEAD)));
+    let samples = std::mem::replace(pending, Vec::with_capacity(size.min(ROOM_AHEAD)));
     T::batch(context, keys, samples).map_err(Error::Batch)
 }
 
