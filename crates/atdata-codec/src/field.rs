@@ -365,12 +365,21 @@ impl<A: Element, D: Dimension + 'static> Field for Array<A, D> {
         for (d, &n) in dim.slice_mut().iter_mut().zip(view.shape()) {
             *d = n;
         }
-        let mut out = Array::from_elem(dim, A::default());
-        for (o, &v) in out.iter_mut().zip(view.iter()) {
-            *o = v;
-        }
-        out
+        filled(dim, view.iter())
     }
+}
+
+/// An array of shape `dim` holding `elements` in C order (never panics: missing elements stay
+/// zero, extra ones are ignored).
+fn filled<'a, A: Element, D: Dimension>(
+    dim: D,
+    elements: impl Iterator<Item = &'a A>,
+) -> Array<A, D> {
+    let mut out = Array::from_elem(dim, A::default());
+    for (o, &v) in out.iter_mut().zip(elements) {
+        *o = v;
+    }
+    out
 }
 
 /// An array field's column under construction: while every row has one shape, the elements
@@ -403,22 +412,6 @@ impl<A: Element, D: Dimension> ArrayColumn<A, D> {
         }
     }
 
-    /// The rows it has room for without growing.
-    fn room(&self) -> usize {
-        match self {
-            ArrayColumn::Dense {
-                data,
-                shape,
-                capacity,
-                ..
-            } => match shape.as_ref().map(Dimension::size) {
-                Some(size) if size > 0 => data.capacity() / size,
-                _ => *capacity,
-            },
-            ArrayColumn::Ragged(arrays) => arrays.capacity(),
-        }
-    }
-
     /// One row of another shape: every row becomes its own array.
     fn into_ragged(self) -> Vec<Array<A, D>> {
         match self {
@@ -431,13 +424,7 @@ impl<A: Element, D: Dimension> ArrayColumn<A, D> {
                 };
                 let size = shape.size();
                 (0..rows)
-                    .map(|r| {
-                        let mut a = Array::from_elem(shape.clone(), A::default());
-                        for (o, &v) in a.iter_mut().zip(&data[r * size..(r + 1) * size]) {
-                            *o = v;
-                        }
-                        a
-                    })
+                    .map(|r| filled(shape.clone(), data.iter().skip(r * size).take(size)))
                     .collect()
             }
         }
@@ -492,8 +479,13 @@ impl<A: Element, D: Dimension> ArrayColumn<A, D> {
             }
             return;
         }
+        self.extend_ragged([array]);
+    }
+
+    /// Adds `more` rows as arrays of their own (the rows so far becoming arrays too).
+    fn extend_ragged(&mut self, more: impl IntoIterator<Item = Array<A, D>>) {
         let mut arrays = std::mem::replace(self, ArrayColumn::Ragged(Vec::new())).into_ragged();
-        arrays.push(array);
+        arrays.extend(more);
         *self = ArrayColumn::Ragged(arrays);
     }
 }
@@ -537,14 +529,10 @@ impl<A: Element, D: Dimension + 'static> ColumnBuilder<Array<A, D>> for ArrayCol
     fn append(&mut self, other: Self) {
         match (&mut *self, other) {
             (_, other) if other.rows() == 0 => {}
-            // An empty column takes the other's rows as they are if they leave it its room.
-            (this, other) if this.rows() == 0 && other.room() >= this.room() => *this = other,
+            (this, other) if this.rows() == 0 => *this = other,
             (
                 ArrayColumn::Dense {
-                    data,
-                    shape,
-                    rows,
-                    capacity,
+                    data, shape, rows, ..
                 },
                 ArrayColumn::Dense {
                     data: more,
@@ -552,21 +540,11 @@ impl<A: Element, D: Dimension + 'static> ColumnBuilder<Array<A, D>> for ArrayCol
                     rows: more_rows,
                     ..
                 },
-            ) if *rows == 0 || *shape == other_shape => {
-                if *rows == 0 {
-                    let size = other_shape.as_ref().map_or(0, Dimension::size);
-                    data.reserve((*capacity).max(more_rows).saturating_mul(size));
-                    *shape = other_shape;
-                }
+            ) if *shape == other_shape => {
                 data.extend_from_slice(&more);
                 *rows += more_rows;
             }
-            (this, other) => {
-                let mut arrays =
-                    std::mem::replace(this, ArrayColumn::Ragged(Vec::new())).into_ragged();
-                arrays.extend(other.into_ragged());
-                *this = ArrayColumn::Ragged(arrays);
-            }
+            (this, other) => this.extend_ragged(other.into_ragged()),
         }
     }
 

@@ -103,15 +103,11 @@ impl<T: SampleType, I: Iterator<Item = Result<(String, T)>>> Iterator for Batche
                 }
             },
             Source::Columns { chunks, pending } => loop {
-                if let Some(gathered) = pending
-                    && gathered.rows() >= size
-                {
-                    let rest = gathered.split_off(size);
-                    let full = match rest.rows() {
-                        0 => pending.take(),
-                        _ => Some(std::mem::replace(gathered, rest)),
-                    };
-                    return full.map(|full| full.finish(context));
+                if let Some(mut full) = pending.take_if(|gathered| gathered.rows() >= size) {
+                    if full.rows() > size {
+                        *pending = Some(full.split_off(size));
+                    }
+                    return Some(full.finish(context));
                 }
                 match chunks.next() {
                     // A whole batch, as most chunks are: passed on without a copy.
@@ -211,7 +207,8 @@ impl<T: SampleType> Keyed<T> {
     /// field by field).
     fn append(&mut self, context: &T::Context, mut other: Keyed<T>) {
         if matches!(self.rows, Rows::Empty) {
-            self.rows = Rows::Columns(T::Builder::with_capacity(context, other.rows()));
+            *self = other;
+            return;
         }
         self.keys.append(&mut other.keys);
         match (&mut self.rows, other.rows) {

@@ -492,12 +492,12 @@ fn read_shard<G: Gather>(
         Ok(input) => input,
         Err(e) => {
             // Nothing read: the next shard starts where this one does.
-            let mut cut = Cut::new(gather.batch());
             core.release_while(|| {
-                cut.settle(place);
+                if gather.batch().is_some() {
+                    place.next = place.start.wait();
+                }
                 queue.send(Msg::Failed(e))
             });
-            place.next = cut.start;
             return;
         }
     };
