@@ -156,6 +156,25 @@ impl LocalDatasetEntry {
             .collect()
     }
 
+    /// The SHA-256 (hex) the metadata's `checksums` records for each data URL that has one,
+    /// as inserts write it: what `atdata verify` checks and a shard cache keys copies by.
+    ///
+    /// ```
+    /// let meta = serde_json::json!({"checksums": {"a.tar": "ab12"}});
+    /// let e = atdata_index::LocalDatasetEntry::new("n", "atdata://local/schema/T@1.0.0", vec!["a.tar".into(), "b.tar".into()], Some(meta)).unwrap();
+    /// assert_eq!(e.checksums(), [("a.tar".to_owned(), "ab12".to_owned())]);
+    /// ```
+    pub fn checksums(&self) -> Vec<(String, String)> {
+        let sums = self.metadata.as_ref().and_then(|m| m.get("checksums"));
+        self.data_urls
+            .iter()
+            .filter_map(|url| {
+                let sum = sums?.get(url)?.as_str()?;
+                Some((url.clone(), sum.to_owned()))
+            })
+            .collect()
+    }
+
     /// The integers the metadata object `key` holds for each data URL.
     fn per_shard(&self, key: &str) -> Option<Vec<Option<u64>>> {
         let map = self.metadata.as_ref()?.get(key)?.as_object()?;

@@ -45,6 +45,7 @@
 mod cleanup;
 mod credentials;
 mod error;
+mod fetch;
 mod items;
 mod object;
 mod opener;

@@ -9,15 +9,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{FutureExt, TryStreamExt};
 #[cfg(feature = "s3")]
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{
-    GetOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload,
-};
+use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 use tokio::runtime::{Handle, Runtime};
 use tokio::task::JoinHandle;
@@ -26,6 +24,7 @@ use crate::cleanup::{CLEANUP_DEADLINE, Cleanup, WorkGuard};
 #[cfg(feature = "s3")]
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
+use crate::fetch::{self, Window};
 use crate::items::{StoredItem, staging_files, staging_key};
 use crate::store::{DataStore, ShardUpload};
 
@@ -33,8 +32,6 @@ use crate::store::{DataStore, ShardUpload};
 const PART_SIZE: usize = 8 << 20;
 /// Parts uploading at once per shard; with the part being filled, the memory bound per shard.
 const PARTS_IN_FLIGHT: usize = 2;
-/// Chunks of a download buffered ahead of the reader.
-const READ_AHEAD: usize = 8;
 
 /// The runtime a store's I/O runs on: its own, so blocking callers never `block_on` a runtime
 /// they are inside. Dropped without blocking, so a store may be dropped inside async code.
@@ -98,6 +95,11 @@ enum Location {
         root: PathBuf,
     },
     Memory,
+    /// `http(s)://host[:port]`, read-only.
+    #[cfg(feature = "http")]
+    Http {
+        origin: String,
+    },
 }
 
 /// The shared implementation.
@@ -107,6 +109,7 @@ struct Backend {
     location: Location,
     runtime: Arc<IoRuntime>,
     short_ids: bool,
+    window: Window,
 }
 
 impl fmt::Debug for Backend {
@@ -124,6 +127,7 @@ impl Backend {
             store,
             location,
             runtime: Arc::new(IoRuntime::new()?),
+            window: Window::default(),
         })
     }
 
@@ -133,6 +137,8 @@ impl Backend {
             Location::S3 { bucket, .. } => format!("s3://{bucket}/"),
             Location::Disk { root } => format!("{}/", root.display()),
             Location::Memory => "memory:///".to_owned(),
+            #[cfg(feature = "http")]
+            Location::Http { origin } => format!("{origin}/"),
         }
     }
 
@@ -169,14 +175,16 @@ impl DataStore for Backend {
 
     fn open_shard(&self, url: &str) -> Result<Box<dyn Read + Send>> {
         let path = self.path(url)?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
-        let (store, shown) = (self.store.clone(), url.to_owned());
+        // One range waits for the reader beside the window's ranges in flight.
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(1);
+        let (store, shown, window) = (self.store.clone(), url.to_owned(), self.window);
         // A panic in the download task is an error for the reader, never a clean end.
         let on_panic = tx.clone();
         self.runtime.handle().spawn(async move {
-            let downloaded = std::panic::AssertUnwindSafe(download(store, path, shown.clone(), tx))
-                .catch_unwind()
-                .await;
+            let downloaded =
+                std::panic::AssertUnwindSafe(fetch::stream(store, path, shown.clone(), tx, window))
+                    .catch_unwind()
+                    .await;
             if downloaded.is_err() {
                 let message = format!("{shown}: the download task panicked");
                 let _ = on_panic.send(Err(io::Error::other(message))).await;
@@ -191,25 +199,10 @@ impl DataStore for Backend {
 
     fn read_range(&self, url: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
         let path = self.path(url)?;
-        let store = self.store.clone();
-        let wanted = range.end.saturating_sub(range.start);
+        let (store, window) = (self.store.clone(), self.window);
         let fetch = range.clone();
-        // Ok(Some(bytes)), or Ok(None) when the object ends before the range does (servers say
-        // so in several ways: a 416, a short Content-Range, a local length check; the object's
-        // size, asked for only then, tells them apart from other failures).
         let got = wait(&self.runtime.handle(), async move {
-            if wanted == 0 {
-                return Ok(Some(Bytes::new())); // an empty range asks nothing of the server
-            }
-            match store.get_range(&path, fetch.clone()).await {
-                Ok(bytes) if bytes.len() as u64 == wanted => Ok(Some(bytes)),
-                Ok(_) => Ok(None),
-                Err(e @ object_store::Error::NotFound { .. }) => Err(e),
-                Err(e) => match store.head(&path).await {
-                    Ok(meta) if meta.size < fetch.end => Ok(None),
-                    _ => Err(e),
-                },
-            }
+            fetch::read_range(store, path, fetch, window).await
         })?;
         match got {
             // No copy when the body arrived in one piece.
@@ -329,6 +322,8 @@ impl DataStore for Backend {
             }
             Location::Disk { root } => staging_files(root, &prefix)?,
             Location::Memory => Vec::new(),
+            #[cfg(feature = "http")]
+            Location::Http { .. } => Vec::new(),
         };
         items.extend(uploads.into_iter().map(|(key, id, started)| StoredItem {
             url: self.url(&key),
@@ -380,81 +375,15 @@ impl DataStore for Backend {
             Location::Memory => Err(Error::Unsupported(
                 "a memory store has no unfinished uploads".into(),
             )),
-        }
-    }
-}
-
-/// Times a download that breaks off is resumed (from where it stopped, with a ranged request)
-/// before the error reaches the reader. Each request is itself retried by object_store, so a
-/// dead server fails a read within its retry timeout (about 20 s).
-const DOWNLOAD_RESUMES: u32 = 5;
-
-/// Streams the object at `path` into `tx`, resuming with ranged requests when the body breaks
-/// off; a missing object or an error that persists is sent as the last item.
-async fn download(
-    store: Arc<dyn ObjectStore>,
-    path: Path,
-    url: String,
-    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
-) {
-    let mut offset = 0u64;
-    let mut resumes = 0;
-    // Set once a body broke off after bytes came: the server was serving this object, so a
-    // resume that fails outright (a restarted server answering 500 while it starts) is tried
-    // again, within the resume budget.
-    let mut resuming = false;
-    loop {
-        let started_at = offset;
-        let options = GetOptions {
-            range: (offset > 0).then_some(GetRange::Offset(offset)),
-            ..Default::default()
-        };
-        let failure = match store.get_opts(&path, options).await {
-            Ok(get) => {
-                let stream = get.into_stream();
-                futures::pin_mut!(stream);
-                let mut failure = None;
-                while let Some(chunk) = stream.next().await {
-                    match chunk {
-                        Ok(bytes) => {
-                            offset += bytes.len() as u64;
-                            if tx.send(Ok(bytes)).await.is_err() {
-                                return; // the reader is gone
-                            }
-                        }
-                        Err(e) => {
-                            failure = Some(e);
-                            break;
-                        }
-                    }
-                }
-                match failure {
-                    None => return,
-                    Some(e) => e,
-                }
+            #[cfg(feature = "http")]
+            Location::Http { .. } => {
+                Err(Error::Unsupported("an http(s) origin is read-only".into()))
             }
-            Err(e) => e,
-        };
-        let permanent = matches!(
-            failure,
-            object_store::Error::NotFound { .. }
-                | object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. }
-        );
-        // Resume only a download whose body broke off after bytes came: a first request that
-        // failed outright was already retried by object_store, and retrying it again would
-        // only multiply the wait on a dead server.
-        resuming |= offset > started_at;
-        if permanent || !resuming || resumes == DOWNLOAD_RESUMES {
-            let _ = tx.send(Err(io_error(Error::store(url, failure)))).await;
-            return;
         }
-        resumes += 1;
-        tokio::time::sleep(std::time::Duration::from_millis(250 << resumes)).await;
     }
 }
 
-fn io_error(e: Error) -> io::Error {
+pub(crate) fn io_error(e: Error) -> io::Error {
     match e {
         Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, e.to_string()),
         e => io::Error::other(e.to_string()),
@@ -651,6 +580,23 @@ macro_rules! store_type {
         #[derive(Debug, Clone)]
         pub struct $name(Backend);
 
+        impl $name {
+            /// The bytes one shard streamed from this store may have in flight and waiting
+            /// for its reader (default 32 MiB, at least 64 KiB): it is fetched as concurrent
+            /// ranged GETs of up to 8 MiB, as many as fit the window, plus one range handed
+            /// to the reader. Ranged reads (random access, the loader) larger than a range
+            /// are fetched the same way.
+            ///
+            /// ```
+            /// let store = atdata_store::MemoryStore::new()?.with_read_window(128 << 20);
+            /// # Ok::<(), atdata_store::Error>(())
+            /// ```
+            pub fn with_read_window(mut self, bytes: u64) -> $name {
+                self.0.window = Window::new(bytes);
+                self
+            }
+        }
+
         #[async_trait]
         impl DataStore for $name {
             fn url(&self, key: &str) -> String {
@@ -827,6 +773,59 @@ impl MemoryStore {
             Location::Memory,
         )?))
     }
+}
+
+/// The environment variable holding a bearer token for `http(s)://` shard URLs (gated
+/// datasets). It is sent over `https://` to any host, over plain `http://` only to a loopback
+/// host, and never printed.
+#[cfg(feature = "http")]
+pub const HTTP_TOKEN_VAR: &str = "ATDATA_HTTP_TOKEN";
+
+/// A read-only store for the `http(s)://host[:port]` `origin`: ranged GETs, retried as S3's
+/// are, with the bearer token from [`HTTP_TOKEN_VAR`] where it may be sent.
+#[cfg(feature = "http")]
+pub(crate) fn http_store(origin: &str) -> Result<Arc<dyn DataStore>> {
+    let host = origin.split_once("://").map_or("", |(_, host)| host);
+    let host = host.strip_prefix('[').map_or_else(
+        || host.rsplit_once(':').map_or(host, |(host, _)| host),
+        |bracketed| bracketed.split(']').next().unwrap_or_default(),
+    );
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let mut client = object_store::ClientOptions::new()
+        .with_allow_http(origin.starts_with("http://"))
+        .with_connect_timeout(std::time::Duration::from_secs(5))
+        .with_timeout(std::time::Duration::from_secs(20));
+    let token = std::env::var(HTTP_TOKEN_VAR).ok().filter(|t| !t.is_empty());
+    if let Some(token) = token.filter(|_| origin.starts_with("https://") || loopback) {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| {
+                Error::Unsupported(format!("{HTTP_TOKEN_VAR} is not a valid header value"))
+            })?;
+        value.set_sensitive(true);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        client = client.with_default_headers(headers);
+    }
+    let retry = object_store::RetryConfig {
+        max_retries: 5,
+        retry_timeout: std::time::Duration::from_secs(20),
+        ..Default::default()
+    };
+    let store = object_store::http::HttpBuilder::new()
+        .with_url(origin)
+        .with_client_options(client)
+        .with_retry(retry)
+        .build()
+        .map_err(|e| Error::store(origin, e))?;
+    Ok(Arc::new(Backend::new(
+        Arc::new(store),
+        Location::Http {
+            origin: origin.to_owned(),
+        },
+    )?))
 }
 
 #[cfg(test)]

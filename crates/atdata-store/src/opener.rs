@@ -1,19 +1,20 @@
 //! Opening shard URLs through stores, for `Dataset`.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use atdata_wds::ShardOpener;
 
 use crate::error::Error;
-#[cfg(feature = "s3")]
-use crate::object::S3DataStore;
 use crate::store::DataStore;
 
-/// A [`ShardOpener`] reading through a store: the one given, or, with [`from_env`]
-/// (the default; feature `s3`), `s3://bucket/...` URLs through an `S3DataStore` per bucket
-/// with credentials from the environment, made on first use.
+/// A [`ShardOpener`] reading through a store: the one given (for its URLs), or, with
+/// [`from_env`] (the default), remote URLs through a store per bucket or origin, made on first
+/// use: `s3://bucket/...` (feature `s3`) with credentials from the environment, and
+/// `http(s)://host/...` (feature `http`) with ranged GETs and the bearer token of
+/// `ATDATA_HTTP_TOKEN` where it may be sent.
 ///
 /// [`from_env`]: StoreOpener::from_env
 ///
@@ -29,20 +30,18 @@ use crate::store::DataStore;
 #[derive(Debug, Clone, Default)]
 pub struct StoreOpener {
     store: Option<Arc<dyn DataStore>>,
-    #[cfg(feature = "s3")]
-    buckets: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<S3DataStore>>>>,
+    /// Stores made for remote URLs, by `scheme://bucket-or-host`.
+    remotes: Arc<Mutex<HashMap<String, Arc<dyn DataStore>>>>,
 }
 
 impl StoreOpener {
     /// Reads URLs of `store`.
     pub fn new(store: impl DataStore) -> StoreOpener {
-        StoreOpener {
-            store: Some(Arc::new(store)),
-            ..StoreOpener::default()
-        }
+        StoreOpener::shared(Arc::new(store))
     }
 
-    /// Reads URLs of a store already shared (an index's, say).
+    /// Reads URLs of a store already shared (an index's, say), and other remote URLs as
+    /// [`from_env`](Self::from_env) does.
     pub fn shared(store: Arc<dyn DataStore>) -> StoreOpener {
         StoreOpener {
             store: Some(store),
@@ -50,51 +49,56 @@ impl StoreOpener {
         }
     }
 
-    /// Reads `s3://` URLs with credentials from the environment (`AWS_*`).
-    #[cfg(feature = "s3")]
+    /// Reads remote URLs through stores made from the environment: `s3://` with `AWS_*`
+    /// credentials (feature `s3`), `http(s)://` (feature `http`).
     pub fn from_env() -> StoreOpener {
         StoreOpener::default()
     }
 
-    #[cfg(feature = "s3")]
-    fn bucket_store(&self, url: &str) -> crate::Result<Arc<S3DataStore>> {
-        let rest = url.strip_prefix("s3://").ok_or_else(|| Error::ForeignUrl {
-            url: url.to_owned(),
-            expected: "s3://".into(),
-        })?;
-        let bucket = rest.split('/').next().unwrap_or_default();
-        let mut buckets = self
-            .buckets
-            .lock()
-            .map_err(|_| Error::Runtime("store cache poisoned".into()))?;
-        if let Some(store) = buckets.get(bucket) {
+    fn store_for(&self, url: &str) -> crate::Result<Arc<dyn DataStore>> {
+        if let Some(store) = self.store.as_ref().filter(|s| url.starts_with(&s.url(""))) {
             return Ok(store.clone());
         }
-        let store = Arc::new(S3DataStore::from_env(bucket)?);
-        buckets.insert(bucket.to_owned(), store.clone());
+        let foreign = |expected: &str| Error::ForeignUrl {
+            url: crate::redact_url(url),
+            expected: expected.into(),
+        };
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| foreign("a remote URL"))?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err(foreign(
+                "a URL without credentials (set ATDATA_HTTP_TOKEN or AWS_*)",
+            ));
+        }
+        let key = format!("{scheme}://{authority}");
+        let mut remotes = self
+            .remotes
+            .lock()
+            .map_err(|_| Error::Runtime("store cache poisoned".into()))?;
+        if let Some(store) = remotes.get(&key) {
+            return Ok(store.clone());
+        }
+        let store: Arc<dyn DataStore> = match scheme {
+            #[cfg(feature = "s3")]
+            "s3" => Arc::new(crate::S3DataStore::from_env(authority)?),
+            #[cfg(feature = "http")]
+            "http" | "https" => crate::object::http_store(&key)?,
+            _ => return Err(foreign(SCHEMES)),
+        };
+        remotes.insert(key, store.clone());
         Ok(store)
     }
-
-    #[cfg(not(feature = "s3"))]
-    fn bucket_store(&self, url: &str) -> crate::Result<Arc<dyn DataStore>> {
-        Err(crate::Error::ForeignUrl {
-            url: url.to_owned(),
-            expected: "a store given to StoreOpener::new (s3:// needs the `s3` feature)".into(),
-        })
-    }
 }
 
-impl StoreOpener {
-    fn store_for(&self, url: &str) -> crate::Result<Arc<dyn DataStore>> {
-        match &self.store {
-            Some(store) => Ok(store.clone()),
-            None => {
-                let store: Arc<dyn DataStore> = self.bucket_store(url)?;
-                Ok(store)
-            }
-        }
-    }
-}
+/// The remote schemes this build reads.
+const SCHEMES: &str = match (cfg!(feature = "s3"), cfg!(feature = "http")) {
+    (true, true) => "s3:// or http(s)://",
+    (true, false) => "s3:// (http(s):// needs the `http` feature)",
+    (false, true) => "http(s):// (s3:// needs the `s3` feature)",
+    (false, false) => "a store given to StoreOpener::new (s3:// and http(s):// need features)",
+};
 
 /// A store error as a reader sees it: an I/O error naming `url`, keeping the kind a reader
 /// acts on (a missing object is `NotFound`, a range past the end `UnexpectedEof`).

@@ -16,6 +16,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The cache byte limit (`ATDATA_CACHE_LIMIT`) is not a byte count.
+    #[error("cache limit {limit:?} is not a byte count (like 500M, 20G or 1T)")]
+    BadCacheLimit {
+        /// The value given.
+        limit: String,
+    },
     /// A shard (or a file to write) could not be opened, read or written.
     #[error("{path}: {source}")]
     Io {

@@ -38,6 +38,7 @@
 
 mod access;
 mod batches;
+mod cache;
 mod copy;
 mod dataset;
 mod error;
@@ -53,6 +54,9 @@ mod writer;
 
 pub use crate::access::ShardFacts;
 pub use crate::batches::{BatchedExt, Batches};
+pub use crate::cache::{
+    CACHE_DIR_VAR, CACHE_LIMIT_VAR, CachedCopy, CachedOpener, DEFAULT_CACHE_LIMIT, ShardCache,
+};
 pub use crate::copy::CopiedShard;
 pub use crate::dataset::{Dataset, Samples, ShuffleOptions};
 pub use crate::error::{Error, Result};

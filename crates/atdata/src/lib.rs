@@ -64,7 +64,7 @@ mod open;
 mod opener;
 #[cfg(all(feature = "s3", feature = "redis"))]
 mod repo;
-pub use crate::open::open_dataset;
+pub use crate::open::{open_cached_dataset, open_dataset};
 pub use crate::opener::DefaultOpener;
 #[cfg(all(feature = "s3", feature = "redis"))]
 #[allow(deprecated)]

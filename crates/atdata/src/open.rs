@@ -2,6 +2,7 @@
 
 use atdata_codec::SampleType;
 use atdata_index::{LocalIndex, Result};
+use atdata_wds::ShardCache;
 
 use crate::{Dataset, DefaultOpener};
 
@@ -40,15 +41,60 @@ use crate::{Dataset, DefaultOpener};
 /// assert_eq!(dynamic.samples()?.next().unwrap()?.get("id"), Some(&atdata::Value::Int(1)));
 /// # Ok(()) }
 /// ```
+///
+/// With [`CACHE_DIR_VAR`](atdata_wds::CACHE_DIR_VAR) (`ATDATA_CACHE_DIR`) set, remote shards
+/// are read through that [`ShardCache`] as [`open_cached_dataset`] reads them.
 pub async fn open_dataset<T: SampleType>(
     index: &LocalIndex,
     name_or_cid: impl AsRef<str>,
 ) -> Result<Dataset<T>> {
+    let cache = ShardCache::from_env().map_err(wds_error)?;
+    open_cached_dataset(index, name_or_cid, cache).await
+}
+
+/// [`open_dataset`] with remote shards (`s3://`, `http(s)://`) read through `cache`, if
+/// given, whatever the environment says: a shard the entry has a checksum for is read from
+/// a checked local copy when the cache holds one, and otherwise from the store while a copy
+/// is written, checked against the checksum and kept (see [`ShardCache`]).
+///
+/// ```
+/// use atdata::prelude::*;
+/// use atdata::wds::ShardCache;
+///
+/// #[packable]
+/// struct Row { id: i64 }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> anyhow::Result<()> {
+/// let dir = tempfile::tempdir()?;
+/// let index = LocalIndex::builder().sqlite_path(dir.path().join("index.db")).build().await?;
+/// let mut w = atdata::wds::TarWriter::create(dir.path().join("rows.tar"))?;
+/// w.write(&Row { id: 1 }.as_wds("000000"))?;
+/// w.finish()?.close()?;
+/// index.insert_dataset(&Dataset::<Row>::new(dir.path().join("rows.tar"))?, "rows", "rows").await?;
+///
+/// let cache = ShardCache::new(dir.path().join("cache"), 10 << 30)?;
+/// let rows = atdata::open_cached_dataset::<Row>(&index, "rows", Some(cache)).await?;
+/// assert_eq!(rows.samples()?.count(), 1); // a local shard: read in place, never cached
+/// # Ok(()) }
+/// ```
+pub async fn open_cached_dataset<T: SampleType>(
+    index: &LocalIndex,
+    name_or_cid: impl AsRef<str>,
+    cache: Option<ShardCache>,
+) -> Result<Dataset<T>> {
     let entry = index.find_entry(name_or_cid).await?;
     let schema = index.decode_schema(&entry.schema_ref).await?;
-    let opener = DefaultOpener::through(index.data_store());
+    let mut opener = DefaultOpener::through(index.data_store());
+    if let Some(cache) = cache {
+        opener = opener.with_cache(cache, entry.checksums());
+    }
     let dataset =
         atdata_wds::Dataset::with_context(entry.shards_url(), T::context_for(schema), opener)
-            .map_err(|e| atdata_index::Error::from(atdata_store::Error::from(e)))?;
+            .map_err(wds_error)?;
     Ok(dataset.with_shard_facts(entry.shard_facts()))
+}
+
+fn wds_error(e: atdata_wds::Error) -> atdata_index::Error {
+    atdata_index::Error::from(atdata_store::Error::from(e))
 }

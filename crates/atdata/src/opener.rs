@@ -1,14 +1,18 @@
 //! The facade's default shard opener.
 
 use std::io::Read;
+use std::ops::Range;
 
 #[cfg(feature = "s3")]
-use atdata_store::{S3DataStore, StoreOpener};
-use atdata_wds::{LocalOpener, ShardOpener};
+use atdata_store::S3DataStore;
+use atdata_store::StoreOpener;
+use atdata_wds::{CachedOpener, LocalOpener, ShardCache, ShardOpener};
 
-/// Opens local paths and `file://` URLs directly, and (feature `s3`) `s3://bucket/...` URLs
-/// through an `S3DataStore` per bucket with credentials from the environment (`AWS_*`), made on
-/// first use.
+/// Opens local paths and `file://` URLs directly; `s3://bucket/...` URLs (feature `s3`)
+/// through an `S3DataStore` per bucket with credentials from the environment (`AWS_*`), and
+/// `http(s)://` URLs (feature `http`) with ranged GETs, both made on first use. Remote shards
+/// can be read through a local [`ShardCache`] ([`with_cache`](Self::with_cache)); local files
+/// never are.
 ///
 /// ```
 /// use atdata::DefaultOpener;
@@ -18,68 +22,88 @@ use atdata_wds::{LocalOpener, ShardOpener};
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct DefaultOpener {
-    #[cfg(feature = "s3")]
-    s3: StoreOpener,
+    remote: StoreOpener,
+    cached: Option<CachedOpener<StoreOpener>>,
 }
 
 #[cfg(feature = "s3")]
 impl DefaultOpener {
-    /// Opens local paths directly and `s3://` URLs through `store` (its credentials).
+    /// Opens local paths directly and `s3://` URLs of `store`'s bucket through it (its
+    /// credentials).
     pub fn with_store(store: S3DataStore) -> DefaultOpener {
         DefaultOpener {
-            s3: StoreOpener::new(store),
+            remote: StoreOpener::new(store),
+            cached: None,
         }
     }
 }
 
 impl DefaultOpener {
-    /// Opens `s3://` URLs through `store` when it is an S3 store (its credentials), the way
-    /// an index's data store reads what it wrote; otherwise as the default does.
+    /// Opens remote URLs through `store` when they are its own (its credentials), the way an
+    /// index's data store reads what it wrote; others as the default does.
     pub(crate) fn through(
         store: Option<std::sync::Arc<dyn atdata_store::DataStore>>,
     ) -> DefaultOpener {
-        #[cfg(feature = "s3")]
-        if let Some(store) = store.filter(|s| s.url("").starts_with("s3://")) {
-            return DefaultOpener {
-                s3: StoreOpener::shared(store),
-            };
+        DefaultOpener {
+            remote: store.map(StoreOpener::shared).unwrap_or_default(),
+            cached: None,
         }
-        #[cfg(not(feature = "s3"))]
-        let _ = store;
-        DefaultOpener::default()
+    }
+
+    /// Reads the remote shards `checksums` names (URL and SHA-256 in hex, as an index entry
+    /// records them: [`LocalDatasetEntry::checksums`](crate::LocalDatasetEntry::checksums))
+    /// through `cache`: a checked local copy when there is one, else the remote shard while
+    /// a copy is kept. [`open_dataset`](crate::open_dataset) does this when
+    /// `ATDATA_CACHE_DIR` is set.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = atdata::wds::ShardCache::new(dir.path(), 1 << 30)?;
+    /// let sum = "0".repeat(64);
+    /// let opener = atdata::DefaultOpener::default()
+    ///     .with_cache(cache, [("s3://bucket/a.tar".to_owned(), sum)]);
+    /// # Ok::<(), atdata::wds::Error>(())
+    /// ```
+    pub fn with_cache(
+        self,
+        cache: ShardCache,
+        checksums: impl IntoIterator<Item = (String, String)>,
+    ) -> DefaultOpener {
+        DefaultOpener {
+            cached: Some(CachedOpener::new(self.remote.clone(), cache, checksums)),
+            ..self
+        }
+    }
+
+    /// The opener for `url`: local files directly, remote URLs through the cache if any.
+    fn opener_for(&self, url: &str) -> &dyn ShardOpener {
+        let remote = ["s3://", "http://", "https://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme));
+        match (&self.cached, remote) {
+            (_, false) => &LocalOpener,
+            (Some(cached), true) => cached,
+            (None, true) => &self.remote,
+        }
     }
 }
 
 impl ShardOpener for DefaultOpener {
     fn open(&self, url: &str) -> atdata_wds::Result<Box<dyn Read + Send>> {
-        #[cfg(feature = "s3")]
-        if url.starts_with("s3://") {
-            return self.s3.open(url);
-        }
-        LocalOpener.open(url)
+        self.opener_for(url).open(url)
     }
 
-    /// One positioned read locally, one ranged GET from S3.
-    fn read_range(&self, url: &str, range: std::ops::Range<u64>) -> atdata_wds::Result<Vec<u8>> {
-        #[cfg(feature = "s3")]
-        if url.starts_with("s3://") {
-            return self.s3.read_range(url, range);
-        }
-        LocalOpener.read_range(url, range)
+    /// One positioned read locally (or from a cached copy), one or more ranged GETs remotely.
+    fn read_range(&self, url: &str, range: Range<u64>) -> atdata_wds::Result<Vec<u8>> {
+        self.opener_for(url).read_range(url, range)
     }
 
-    /// The same, reusing `buf` for local files.
     fn read_range_into(
         &self,
         url: &str,
-        range: std::ops::Range<u64>,
+        range: Range<u64>,
         buf: &mut Vec<u8>,
     ) -> atdata_wds::Result<()> {
-        #[cfg(feature = "s3")]
-        if url.starts_with("s3://") {
-            *buf = self.s3.read_range(url, range)?;
-            return Ok(());
-        }
-        LocalOpener.read_range_into(url, range, buf)
+        self.opener_for(url).read_range_into(url, range, buf)
     }
 }
