@@ -15,11 +15,14 @@ mod faults;
 mod fuzz_seeds;
 mod golden;
 mod hardening;
+#[path = "support/http.rs"]
+mod http;
 mod index;
 mod inserts;
 mod loader;
 #[path = "support/redis_db.rs"]
 mod redis_db;
+mod remote;
 mod roundtrip;
 mod samples;
 mod schemas;

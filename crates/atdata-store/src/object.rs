@@ -583,8 +583,8 @@ macro_rules! store_type {
         impl $name {
             /// The bytes one shard streamed from this store may have in flight and waiting
             /// for its reader (default 32 MiB, at least 64 KiB): it is fetched as concurrent
-            /// ranged GETs of up to 8 MiB, as many as fit the window, plus one range handed
-            /// to the reader. Ranged reads (random access, the loader) larger than a range
+            /// ranged GETs of a quarter of the window (64 KiB to 8 MiB), plus one range
+            /// handed to the reader. Ranged reads (random access, the loader) larger than a range
             /// are fetched the same way.
             ///
             /// ```
@@ -781,25 +781,32 @@ impl MemoryStore {
 #[cfg(feature = "http")]
 pub const HTTP_TOKEN_VAR: &str = "ATDATA_HTTP_TOKEN";
 
+/// Whether a bearer token may be sent to `origin`: over TLS, or to this machine.
+#[cfg(feature = "http")]
+fn token_allowed(origin: &str) -> bool {
+    let Some(host) = origin.strip_prefix("http://") else {
+        return origin.starts_with("https://");
+    };
+    let host = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(host, _)| host),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A read-only store for the `http(s)://host[:port]` `origin`: ranged GETs, retried as S3's
 /// are, with the bearer token from [`HTTP_TOKEN_VAR`] where it may be sent.
 #[cfg(feature = "http")]
 pub(crate) fn http_store(origin: &str) -> Result<Arc<dyn DataStore>> {
-    let host = origin.split_once("://").map_or("", |(_, host)| host);
-    let host = host.strip_prefix('[').map_or_else(
-        || host.rsplit_once(':').map_or(host, |(host, _)| host),
-        |bracketed| bracketed.split(']').next().unwrap_or_default(),
-    );
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
     let mut client = object_store::ClientOptions::new()
         .with_allow_http(origin.starts_with("http://"))
         .with_connect_timeout(std::time::Duration::from_secs(5))
         .with_timeout(std::time::Duration::from_secs(20));
     let token = std::env::var(HTTP_TOKEN_VAR).ok().filter(|t| !t.is_empty());
-    if let Some(token) = token.filter(|_| origin.starts_with("https://") || loopback) {
+    if let Some(token) = token.filter(|_| token_allowed(origin)) {
         let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| {
                 Error::Unsupported(format!("{HTTP_TOKEN_VAR} is not a valid header value"))
@@ -831,6 +838,27 @@ pub(crate) fn http_store(origin: &str) -> Result<Arc<dyn DataStore>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "http")]
+    #[test]
+    fn tokens_go_over_tls_or_to_this_machine_only() {
+        for origin in [
+            "https://hf.co",
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "http://[::1]:80",
+        ] {
+            assert!(token_allowed(origin), "{origin}");
+        }
+        for origin in [
+            "http://example.com",
+            "http://10.0.0.1:80",
+            "http://[2001:db8::1]:80",
+            "ftp://x",
+        ] {
+            assert!(!token_allowed(origin), "{origin}");
+        }
+    }
 
     /// Reading a many-chunk object synchronously from inside a tokio task must not hang (tokio's
     /// coop budget would otherwise starve the nested waits).

@@ -97,14 +97,30 @@ impl ShardCache {
     /// # Ok::<(), atdata_wds::Error>(())
     /// ```
     pub fn from_env() -> Result<Option<ShardCache>> {
-        let Some(dir) = std::env::var_os(CACHE_DIR_VAR).filter(|d| !d.is_empty()) else {
-            return Ok(None);
-        };
+        match std::env::var_os(CACHE_DIR_VAR).filter(|d| !d.is_empty()) {
+            Some(dir) => ShardCache::open(dir).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The cache in `dir` (created if missing) with the limit [`CACHE_LIMIT_VAR`] sets
+    /// (default [`DEFAULT_CACHE_LIMIT`]).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// // SAFETY: no other thread of this doctest reads the environment.
+    /// unsafe { std::env::set_var(atdata_wds::CACHE_LIMIT_VAR, "20G") };
+    /// assert_eq!(atdata_wds::ShardCache::open(dir.path())?.limit(), 20 << 30);
+    /// unsafe { std::env::set_var(atdata_wds::CACHE_LIMIT_VAR, "lots") };
+    /// assert!(atdata_wds::ShardCache::open(dir.path()).is_err());
+    /// # Ok::<(), atdata_wds::Error>(())
+    /// ```
+    pub fn open(dir: impl AsRef<Path>) -> Result<ShardCache> {
         let limit = match std::env::var(CACHE_LIMIT_VAR) {
-            Ok(limit) => parse_limit(&limit).ok_or_else(|| Error::BadCacheLimit { limit })?,
+            Ok(limit) => parse_limit(&limit).ok_or(Error::BadCacheLimit { limit })?,
             Err(_) => DEFAULT_CACHE_LIMIT,
         };
-        ShardCache::new(dir, limit).map(Some)
+        ShardCache::new(dir, limit)
     }
 
     /// The cache directory.
@@ -474,8 +490,9 @@ impl Read for Filling {
 }
 
 impl Drop for Filling {
-    /// A reader that stopped at the tar's end (before its padding) still completes the copy;
-    /// one dropped earlier discards it.
+    /// A reader dropped before the end (a tar reader reads the trailer to the end of a
+    /// shard, so this is a reader given up on) completes the copy only if at most 1 MiB is
+    /// left; otherwise it discards it.
     fn drop(&mut self) {
         if self.copy.is_none() {
             return;

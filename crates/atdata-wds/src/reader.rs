@@ -20,6 +20,9 @@ const TRUSTED_CAPACITY: u64 = 16 << 20;
 pub const DEFAULT_MAX_MEMBER_BYTES: u64 = 1 << 30;
 /// The largest PAX header or GNU long name accepted (they are read whole).
 const MAX_HEADER_EXTENSION: u64 = 1 << 20;
+/// Bytes read after the end-of-archive marker at most: past a record's padding (10 KiB for
+/// GNU tar), whatever follows is left unread.
+const TRAILER_BYTES: u64 = 1 << 20;
 
 /// Reads a tar shard from any `Read` (a file, an HTTP or object-store body) and yields its
 /// samples, grouping members by WebDataset's rule:
@@ -390,7 +393,7 @@ impl<R: BufRead> Members<R> {
         }
     }
 
-    /// Reads one header block; `None` at the end-of-archive marker.
+    /// Reads one header block; `None` at the end-of-archive marker (the trailer read).
     fn header(&mut self) -> Result<Option<[u8; BLOCK]>> {
         let mut block = [0u8; BLOCK];
         let mut filled = 0;
@@ -404,9 +407,28 @@ impl<R: BufRead> Members<R> {
         }
         self.position += BLOCK as u64;
         if block.iter().all(|&b| b == 0) {
+            self.read_trailer()?;
             return Ok(None);
         }
         Ok(Some(block))
+    }
+
+    /// Reads what follows the end-of-archive marker (its second block and the record's
+    /// padding) to the end of the input, up to [`TRAILER_BYTES`], so that a reader that checks
+    /// its input at the end (a cache copy's checksum) reports to this one; an error there is
+    /// the shard's error.
+    fn read_trailer(&mut self) -> Result<()> {
+        let mut rest = [0u8; 8 * BLOCK];
+        let mut left = TRAILER_BYTES;
+        while left > 0 {
+            match self.input.read(&mut rest) {
+                Ok(0) => return Ok(()),
+                Ok(n) => left = left.saturating_sub(n as u64),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(self.shard.clone(), e)),
+            }
+        }
+        Ok(())
     }
 
     /// Reads `size` bytes of member data into `out` (replacing its contents), then the padding.

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cache;
 mod config;
 mod delete;
 mod entries;
@@ -25,7 +26,8 @@ use crate::config::Config;
 ///
 /// Configuration comes from flags, then the environment, then a `.env` file in the current
 /// directory: `ATDATA_INDEX`, `AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-/// `AWS_REGION`, `AWS_BUCKET`.
+/// `AWS_REGION`, `AWS_BUCKET`; `ATDATA_CACHE_DIR` and `ATDATA_CACHE_LIMIT` (a local cache of
+/// remote shards), `ATDATA_HTTP_TOKEN` (a bearer token for `http(s)://` shards).
 #[derive(Debug, Parser)]
 #[command(name = "atdata", version, about)]
 struct Cli {
@@ -112,6 +114,8 @@ enum Command {
         #[arg(required = true)]
         urls: Vec<String>,
     },
+    /// The local cache of remote shards: `ls` its copies, `clear` it.
+    Cache(cache::CacheArgs),
     /// Re-hashes every shard of an entry against the checksums stored with it.
     Verify {
         /// A dataset name or a CID.
@@ -318,6 +322,7 @@ async fn execute(config: &Config, command: Command) -> anyhow::Result<ExitCode> 
         Command::Gc(args) => return gc::gc(config, args).await,
         Command::Delete(args) => return delete::delete(config, args).await,
         Command::Sidecar { urls } => sidecar::sidecar(config, &urls).await?,
+        Command::Cache(args) => return cache::cache(args),
         Command::Verify { name_or_cid, json } => {
             return verify::verify(config, &name_or_cid, json).await;
         }
