@@ -7,6 +7,7 @@
 use std::io::Read;
 use std::path::Path;
 
+use atdata::StoreOpener;
 use atdata::index::Error as IndexError;
 use atdata::prelude::*;
 use atdata::wds::{Error as WdsError, ShardFacts, TarReader, TarWriter, expand_urls};
@@ -1318,6 +1319,85 @@ const CASES: &[Case] = &[
                 return Err(stderr.into_owned());
             }
             Ok(())
+        },
+    },
+    Case {
+        area: "remote",
+        input: "an http(s) URL with credentials in it",
+        error: "store::Error::ForeignUrl, the password not shown",
+        check: |_| {
+            use atdata::wds::ShardOpener;
+            let url = "http://user:hunter2@127.0.0.1:9/data.tar";
+            match StoreOpener::from_env().open(url) {
+                Err(e)
+                    if !e.to_string().contains("hunter2")
+                        && e.to_string().contains("credentials") =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+                Ok(_) => Err("opened".into()),
+            }
+        },
+    },
+    Case {
+        area: "cache",
+        input: "a shard that does not match the checksum its entry records",
+        error: "wds::Error::Io (InvalidData, both hashes) at the shard's end, no copy kept",
+        check: |dir| {
+            let shard = dir.join("a.tar");
+            std::fs::write(&shard, one_row()).unwrap();
+            let cache = atdata::wds::ShardCache::new(dir.join("cache"), 1 << 30).unwrap();
+            let url = shard.to_str().unwrap().to_owned();
+            let opener = atdata::wds::CachedOpener::new(
+                atdata::wds::LocalOpener,
+                cache.clone(),
+                [(url.clone(), "0".repeat(64))],
+            );
+            let ds = atdata::wds::Dataset::<Row>::new(&url)
+                .unwrap()
+                .with_opener(opener);
+            let last = ds.samples().unwrap().last();
+            if !cache.list().unwrap().is_empty() {
+                return Err("a copy was kept".into());
+            }
+            match last {
+                Some(Err(WdsError::Io { source, .. }))
+                    if source.kind() == std::io::ErrorKind::InvalidData
+                        && source.to_string().contains(&"0".repeat(64)) =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("got {other:?}")),
+            }
+        },
+    },
+    Case {
+        area: "cache",
+        input: "a checksum that is not a SHA-256 (`../../x`)",
+        error: "never a file name: the shard is read uncached",
+        check: |dir| {
+            let shard = dir.join("a.tar");
+            std::fs::write(&shard, one_row()).unwrap();
+            let cache = atdata::wds::ShardCache::new(dir.join("cache"), 1 << 30).unwrap();
+            let url = shard.to_str().unwrap().to_owned();
+            let opener = atdata::wds::CachedOpener::new(
+                atdata::wds::LocalOpener,
+                cache.clone(),
+                [(url.clone(), "../../x".to_owned())],
+            );
+            let ds = atdata::wds::Dataset::<Row>::new(&url)
+                .unwrap()
+                .with_opener(opener);
+            let read = ds.samples().unwrap().collect::<Result<Vec<_>, _>>();
+            let stray = dir.parent().unwrap().join("x.tar").exists() || dir.join("x.tar").exists();
+            match (read, cache.list().unwrap().is_empty(), stray) {
+                (Ok(rows), true, false) if rows.len() == 1 => Ok(()),
+                other => Err(format!(
+                    "{:?}",
+                    (other.0.map(|r| r.len()), other.1, other.2)
+                )),
+            }
         },
     },
 ];

@@ -2,7 +2,7 @@
 //! `Range: bytes=a-b`) and `HEAD` of the files in a folder, one connection per request, an
 //! optional bearer token required, and every `Authorization` header it was sent kept.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -93,31 +93,33 @@ fn serve(
     }
     seen.lock().unwrap().push(auth.clone());
     let mut out = stream;
-    let respond = |out: &mut TcpStream, status: &str, headers: &str, body: &[u8]| {
+    // The body: `len` bytes of `file` from where it is positioned.
+    let respond = |out: &mut TcpStream,
+                   status: &str,
+                   headers: &str,
+                   len: u64,
+                   file: Option<&mut std::fs::File>| {
         let head = format!(
-            "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
+            "HTTP/1.1 {status}\r\n{headers}Content-Length: {len}\r\nConnection: close\r\n\r\n"
         );
         out.write_all(head.as_bytes())?;
-        if method != "HEAD" {
-            out.write_all(body)?;
+        if let (Some(file), false) = (file, method == "HEAD") {
+            std::io::copy(&mut file.take(len), out)?;
         }
         out.flush()
     };
     if token.is_some_and(|t| t != auth) {
-        return respond(&mut out, "401 Unauthorized", "", b"");
+        return respond(&mut out, "401 Unauthorized", "", 0, None);
     }
     let path = root.join(target.trim_start_matches('/'));
     let Ok(mut file) = std::fs::File::open(&path) else {
-        return respond(&mut out, "404 Not Found", "", b"");
+        return respond(&mut out, "404 Not Found", "", 0, None);
     };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    let size = bytes.len() as u64;
+    let size = file.metadata()?.len();
     let meta =
         "Last-Modified: Wed, 02 Dec 2026 10:00:00 GMT\r\nETag: \"1\"\r\nAccept-Ranges: bytes\r\n";
     let Some(range) = range else {
-        return respond(&mut out, "200 OK", meta, &bytes);
+        return respond(&mut out, "200 OK", meta, size, Some(&mut file));
     };
     let spec = range.trim_start_matches("bytes=");
     let (start, end) = spec.split_once('-').unwrap_or((spec, ""));
@@ -125,13 +127,15 @@ fn serve(
     let end: u64 = end.parse().map_or(size, |e: u64| (e + 1).min(size));
     if start >= size || start >= end {
         let headers = format!("Content-Range: bytes */{size}\r\n");
-        return respond(&mut out, "416 Range Not Satisfiable", &headers, b"");
+        return respond(&mut out, "416 Range Not Satisfiable", &headers, 0, None);
     }
     let headers = format!("{meta}Content-Range: bytes {start}-{}/{size}\r\n", end - 1);
+    file.seek(std::io::SeekFrom::Start(start))?;
     respond(
         &mut out,
         "206 Partial Content",
         &headers,
-        &bytes[start as usize..end as usize],
+        end - start,
+        Some(&mut file),
     )
 }

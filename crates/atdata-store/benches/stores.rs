@@ -14,7 +14,9 @@ use std::time::Instant;
 use atdata_codec::Packable;
 use atdata_derive::packable;
 use atdata_store::{Credentials, DataStore, DataStoreExt, S3DataStore, StoreOpener};
-use atdata_wds::{Dataset, LoaderOptions, ShardOptions, ShardWriter};
+use atdata_wds::{
+    CachedOpener, Dataset, LoaderOptions, ShardCache, ShardOpener, ShardOptions, ShardWriter,
+};
 use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
@@ -27,6 +29,10 @@ struct Blob {
     data: Vec<u8>,
 }
 
+#[cfg(feature = "http")]
+#[path = "../../../tests/support/http.rs"]
+#[allow(dead_code)]
+mod http;
 #[path = "../../../tests/support/services.rs"]
 mod services;
 
@@ -174,6 +180,8 @@ fn main() -> Result<(), BoxError> {
         "streaming read (Dataset)",
         100.0 * get / raw_get
     );
+    remote_reads(&rt, &raw, &raw_paths, &store, &written, &url, mb)?;
+
     // Decoded reads from S3: ordered(8), then shuffled loader epochs on one rank and on two
     // ranks side by side (shuffle blocks of 8 samples: 8 MiB; see docs/datasets.md).
     let batch = 8;
@@ -283,6 +291,190 @@ fn main() -> Result<(), BoxError> {
         Ok::<_, BoxError>(())
     })?;
     Ok(())
+}
+
+/// Streams every payload of `ds` (raw samples: the store path, not the codec); MB/s of `mb`.
+fn stream_mb_s<O: ShardOpener>(ds: &Dataset<Blob, O>, mb: f64) -> Result<f64, BoxError> {
+    let start = Instant::now();
+    let mut read = 0u64;
+    for sample in ds.raw_samples()? {
+        read += sample?
+            .members
+            .iter()
+            .map(|(_, d)| d.len() as u64)
+            .sum::<u64>();
+    }
+    if (read as f64) < mb * 1e6 * 0.9 {
+        return Err(format!("read back only {read} payload bytes").into());
+    }
+    Ok(mb / start.elapsed().as_secs_f64())
+}
+
+/// Remote reads beside their baselines, each with the peak RSS of its own phase: S3 streamed
+/// through read windows of 8, 32 (the default) and 128 MiB next to raw `object_store` GETs of
+/// the same objects, one at a time and four at once; a first epoch through a shard cache and
+/// the second from it, next to reading the local source shards; and (feature `http`) shards
+/// served over http on loopback next to raw `object_store` HTTP GETs.
+fn remote_reads(
+    rt: &tokio::runtime::Runtime,
+    raw: &Arc<dyn ObjectStore>,
+    raw_paths: &[Path],
+    store: &S3DataStore,
+    written: &atdata_store::WrittenShards,
+    local_url: &str,
+    mb: f64,
+) -> Result<(), BoxError> {
+    println!(
+        "{:<34} {:>10} {:>14} {:>10}",
+        "remote reads", "MB/s", "peak RSS MB", "of base"
+    );
+    let row = |name: &str, speed: f64, rss: f64, base: f64| {
+        println!(
+            "{name:<34} {speed:>10.0} {rss:>14.0} {:>9.0}%",
+            100.0 * speed / base
+        );
+    };
+    reset_peak_rss();
+    let start = Instant::now();
+    rt.block_on(async {
+        for path in raw_paths {
+            let mut stream = raw.get(path).await?.into_stream();
+            while let Some(chunk) = stream.next().await {
+                chunk?;
+            }
+        }
+        Ok::<_, BoxError>(())
+    })?;
+    let one_at_a_time = mb / start.elapsed().as_secs_f64();
+    row(
+        "raw GETs, one at a time",
+        one_at_a_time,
+        peak_rss_mb()?,
+        one_at_a_time,
+    );
+    reset_peak_rss();
+    let start = Instant::now();
+    rt.block_on(async {
+        let gets = futures::stream::iter(raw_paths).map(|path| async move {
+            let mut stream = raw.get(path).await?.into_stream();
+            while let Some(chunk) = stream.next().await {
+                chunk?;
+            }
+            Ok::<_, BoxError>(())
+        });
+        let mut gets = gets.buffer_unordered(4);
+        while let Some(done) = gets.next().await {
+            done?;
+        }
+        Ok::<_, BoxError>(())
+    })?;
+    let four = mb / start.elapsed().as_secs_f64();
+    row(
+        "raw GETs, four at once",
+        four,
+        peak_rss_mb()?,
+        one_at_a_time,
+    );
+    let stored = format!("{{{}}}", written.urls().join(","));
+    let base = one_at_a_time.max(four);
+    for window in [8u64 << 20, 32 << 20, 128 << 20] {
+        reset_peak_rss();
+        let opener = StoreOpener::new(store.clone().with_read_window(window));
+        let speed = stream_mb_s(&Dataset::<Blob>::new(&stored)?.with_opener(opener), mb)?;
+        row(
+            &format!("Dataset, {} MiB window", window >> 20),
+            speed,
+            peak_rss_mb()?,
+            base,
+        );
+    }
+    // The cache: a first epoch fills it, a second reads it; beside the local source shards.
+    let cache_dir = tempfile::tempdir()?;
+    let cache = ShardCache::new(cache_dir.path(), 1 << 40)?;
+    let sums = written
+        .urls()
+        .iter()
+        .cloned()
+        .zip(written.checksums().iter().cloned());
+    let cached = Dataset::<Blob>::new(&stored)?.with_opener(CachedOpener::new(
+        StoreOpener::new(store.clone()),
+        cache,
+        sums,
+    ));
+    reset_peak_rss();
+    let local = stream_mb_s(&Dataset::<Blob>::new(local_url)?, mb)?;
+    row(
+        "local disk (the source shards)",
+        local,
+        peak_rss_mb()?,
+        local,
+    );
+    reset_peak_rss();
+    let first = stream_mb_s(&cached, mb)?;
+    row("cache, first epoch (from S3)", first, peak_rss_mb()?, base);
+    reset_peak_rss();
+    let second = stream_mb_s(&cached, mb)?;
+    row(
+        "cache, second epoch (of local)",
+        second,
+        peak_rss_mb()?,
+        local,
+    );
+    #[cfg(feature = "http")]
+    http_reads(rt, local_url, mb, row)?;
+    Ok(())
+}
+
+/// Shards served over http on loopback (the tests' file server), read through a `Dataset` and
+/// by raw `object_store` HTTP GETs one at a time.
+#[cfg(feature = "http")]
+fn http_reads(
+    rt: &tokio::runtime::Runtime,
+    local_url: &str,
+    mb: f64,
+    row: impl Fn(&str, f64, f64, f64),
+) -> Result<(), BoxError> {
+    let files = atdata_wds::expand_urls(local_url)?;
+    let dir = std::path::Path::new(&files[0]).parent().ok_or("a folder")?;
+    let server = http::FileServer::start(dir.to_owned(), None);
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.rsplit('/').next().unwrap_or_default().to_owned())
+        .collect();
+    let raw = object_store::http::HttpBuilder::new()
+        .with_url(server.url(""))
+        .with_client_options(object_store::ClientOptions::new().with_allow_http(true))
+        .build()?;
+    reset_peak_rss();
+    let start = Instant::now();
+    rt.block_on(async {
+        for name in &names {
+            let mut stream = raw.get(&Path::from(name.as_str())).await?.into_stream();
+            while let Some(chunk) = stream.next().await {
+                chunk?;
+            }
+        }
+        Ok::<_, BoxError>(())
+    })?;
+    let raw_speed = mb / start.elapsed().as_secs_f64();
+    row(
+        "raw http GETs, one at a time",
+        raw_speed,
+        peak_rss_mb()?,
+        raw_speed,
+    );
+    let urls: Vec<String> = names.iter().map(|n| server.url(n)).collect();
+    reset_peak_rss();
+    let ds = Dataset::<Blob>::new(format!("{{{}}}", urls.join(",")))?
+        .with_opener(StoreOpener::from_env());
+    let speed = stream_mb_s(&ds, mb)?;
+    row("Dataset over http", speed, peak_rss_mb()?, raw_speed);
+    Ok(())
+}
+
+/// Starts a new peak-RSS measurement (Linux: writing 5 to `clear_refs` resets `VmHWM`).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// One shuffled loader epoch of `world` ranks side by side (a thread each): its seconds and

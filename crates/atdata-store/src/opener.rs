@@ -109,7 +109,7 @@ fn read_error(url: &str, e: Error) -> atdata_wds::Error {
         e => std::io::Error::other(e),
     };
     atdata_wds::Error::Io {
-        path: url.to_owned(),
+        path: crate::redact_url(url),
         source,
     }
 }
