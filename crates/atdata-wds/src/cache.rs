@@ -215,7 +215,12 @@ impl ShardCache {
         let _lock = self.lock();
         self.remove_stale_copies(STALE_COPY);
         let copies = self.list().map_err(io::Error::other)?;
-        let mut held: u64 = copies.iter().map(|c| c.bytes).sum();
+        // A copy of the same name (another process's, just kept) is replaced, not added to.
+        let mut held: u64 = copies
+            .iter()
+            .filter(|c| c.name != name)
+            .map(|c| c.bytes)
+            .sum();
         for copy in copies.iter().filter(|c| c.name != name) {
             if held + bytes <= self.limit {
                 break;
