@@ -83,6 +83,29 @@ fn first_error(bytes: Vec<u8>) -> Result<(), WdsError> {
         .map_or(Ok(()), Err)
 }
 
+/// A one-row shard in `dir`, read through a cache in `dir/cache` told `checksum` for it.
+fn cached_one_row(
+    dir: &Path,
+    checksum: &str,
+) -> (
+    atdata::wds::ShardCache,
+    atdata::wds::Dataset<Row, atdata::wds::CachedOpener<atdata::wds::LocalOpener>>,
+) {
+    let shard = dir.join("a.tar");
+    std::fs::write(&shard, one_row()).unwrap();
+    let cache = atdata::wds::ShardCache::new(dir.join("cache"), 1 << 30).unwrap();
+    let url = shard.to_str().unwrap().to_owned();
+    let opener = atdata::wds::CachedOpener::new(
+        atdata::wds::LocalOpener,
+        cache.clone(),
+        [(url.clone(), checksum.to_owned())],
+    );
+    let ds = atdata::wds::Dataset::<Row>::new(&url)
+        .unwrap()
+        .with_opener(opener);
+    (cache, ds)
+}
+
 /// A payload decoded as `Row`.
 fn row_from(payload: serde_json::Value) -> Result<Row, CodecError> {
     Row::from_bytes(&json_to_msgpack(&payload).unwrap())
@@ -1345,18 +1368,7 @@ const CASES: &[Case] = &[
         input: "a shard that does not match the checksum its entry records",
         error: "wds::Error::Io (InvalidData, both hashes) at the shard's end, no copy kept",
         check: |dir| {
-            let shard = dir.join("a.tar");
-            std::fs::write(&shard, one_row()).unwrap();
-            let cache = atdata::wds::ShardCache::new(dir.join("cache"), 1 << 30).unwrap();
-            let url = shard.to_str().unwrap().to_owned();
-            let opener = atdata::wds::CachedOpener::new(
-                atdata::wds::LocalOpener,
-                cache.clone(),
-                [(url.clone(), "0".repeat(64))],
-            );
-            let ds = atdata::wds::Dataset::<Row>::new(&url)
-                .unwrap()
-                .with_opener(opener);
+            let (cache, ds) = cached_one_row(dir, &"0".repeat(64));
             let last = ds.samples().unwrap().last();
             if !cache.list().unwrap().is_empty() {
                 return Err("a copy was kept".into());
@@ -1377,18 +1389,7 @@ const CASES: &[Case] = &[
         input: "a checksum that is not a SHA-256 (`../../x`)",
         error: "never a file name: the shard is read uncached",
         check: |dir| {
-            let shard = dir.join("a.tar");
-            std::fs::write(&shard, one_row()).unwrap();
-            let cache = atdata::wds::ShardCache::new(dir.join("cache"), 1 << 30).unwrap();
-            let url = shard.to_str().unwrap().to_owned();
-            let opener = atdata::wds::CachedOpener::new(
-                atdata::wds::LocalOpener,
-                cache.clone(),
-                [(url.clone(), "../../x".to_owned())],
-            );
-            let ds = atdata::wds::Dataset::<Row>::new(&url)
-                .unwrap()
-                .with_opener(opener);
+            let (cache, ds) = cached_one_row(dir, "../../x");
             let read = ds.samples().unwrap().collect::<Result<Vec<_>, _>>();
             let stray = dir.parent().unwrap().join("x.tar").exists() || dir.join("x.tar").exists();
             match (read, cache.list().unwrap().is_empty(), stray) {

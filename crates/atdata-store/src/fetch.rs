@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use tokio::sync::mpsc::Sender;
@@ -95,6 +95,26 @@ fn unanswered(e: &object_store::Error) -> bool {
     false
 }
 
+/// A range's body in the pieces it arrived in: a streamed shard hands them to its reader as
+/// they are (joining them would copy every byte once more).
+pub(crate) type Body = Vec<Bytes>;
+
+fn body_len(body: &Body) -> u64 {
+    body.iter().map(|b| b.len() as u64).sum()
+}
+
+/// The body as one buffer: no copy when it arrived in one piece.
+fn joined(mut body: Body) -> Bytes {
+    if body.len() == 1 {
+        return body.pop().unwrap_or_default();
+    }
+    let mut whole = BytesMut::with_capacity(usize::try_from(body_len(&body)).unwrap_or(0));
+    for piece in body {
+        whole.extend_from_slice(&piece);
+    }
+    whole.freeze()
+}
+
 /// One range of the object, retried with backoff (see [`RANGE_RETRIES`]); `served` says an
 /// earlier range of it came. `Ok(None)` when the object ends before the range does.
 async fn fetch_range(
@@ -102,7 +122,7 @@ async fn fetch_range(
     path: Path,
     range: Range<u64>,
     served: bool,
-) -> object_store::Result<Option<Bytes>> {
+) -> object_store::Result<Option<Body>> {
     let wanted = range.end - range.start;
     let mut broke_off = served;
     let mut retries = 0;
@@ -112,8 +132,8 @@ async fn fetch_range(
             ..Default::default()
         };
         let failure = match store.get_opts(&path, options).await {
-            Ok(got) => match got.bytes().await {
-                Ok(bytes) if bytes.len() as u64 == wanted => return Ok(Some(bytes)),
+            Ok(got) => match got.into_stream().try_collect::<Body>().await {
+                Ok(body) if body_len(&body) == wanted => return Ok(Some(body)),
                 Ok(_) => return Ok(None),
                 Err(e) => {
                     broke_off = true;
@@ -151,7 +171,7 @@ pub(crate) async fn read_range(
         return Ok(Some(Bytes::new())); // an empty range asks nothing of the server
     }
     if range.end - range.start <= window.range_bytes() {
-        return fetch_range(store, path, range, false).await;
+        return Ok(fetch_range(store, path, range, false).await?.map(joined));
     }
     let capacity = usize::try_from(range.end - range.start).unwrap_or(usize::MAX);
     let mut parts = futures::stream::iter(window.cut(range))
@@ -160,7 +180,7 @@ pub(crate) async fn read_range(
     let mut whole = BytesMut::with_capacity(capacity);
     while let Some(part) = parts.next().await {
         match part? {
-            Some(bytes) => whole.extend_from_slice(&bytes),
+            Some(body) => body.iter().for_each(|piece| whole.extend_from_slice(piece)),
             None => return Ok(None),
         }
     }
@@ -174,7 +194,7 @@ pub(crate) async fn stream(
     store: Arc<dyn ObjectStore>,
     path: Path,
     url: String,
-    tx: Sender<io::Result<Bytes>>,
+    tx: Sender<io::Result<Body>>,
     window: Window,
 ) {
     let first = GetOptions {
@@ -186,8 +206,8 @@ pub(crate) async fn stream(
             let size = got.meta.size;
             let range = got.range.clone();
             // The first body is read like any other range: retried if it breaks off.
-            let body = match got.bytes().await {
-                Ok(bytes) if bytes.len() as u64 == range.end - range.start => Ok(Some(bytes)),
+            let body = match got.into_stream().try_collect::<Body>().await {
+                Ok(body) if body_len(&body) == range.end - range.start => Ok(Some(body)),
                 _ => fetch_range(store.clone(), path.clone(), range, true).await,
             };
             (body, size)
@@ -198,7 +218,7 @@ pub(crate) async fn stream(
             _ => (Err(e), 0),
         },
     };
-    let send = |part: object_store::Result<Option<Bytes>>| {
+    let send = |part: object_store::Result<Option<Body>>| {
         part.and_then(|bytes| {
             bytes.ok_or_else(|| object_store::Error::Generic {
                 store: "atdata",
@@ -228,8 +248,8 @@ pub(crate) async fn stream(
 /// `fetch` on its own task (ranges of one object download on every runtime thread), aborted
 /// if the stream is dropped; a panic in it is an error, never a clean end.
 async fn spawned(
-    fetch: impl Future<Output = object_store::Result<Option<Bytes>>> + Send + 'static,
-) -> object_store::Result<Option<Bytes>> {
+    fetch: impl Future<Output = object_store::Result<Option<Body>>> + Send + 'static,
+) -> object_store::Result<Option<Body>> {
     AbortOnDropHandle::new(tokio::spawn(fetch))
         .await
         .unwrap_or_else(|e| {

@@ -176,7 +176,7 @@ impl DataStore for Backend {
     fn open_shard(&self, url: &str) -> Result<Box<dyn Read + Send>> {
         let path = self.path(url)?;
         // One range waits for the reader beside the window's ranges in flight.
-        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(1);
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<fetch::Body>>(1);
         let (store, shown, window) = (self.store.clone(), url.to_owned(), self.window);
         // A panic in the download task is an error for the reader, never a clean end.
         let on_panic = tx.clone();
@@ -192,7 +192,7 @@ impl DataStore for Backend {
         });
         Ok(Box::new(ChunkReader {
             chunks: rx,
-            current: Bytes::new(),
+            pieces: VecDeque::new(),
             _runtime: self.runtime.clone(),
         }))
     }
@@ -390,25 +390,35 @@ pub(crate) fn io_error(e: Error) -> io::Error {
     }
 }
 
-/// A blocking reader over the chunks a download task sends.
+/// A blocking reader over the ranges a download task sends, each in the pieces it came in.
 struct ChunkReader {
-    chunks: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
+    chunks: tokio::sync::mpsc::Receiver<io::Result<fetch::Body>>,
+    pieces: VecDeque<Bytes>,
     /// Keeps the download's runtime alive as long as the reader, even if the store is dropped.
     _runtime: Arc<IoRuntime>,
 }
 
 impl Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match futures::executor::block_on(tokio::task::unconstrained(self.chunks.recv())) {
-                Some(chunk) => self.current = chunk?,
-                None => return Ok(0),
+        loop {
+            match self.pieces.front_mut() {
+                Some(piece) if piece.is_empty() => {
+                    self.pieces.pop_front();
+                }
+                Some(piece) => {
+                    let n = buf.len().min(piece.len());
+                    buf[..n].copy_from_slice(&piece.split_to(n));
+                    return Ok(n);
+                }
+                None => {
+                    let next = self.chunks.recv();
+                    match futures::executor::block_on(tokio::task::unconstrained(next)) {
+                        Some(body) => self.pieces = body?.into(),
+                        None => return Ok(0),
+                    }
+                }
             }
         }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
     }
 }
 

@@ -57,12 +57,21 @@ impl DefaultOpener {
     /// `ATDATA_CACHE_DIR` is set.
     ///
     /// ```
+    /// use atdata::wds::ShardOpener;
+    /// use std::io::Read;
+    ///
     /// let dir = tempfile::tempdir()?;
-    /// let cache = atdata::wds::ShardCache::new(dir.path(), 1 << 30)?;
-    /// let sum = "0".repeat(64);
+    /// let cache = atdata::wds::ShardCache::new(dir.path().join("cache"), 1 << 30)?;
+    /// let local = dir.path().join("a.tar");
+    /// std::fs::write(&local, b"x")?;
+    /// let url = local.to_str().unwrap().to_owned();
     /// let opener = atdata::DefaultOpener::default()
-    ///     .with_cache(cache, [("s3://bucket/a.tar".to_owned(), sum)]);
-    /// # Ok::<(), atdata::wds::Error>(())
+    ///     .with_cache(cache.clone(), [(url.clone(), "0".repeat(64))]);
+    /// let mut bytes = Vec::new();
+    /// opener.open(&url)?.read_to_end(&mut bytes)?;
+    /// assert_eq!(bytes, b"x");
+    /// assert!(cache.list()?.is_empty()); // local files are read in place, never cached
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn with_cache(
         self,
