@@ -46,7 +46,7 @@ const DRAIN_ON_DROP: u64 = 1 << 20;
 /// let cache = ShardCache::new(dir.path(), 1 << 30)?;
 /// assert!(cache.list()?.is_empty());
 /// assert_eq!(cache.clear()?, 0);
-/// # Ok::<(), atdata_wds::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct ShardCache {
@@ -62,7 +62,7 @@ pub struct ShardCache {
 /// for copy in cache.list()? {
 ///     println!("{} {} bytes", copy.name, copy.bytes);
 /// }
-/// # Ok::<(), atdata_wds::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedCopy {
@@ -94,7 +94,7 @@ impl ShardCache {
     /// // SAFETY: no other thread of this doctest reads the environment.
     /// unsafe { std::env::remove_var(atdata_wds::CACHE_DIR_VAR) };
     /// assert!(atdata_wds::ShardCache::from_env()?.is_none());
-    /// # Ok::<(), atdata_wds::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_env() -> Result<Option<ShardCache>> {
         match std::env::var_os(CACHE_DIR_VAR).filter(|d| !d.is_empty()) {
@@ -113,7 +113,7 @@ impl ShardCache {
     /// assert_eq!(atdata_wds::ShardCache::open(dir.path())?.limit(), 20 << 30);
     /// unsafe { std::env::set_var(atdata_wds::CACHE_LIMIT_VAR, "lots") };
     /// assert!(atdata_wds::ShardCache::open(dir.path()).is_err());
-    /// # Ok::<(), atdata_wds::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(dir: impl AsRef<Path>) -> Result<ShardCache> {
         let limit = match std::env::var(CACHE_LIMIT_VAR) {
