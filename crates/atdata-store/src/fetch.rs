@@ -173,18 +173,17 @@ pub(crate) async fn read_range(
     if range.end - range.start <= window.range_bytes() {
         return Ok(fetch_range(store, path, range, false).await?.map(joined));
     }
-    let capacity = usize::try_from(range.end - range.start).unwrap_or(usize::MAX);
     let mut parts = futures::stream::iter(window.cut(range))
         .map(|part| spawned(fetch_range(store.clone(), path.clone(), part, false)))
         .buffered(window.ranges());
-    let mut whole = BytesMut::with_capacity(capacity);
+    let mut whole = Body::new();
     while let Some(part) = parts.next().await {
         match part? {
-            Some(body) => body.iter().for_each(|piece| whole.extend_from_slice(piece)),
+            Some(body) => whole.extend(body),
             None => return Ok(None),
         }
     }
-    Ok(Some(whole.freeze()))
+    Ok(Some(joined(whole)))
 }
 
 /// Streams the object at `path` into `tx` in order, with up to the window's ranges in flight;

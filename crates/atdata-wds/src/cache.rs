@@ -437,7 +437,7 @@ impl Filling {
         let Some(mut copy) = self.copy.take() else {
             return Ok(());
         };
-        let actual = copy.hasher.take().map(|h| hex(&h.finalize()));
+        let actual = copy.hasher.take().map(|h| hex::encode(h.finalize()));
         if actual != self.expected {
             let _ = fs::remove_file(&copy.temp);
             return Err(io::Error::new(
@@ -513,10 +513,6 @@ impl Drop for Filling {
         }
         self.discard();
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

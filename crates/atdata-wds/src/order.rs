@@ -78,10 +78,7 @@ pub(crate) fn fingerprint(shards: &[String], counts: &[u64]) -> String {
         hash.update(count.to_string().as_bytes());
         hash.update(b"\n");
     }
-    hash.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&hash.finalize()[..16])
 }
 
 impl Order {
