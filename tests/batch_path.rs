@@ -4,6 +4,9 @@
 //! sample and stacks each batch from them. On every golden shard and on generated datasets of
 //! every field kind, uneven shards and several batch sizes and thread counts, both give the
 //! same batches: keys, every column, the samples rebuilt from the columns, and the same errors.
+//! Large samples travel as payloads, decoded into the batch where it is built (by `ordered`,
+//! `shuffled` and the loader): those batches are checked against the samples decoded one at a
+//! time, errors included.
 
 use atdata::ndarray::{Array1, Array3};
 use atdata::prelude::*;
@@ -276,5 +279,172 @@ fn huge_batch_sizes_allocate_only_for_the_samples_read() {
             .map(|b| b.len())
             .collect::<Vec<_>>();
         assert_eq!(shuffled, [7]);
+    }
+}
+
+/// Shards of `counts` samples where every third sample is large (its payload over 64 KiB, so
+/// decoded into its batch where the batch is built) and sample `i` is corrupt when
+/// `corrupt(i)`: a large payload that is not msgpack, or a sample without a `msgpack` member.
+fn write_mixed(dir: &std::path::Path, counts: &[usize], corrupt: impl Fn(usize) -> bool) -> String {
+    let mut id = 0;
+    for (k, &count) in counts.iter().enumerate() {
+        let mut w = TarWriter::create(dir.join(format!("mixed-{k:02}.tar"))).unwrap();
+        for _ in 0..count {
+            let key = format!("{id:06}");
+            let raw = if id % 3 == 0 { 70_000 } else { id % 6 };
+            let sample = match (corrupt(id), id % 2) {
+                (false, _) => every(id, 3, raw).as_wds(&key),
+                (true, 0) => atdata::WdsSample::msgpack(key, vec![0xc1; 70_000]),
+                (true, _) => atdata::WdsSample {
+                    key,
+                    members: vec![("json".to_owned(), vec![b'{'; 70_000])],
+                },
+            };
+            w.write(&sample).unwrap();
+            id += 1;
+        }
+        w.finish().unwrap().close().unwrap();
+    }
+    let last = counts.len() - 1;
+    dir.join(format!("mixed-{{00..{last:02}}}.tar"))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn corrupt_large_samples_fail_alike_on_both_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = [4, 9, 30, 31, 62];
+    // Batches of 32 samples of 70 KB exceed what is decoded into columns on the shard threads.
+    let url = write_mixed(dir.path(), &[40, 7, 33, 50], |id| corrupt.contains(&id));
+    for threads in [1, 3] {
+        let ds = Dataset::<Every>::new(&url)
+            .unwrap()
+            .with_parallelism(threads);
+        for size in [1, 5, 32, 100] {
+            let (mut errors, mut rows) = (0, 0);
+            for (i, pair) in both(&ds, size).into_iter().enumerate() {
+                match pair {
+                    (Ok(new), Ok(old)) => {
+                        assert_eq!(new.keys(), old.keys(), "batch {i} of {size}");
+                        assert_eq!(new.samples(), old.samples(), "batch {i} of {size}");
+                        rows += new.len();
+                    }
+                    (new, old) => {
+                        assert_eq!(new.err(), old.err(), "batch {i} of {size}: the same error");
+                        errors += 1;
+                    }
+                }
+            }
+            assert_eq!(
+                (errors, rows),
+                (corrupt.len(), 130 - corrupt.len()),
+                "size {size}"
+            );
+        }
+    }
+}
+
+#[test]
+fn shuffled_batches_are_the_shuffled_samples_decoded_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = write_mixed(dir.path(), &[40, 7, 33, 50], |_| false);
+    let options = atdata::wds::ShuffleOptions {
+        buffer_samples: 50,
+        ..atdata::wds::ShuffleOptions::seeded(11)
+    };
+    for threads in [1, 3] {
+        let ds = Dataset::<Every>::new(&url)
+            .unwrap()
+            .with_parallelism(threads);
+        let drawn: Vec<Every> = ds
+            .shuffled_samples(options)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(drawn.len(), 130);
+        for size in [1, 7, 32, 200] {
+            let batches: Vec<_> = ds
+                .shuffled(size, options)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(batches.len(), 130usize.div_ceil(size));
+            let rows: Vec<Every> = batches.iter().flat_map(|b| b.samples().to_vec()).collect();
+            assert_eq!(rows, drawn, "batches of {size}, {threads} threads");
+            // Each key is its sample's (the label names the sample's number).
+            for batch in &batches {
+                for (key, label) in batch.keys().iter().zip(&batch.label) {
+                    assert_eq!(format!("sample {}", key.parse::<usize>().unwrap()), *label);
+                }
+            }
+        }
+    }
+    // A corrupt sample is an error in place of its row; every other sample comes once.
+    let bad = tempfile::tempdir().unwrap();
+    let url = write_mixed(bad.path(), &[40, 7, 33, 50], |id| id == 30 || id == 61);
+    let ds = Dataset::<Every>::new(&url).unwrap();
+    let (mut errors, mut labels) = (Vec::new(), Vec::new());
+    for batch in ds.shuffled(16, options).unwrap() {
+        match batch {
+            Ok(batch) => labels.extend(batch.label.clone()),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    labels.sort();
+    let mut expected: Vec<String> = (0..130)
+        .filter(|id| ![30, 61].contains(id))
+        .map(|id| format!("sample {id}"))
+        .collect();
+    expected.sort();
+    assert_eq!(labels, expected);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("000030")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("000061") && e.contains("msgpack")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn loader_batches_of_large_samples_are_their_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = [30, 61];
+    let url = write_mixed(dir.path(), &[40, 7, 33, 50], |id| corrupt.contains(&id));
+    let ds = Dataset::<Every>::new(&url).unwrap();
+    for seed in [None, Some(5)] {
+        let options = atdata::wds::LoaderOptions {
+            global_batch: 8,
+            seed,
+            partitions: 2,
+            shuffle_block: 16,
+            ..Default::default()
+        };
+        let (mut errors, mut rows) = (0, 0);
+        for (b, batch) in ds.loader(options).unwrap().enumerate() {
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
+                    assert!(e.to_string().contains("0000"), "{e}");
+                    errors += 1;
+                    continue;
+                }
+            };
+            for (key, row) in batch.keys().iter().zip(batch.samples()) {
+                assert_eq!(*row, ds.get_key(key).unwrap(), "batch {b}, {key}");
+                assert!(!corrupt.contains(&key.parse().unwrap()));
+            }
+            rows += batch.len();
+        }
+        // A corrupt sample makes its batch an error (unordered: the two may share one).
+        assert!((1..=2).contains(&errors), "{seed:?}: {errors}");
+        assert_eq!(rows, 130 - 8 * errors, "{seed:?}");
+        if seed.is_none() {
+            // In order: batches 3 (samples 24..32) and 7 (56..64) fail.
+            assert_eq!((errors, rows), (2, 130 - 16));
+        }
     }
 }

@@ -450,3 +450,128 @@ async fn write_shards_stores_sidecars_in_s3_and_get_reads_one_range() {
         store.delete_shard(shard).await.unwrap();
     }
 }
+
+/// One shard of `n` rows of about 5 KB (over 8 MiB in all, so that it is read in pieces on
+/// several cores), by `TarWriter` with its sidecar, or by Python-style PAX headers when
+/// `pax`; the shard's path.
+fn big_shard(dir: &Path, n: i64, pax: bool) -> PathBuf {
+    let path = dir.join("big.tar");
+    let sample = |id: i64| {
+        let mut r = row(id);
+        r.text = format!("{id}").repeat(1000);
+        r.as_wds(&format!("{id:07}"))
+    };
+    if pax {
+        // GNU tar's PAX format (an extended header before every member, as Python's tarfile
+        // writes), then the sidecar built from its headers.
+        let files = dir.join("files");
+        std::fs::create_dir_all(&files).unwrap();
+        let mut names = Vec::new();
+        for id in 0..n {
+            let s = sample(id);
+            let name = format!("{}.msgpack", s.key);
+            std::fs::write(files.join(&name), &s.members[0].1).unwrap();
+            names.push(name);
+        }
+        let list = dir.join("list");
+        std::fs::write(&list, names.join("\n")).unwrap();
+        let status = Command::new("tar")
+            .args(["--format=pax", "-cf", path.to_str().unwrap(), "-C"])
+            .arg(&files)
+            .arg("-T")
+            .arg(&list)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let sidecar = Sidecar::build(std::fs::File::open(&path).unwrap(), "big.tar").unwrap();
+        sidecar.write_file(dir.join("big.idx")).unwrap();
+    } else {
+        let mut w = TarWriter::create(&path).unwrap();
+        for id in 0..n {
+            w.write(&sample(id)).unwrap();
+        }
+        w.finish().unwrap().close().unwrap();
+    }
+    path
+}
+
+#[test]
+fn a_large_shard_is_read_in_pieces_in_order_alike() {
+    for pax in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = big_shard(dir.path(), 3_001, pax);
+        assert!(dir.path().join("big.idx").exists());
+        let url = shard.to_str().unwrap();
+        // One thread reads the shard whole: the reference.
+        let whole = Dataset::<Row>::new(url).unwrap().with_parallelism(1);
+        let expected: Vec<(String, Row)> = whole
+            .samples_with_keys()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(expected.len(), 3_001);
+        for threads in [2, 3, 8] {
+            let ds = Dataset::<Row>::new(url).unwrap().with_parallelism(threads);
+            let read: Vec<(String, Row)> = ds
+                .samples_with_keys()
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(read == expected, "{threads} threads, pax {pax}");
+            for size in [1, 32, 1000] {
+                let batches: Vec<SampleBatch<Row>> =
+                    ds.ordered(size).unwrap().map(Result::unwrap).collect();
+                assert_eq!(batches.len(), 3_001usize.div_ceil(size));
+                let rows: Vec<Row> = batches.iter().flat_map(|b| b.samples().to_vec()).collect();
+                let keys: Vec<&String> = batches.iter().flat_map(|b| b.keys()).collect();
+                assert!(
+                    rows.iter().eq(expected.iter().map(|(_, r)| r)),
+                    "batches of {size}"
+                );
+                assert!(keys.into_iter().eq(expected.iter().map(|(k, _)| k)));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_large_shard_whose_sidecar_is_stale_is_an_error_never_a_wrong_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = big_shard(dir.path(), 3_001, false);
+    let url = shard.to_str().unwrap();
+    // The shard rewritten with its second half's keys changed, under the old sidecar.
+    let idx = std::fs::read(dir.path().join("big.idx")).unwrap();
+    let mut w = TarWriter::create(&shard).unwrap();
+    for id in 0..3_001i64 {
+        let key = if id < 1_500 {
+            format!("{id:07}")
+        } else {
+            format!("{:07}", id + 5)
+        };
+        let mut r = row(id);
+        r.text = format!("{id}").repeat(1000);
+        w.write(&r.as_wds(&key)).unwrap();
+    }
+    w.finish().unwrap().close().unwrap();
+    std::fs::write(dir.path().join("big.idx"), idx).unwrap();
+
+    for threads in [1, 2, 3] {
+        let ds = Dataset::<Row>::new(url).unwrap().with_parallelism(threads);
+        let (mut ids, mut errors) = (Vec::new(), Vec::new());
+        for sample in ds.samples().unwrap() {
+            match sample {
+                Ok(row) => ids.push(row.id),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        // Whatever was read is in order and read once.
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{threads} threads");
+        if threads == 1 {
+            // Read whole, the sidecar is not used.
+            assert_eq!((ids.len(), errors.len()), (3_001, 0));
+        } else if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+            assert!(!errors.is_empty(), "{threads} threads: {} rows", ids.len());
+            assert!(errors.iter().all(|e| e.contains("sidecar")), "{errors:?}");
+        }
+    }
+}

@@ -9,9 +9,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use atdata_codec::SampleType;
 
+use crate::batches::{DEFERRED_BYTES, Deferred, KeyedRows, Row, Spares};
 use crate::dataset::{Dataset, decode_payload};
 use crate::error::{Error, Result, panic_message};
 use crate::opener::ShardOpener;
+use crate::pipeline::{Piece, Unit};
 use crate::reader::{checksum_matches, lowercase_ext};
 use crate::sidecar::{Entry, Sidecar, parse_head, scan, sidecar_url};
 use crate::writer::gzip_name;
@@ -22,6 +24,8 @@ const HEAD_BYTES: u64 = 64;
 /// The most bytes [`Dataset::read_run`] reads at once (more when one sample is larger): big
 /// enough for ranged GETs at full speed, small enough to bound what a reading thread holds.
 const RUN_BYTES: u64 = 16 << 20;
+/// The fewest bytes of a shard a piece of it read on a thread of its own holds.
+const PIECE_BYTES: u64 = 4 << 20;
 
 /// What is known of a shard without reading it (an index entry's `sample_counts` and
 /// `shard_sizes`): with a count, [`Dataset::len`] reads nothing for the shard; both check its
@@ -314,9 +318,22 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     /// The sidecar of shard `k`: read, or built from the shard's headers; checked against
     /// what is known of the shard; kept.
     fn sidecar(&self, k: usize) -> Result<Arc<Sidecar>> {
-        let access = &self.access;
-        if let Some(sidecar) = access.sidecars[k].get() {
-            return Ok(sidecar.clone());
+        if let Some(sidecar) = self.stored_sidecar(k)? {
+            return Ok(sidecar);
+        }
+        let url = &self.shards[k];
+        let (sidecar, gzip) = scan(self.opener.open(url)?, url, self.max_member)?;
+        if gzip {
+            return Err(compressed(url));
+        }
+        self.keep_sidecar(k, sidecar)
+    }
+
+    /// The sidecar of shard `k` if one is kept or stored beside it (never built), checked
+    /// against what is known of the shard; kept.
+    pub(crate) fn stored_sidecar(&self, k: usize) -> Result<Option<Arc<Sidecar>>> {
+        if let Some(sidecar) = self.access.sidecars[k].get() {
+            return Ok(Some(sidecar.clone()));
         }
         let url = &self.shards[k];
         if gzip_name(url) {
@@ -326,16 +343,14 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
             Some(side) => self.read_sidecar(&side)?,
             None => None,
         };
-        let sidecar = match stored {
-            Some(sidecar) => sidecar,
-            None => {
-                let (sidecar, gzip) = scan(self.opener.open(url)?, url, self.max_member)?;
-                if gzip {
-                    return Err(compressed(url));
-                }
-                sidecar
-            }
-        };
+        stored
+            .map(|sidecar| self.keep_sidecar(k, sidecar))
+            .transpose()
+    }
+
+    /// Keeps shard `k`'s sidecar once it agrees with what is known of the shard.
+    fn keep_sidecar(&self, k: usize, sidecar: Sidecar) -> Result<Arc<Sidecar>> {
+        let (access, url) = (&self.access, &self.shards[k]);
         let mismatch = |reason: String| Error::SidecarMismatch {
             shard: url.clone(),
             reason,
@@ -354,6 +369,61 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
             )));
         }
         Ok(access.sidecars[k].get_or_init(|| Arc::new(sidecar)).clone())
+    }
+
+    /// `shards` (each with where it starts, if known) as the units of work the pipeline's
+    /// threads read: while there are fewer shards than `threads`, each local, uncompressed
+    /// shard with a stored sidecar is cut into pieces of whole samples (about `threads /
+    /// shards` of them, none under [`PIECE_BYTES`]), so that one large shard is read on
+    /// several cores, in order. Anything else is read whole, as is a shard whose sidecar
+    /// cannot be read or does not agree with what is known of it.
+    pub(crate) fn units(&self, shards: Vec<(String, Option<u64>)>, threads: usize) -> Vec<Unit> {
+        if shards.is_empty() || shards.len() >= threads {
+            return shards.into_iter().map(Unit::from).collect();
+        }
+        let wanted = threads.div_ceil(shards.len()) as u64;
+        let mut units = Vec::with_capacity(threads);
+        for (url, start) in shards {
+            let local = !url.contains("://") || url.starts_with("file://");
+            let sidecar = self
+                .shards
+                .iter()
+                .position(|s| *s == url)
+                .filter(|_| local)
+                .and_then(|k| self.stored_sidecar(k).ok().flatten());
+            let samples = sidecar.as_ref().map_or(0, |s| s.len() as u64);
+            let pieces = sidecar
+                .as_ref()
+                .map_or(1, |s| wanted.min(s.end() / PIECE_BYTES).min(samples));
+            let Some(sidecar) = sidecar.filter(|_| pieces > 1) else {
+                units.push(Unit::from((url, start)));
+                continue;
+            };
+            // Piece `j` holds samples `j * samples / pieces` on; it begins where the sample
+            // before it ends, padded to a block (so any PAX header of its first sample is in).
+            let first = |j: u64| (j * samples / pieces) as usize;
+            for j in 0..pieces {
+                let (from, to) = (first(j), first(j + 1));
+                let offset = match from {
+                    0 => 0,
+                    _ => sidecar
+                        .span(from - 1)
+                        .map_or(0, |span| span.end.next_multiple_of(BLOCK)),
+                };
+                units.push(Unit {
+                    shard: url.clone(),
+                    start: start.map(|s| s + from as u64),
+                    piece: Some(Piece {
+                        offset,
+                        samples: (to - from) as u64,
+                        first_key: sidecar.key(from).unwrap_or_default().to_owned(),
+                        next_key: (j + 1 < pieces)
+                            .then(|| sidecar.key(to).unwrap_or_default().to_owned()),
+                    }),
+                });
+            }
+        }
+        units
     }
 
     /// The sidecar at `url`, parsed; `None` when there is none.
@@ -405,8 +475,10 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         k: usize,
         samples: Range<usize>,
         buf: &mut Vec<u8>,
-    ) -> Result<Vec<Result<(String, T)>>> {
+        spares: &Arc<Spares>,
+    ) -> Result<KeyedRows<T>> {
         let sidecar = self.sidecar(k)?;
+        let shard: Arc<str> = self.shards[k].as_str().into();
         let mut out = Vec::with_capacity(samples.len().min(sidecar.len()));
         let mut next = samples.start;
         while next < samples.end {
@@ -421,15 +493,36 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
                 end = span.end;
                 last += 1;
             }
+            let len = usize::try_from(end - first.start).unwrap_or(usize::MAX);
+            if buf.capacity() < len {
+                *buf = spares.take(len);
+            }
             self.read_span(k, &sidecar, next, first.start..end, buf)?;
-            let bytes = buf.as_slice();
-            for sample in next..last {
-                let payload = self.payload(k, &sidecar, sample, bytes, first.start)?;
+            let payloads = (next..last)
+                .map(|sample| self.payload(k, &sidecar, sample, buf, first.start))
+                .collect::<Result<Vec<_>>>()?;
+            // Large payloads are decoded into their batch, from this read's bytes, then shared.
+            let deferred = payloads
+                .iter()
+                .any(|p| p.as_ref().is_some_and(|r| r.len() >= DEFERRED_BYTES));
+            let shared = deferred.then(|| Arc::new(std::mem::take(buf)));
+            let bytes = shared.as_deref().unwrap_or(&*buf);
+            for (sample, payload) in (next..last).zip(payloads) {
                 let key = sidecar.key(sample).unwrap_or_default().to_owned();
-                out.push(
-                    self.decode_at(k, &sidecar, sample, payload.map(|r| &bytes[r]))
-                        .map(|t| (key, t)),
-                );
+                let row = match (payload, &shared) {
+                    (Some(range), Some(shared)) if range.len() >= DEFERRED_BYTES => {
+                        Ok(Row::Deferred(Deferred::new(
+                            shard.clone(),
+                            shared.clone(),
+                            range,
+                            spares.clone(),
+                        )))
+                    }
+                    (payload, _) => self
+                        .decode_at(k, &sidecar, sample, payload.map(|r| &bytes[r]))
+                        .map(Row::Decoded),
+                };
+                out.push(row.map(|row| (key, row)));
             }
             next = last;
         }

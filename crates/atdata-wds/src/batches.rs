@@ -1,13 +1,15 @@
 //! Batches: samples grouped `batch_size` at a time, with their keys.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 use atdata_codec::{BatchBuilder, SampleType};
 
 use crate::dataset::{Samples, decode_member};
 use crate::error::{Error, Result};
 use crate::pipeline::{Gather, Pipeline};
-use crate::reader::Sample;
+use crate::reader::Grouper;
 
 /// Samples a batch of samples makes room for before they arrive (a huge batch size must not
 /// allocate for samples that may never come).
@@ -31,10 +33,18 @@ enum Source<T: SampleType, I> {
         pending: Vec<T>,
     },
     /// Batches decoded straight into their columns on the shard threads, whole or in pieces
-    /// (at shard boundaries), joined here.
+    /// (at shard boundaries), joined here; or large samples' payloads, decoded here into the
+    /// batch being built.
     Columns {
         chunks: Pipeline<BatchColumns<T>>,
-        pending: Option<Keyed<T>>,
+        pending: Option<Building<T>>,
+        deferred: VecDeque<(String, Deferred)>,
+    },
+    /// Shuffled rows (decoded samples, or large samples' payloads), built into each batch's
+    /// columns as they are drawn.
+    Rows {
+        rows: Box<Samples<(String, Row<T>)>>,
+        pending: Option<Building<T>>,
     },
 }
 
@@ -71,10 +81,30 @@ impl<T: SampleType, I> Batches<T, I> {
             source: Source::Columns {
                 chunks,
                 pending: None,
+                deferred: VecDeque::new(),
             },
             context,
             batch_size,
         }
+    }
+
+    /// Batches of `rows` as they come (a batch size of 0 is an error).
+    pub(crate) fn from_rows(
+        rows: Samples<(String, Row<T>)>,
+        context: Arc<T::Context>,
+        batch_size: usize,
+    ) -> Result<Batches<T, I>> {
+        if batch_size == 0 {
+            return Err(Error::ZeroBatchSize);
+        }
+        Ok(Batches {
+            source: Source::Rows {
+                rows: Box::new(rows),
+                pending: None,
+            },
+            context,
+            batch_size,
+        })
     }
 }
 
@@ -102,30 +132,64 @@ impl<T: SampleType, I: Iterator<Item = Result<(String, T)>>> Iterator for Batche
                     None => return Some(emit(context, size, keys, pending)),
                 }
             },
-            Source::Columns { chunks, pending } => loop {
+            Source::Columns {
+                chunks,
+                pending,
+                deferred,
+            } => loop {
                 if let Some(mut full) = pending.take_if(|gathered| gathered.rows() >= size) {
                     if full.rows() > size {
                         *pending = Some(full.split_off(size));
                     }
                     return Some(full.finish(context));
                 }
-                match chunks.next() {
-                    // A whole batch, as most chunks are: passed on without a copy.
-                    Some(Ok(chunk)) if pending.is_none() && chunk.rows() == size => {
-                        return Some(chunk.finish(context));
+                if let Some((key, payload)) = deferred.pop_front() {
+                    let building = pending.get_or_insert_with(|| Building::new(context, size));
+                    if let Err(e) = building.add(context, key, Row::Deferred(payload)) {
+                        return Some(Err(e));
                     }
-                    Some(Ok(mut chunk)) => match pending {
-                        // Pieces of a batch across a shard boundary: the batch's share of the
-                        // chunk joins it, the rest waits for the next.
-                        Some(gathered) if gathered.rows() + chunk.rows() > size => {
-                            let rest = chunk.split_off(size - gathered.rows());
-                            gathered.append(context, chunk);
-                            let full = std::mem::replace(gathered, rest);
-                            return Some(full.finish(context));
+                    continue;
+                }
+                let Keyed { keys, rows } = match chunks.next() {
+                    Some(Ok(chunk)) => chunk,
+                    Some(Err(e)) => return Some(Err(e)),
+                    None => return pending.take().map(|last| last.finish(context)),
+                };
+                let mut chunk = match rows {
+                    Rows::Columns(builder) => Building { keys, builder },
+                    // Large samples' payloads, decoded one at a time above.
+                    Rows::Deferred(payloads) => {
+                        deferred.extend(keys.into_iter().zip(payloads));
+                        continue;
+                    }
+                    Rows::Empty => continue,
+                };
+                match pending {
+                    // A whole batch, as most chunks are: passed on without a copy.
+                    None if chunk.rows() == size => return Some(chunk.finish(context)),
+                    None => *pending = Some(chunk),
+                    // Pieces of a batch across a shard boundary: the batch's share of the chunk
+                    // joins it, the rest waits for the next.
+                    Some(gathered) if gathered.rows() + chunk.rows() > size => {
+                        let rest = chunk.split_off(size - gathered.rows());
+                        gathered.append(chunk);
+                        let full = std::mem::replace(gathered, rest);
+                        return Some(full.finish(context));
+                    }
+                    Some(gathered) => gathered.append(chunk),
+                }
+            },
+            Source::Rows { rows, pending } => loop {
+                match rows.next() {
+                    Some(Ok((key, row))) => {
+                        let building = pending.get_or_insert_with(|| Building::new(context, size));
+                        if let Err(e) = building.add(context, key, row) {
+                            return Some(Err(e));
                         }
-                        Some(gathered) => gathered.append(context, chunk),
-                        None => *pending = Some(chunk),
-                    },
+                        if building.rows() == size {
+                            return pending.take().map(|full| full.finish(context));
+                        }
+                    }
                     Some(Err(e)) => return Some(Err(e)),
                     None => return pending.take().map(|last| last.finish(context)),
                 }
@@ -147,16 +211,179 @@ fn emit<T: SampleType>(
 }
 
 /// Member bytes of a batch up to which it is decoded straight into its columns on a shard
-/// thread and cut whole. A batch of larger samples is decoded a sample at a time into chunks of
-/// about a MiB and gathered into its columns by the consumer (one copy more): that keeps memory
-/// bounded and, measured, is as fast, both being bound by writing fresh memory.
+/// thread and cut whole. A batch of larger samples travels as the samples' payloads, in chunks
+/// of about a MiB, and is decoded into its columns by the consumer: that keeps memory bounded,
+/// and each array is still copied once after the read, from the payload into the batch.
 const COLUMN_BATCH_BYTES: usize = 4 << 20;
 
+/// Payload bytes from which a shuffled or loaded sample is [`Deferred`], not decoded on its
+/// reading thread: a sample that large costs its copies, one fewer when its payload is decoded
+/// straight into the batch; a small one costs its decoding, best spread over the threads.
+pub(crate) const DEFERRED_BYTES: usize = 64 << 10;
+
+/// A sample's `msgpack` payload, left undecoded until its batch is built, so that its arrays
+/// are copied from the bytes read straight into the batch's columns (decoding the sample first
+/// and stacking the samples copies them twice). The bytes may be shared with other samples'
+/// (a loader's ranged read); the last payload of them to go gives them to its [`Spares`].
+pub(crate) struct Deferred {
+    shard: Arc<str>,
+    bytes: Arc<Vec<u8>>,
+    range: Range<usize>,
+    spares: Arc<Spares>,
+}
+
+impl Deferred {
+    /// `range` of `bytes`, read from `shard`.
+    pub(crate) fn new(
+        shard: Arc<str>,
+        bytes: Arc<Vec<u8>>,
+        range: Range<usize>,
+        spares: Arc<Spares>,
+    ) -> Deferred {
+        Deferred {
+            shard,
+            bytes,
+            range,
+            spares,
+        }
+    }
+
+    /// A whole member's bytes.
+    fn whole(shard: &str, bytes: Vec<u8>, spares: &Arc<Spares>) -> Deferred {
+        let range = 0..bytes.len();
+        Deferred::new(shard.into(), Arc::new(bytes), range, spares.clone())
+    }
+
+    fn payload(&self) -> &[u8] {
+        self.bytes.get(self.range.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        let bytes = std::mem::take(&mut self.bytes);
+        if let Ok(bytes) = Arc::try_unwrap(bytes) {
+            self.spares.give(bytes);
+        }
+    }
+}
+
+/// Spare capacity, in bytes, a [`Spares`] keeps.
+const SPARE_BYTES: usize = 32 << 20;
+
+/// Buffers of deferred payloads that have been decoded, for the reading threads to read the
+/// next payloads into: fresh memory costs the kernel a zeroed page per 4 KiB it hands out,
+/// more than copying the payload does (measured: a quarter of a shuffled image read). It
+/// keeps at most [`SPARE_BYTES`] of them.
+#[derive(Default)]
+pub(crate) struct Spares(Mutex<(VecDeque<Vec<u8>>, usize)>);
+
+impl Spares {
+    /// A spare buffer with room for `len` bytes and at most twice that (so that a small read
+    /// does not keep a large buffer), its bytes stale (readers overwrite them; memory already
+    /// written to costs no zeroing), or a new empty one. When none fits, the
+    /// oldest spare is freed, so that the spares follow the sizes being read.
+    pub(crate) fn take(&self, len: usize) -> Vec<u8> {
+        let mut spares = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (buffers, kept) = &mut *spares;
+        let fits = buffers
+            .iter()
+            .position(|b| (len..=len.saturating_mul(2)).contains(&b.capacity()));
+        let taken = match fits {
+            Some(at) => buffers.swap_remove_back(at).unwrap_or_default(),
+            None => {
+                let oldest = buffers.pop_front().unwrap_or_default();
+                *kept -= oldest.capacity();
+                return Vec::new();
+            }
+        };
+        *kept -= taken.capacity();
+        taken
+    }
+
+    fn give(&self, bytes: Vec<u8>) {
+        let mut spares = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (buffers, kept) = &mut *spares;
+        if *kept + bytes.capacity() <= SPARE_BYTES {
+            *kept += bytes.capacity();
+            buffers.push_back(bytes);
+        }
+    }
+}
+
+/// A block of samples on their way into batches, each with its key or the error in its place.
+pub(crate) type KeyedRows<T> = Vec<Result<(String, Row<T>)>>;
+
+/// A sample on its way into a batch: decoded, or its payload [`Deferred`].
+pub(crate) enum Row<T> {
+    Decoded(T),
+    Deferred(Deferred),
+}
+
+/// Shuffled samples with their keys, as [`Row`]s: small ones decoded on the shard threads,
+/// large ones deferred.
+pub(crate) struct ShuffledRows<T: SampleType> {
+    context: Arc<T::Context>,
+    spares: Arc<Spares>,
+}
+
+impl<T: SampleType> ShuffledRows<T> {
+    pub(crate) fn new(context: Arc<T::Context>) -> ShuffledRows<T> {
+        ShuffledRows {
+            context,
+            spares: Arc::default(),
+        }
+    }
+}
+
+impl<T: SampleType> Gather for ShuffledRows<T> {
+    type Chunk = Vec<(String, Row<T>)>;
+
+    fn chunk(&self) -> Self::Chunk {
+        Vec::new()
+    }
+
+    fn push(&self, samples: &mut Grouper<'_>, chunk: &mut Self::Chunk) -> Result<()> {
+        let sample = samples.sample();
+        let key = sample.key.to_owned();
+        let row = match sample.member("msgpack") {
+            Some(payload) if payload.len() >= DEFERRED_BYTES => {
+                // The next payload is likely as large as this one.
+                let spare = self.spares.take(payload.len());
+                let bytes = samples.take_member("msgpack", spare).unwrap_or_default();
+                Row::Deferred(Deferred::whole(samples.shard(), bytes, &self.spares))
+            }
+            payload => Row::Decoded(decode_member(samples.shard(), &key, payload, |p| {
+                T::decode(&self.context, p)
+            })?),
+        };
+        chunk.push((key, row));
+        Ok(())
+    }
+
+    fn rows(chunk: &Self::Chunk) -> usize {
+        chunk.len()
+    }
+
+    fn split_off(chunk: &mut Self::Chunk, at: usize) -> Self::Chunk {
+        chunk.split_off(at.min(chunk.len()))
+    }
+
+    fn batch(&self) -> Option<usize> {
+        None
+    }
+
+    fn whole_batches(_: &Self::Chunk) -> bool {
+        false
+    }
+}
+
 /// Samples decoded into the columns of batches of `batch` on the shard threads (or, for large
-/// samples, decoded one at a time there).
+/// samples, their payloads deferred).
 pub(crate) struct BatchColumns<T: SampleType> {
     context: Arc<T::Context>,
     batch: usize,
+    spares: Arc<Spares>,
 }
 
 impl<T: SampleType> BatchColumns<T> {
@@ -164,11 +391,15 @@ impl<T: SampleType> BatchColumns<T> {
         if batch == 0 {
             return Err(Error::ZeroBatchSize);
         }
-        Ok(BatchColumns { context, batch })
+        Ok(BatchColumns {
+            context,
+            batch,
+            spares: Arc::default(),
+        })
     }
 }
 
-/// Rows of batches and their keys: columns under construction, or decoded samples.
+/// Rows of batches and their keys: columns under construction, or deferred payloads.
 pub(crate) struct Keyed<T: SampleType> {
     keys: Vec<String>,
     rows: Rows<T>,
@@ -178,7 +409,7 @@ enum Rows<T: SampleType> {
     /// Nothing yet: the first sample decides.
     Empty,
     Columns(T::Builder),
-    Samples(Vec<T>),
+    Deferred(Vec<Deferred>),
 }
 
 impl<T: SampleType> Keyed<T> {
@@ -198,44 +429,64 @@ impl<T: SampleType> Keyed<T> {
         let rows = match &mut self.rows {
             Rows::Empty => Rows::Empty,
             Rows::Columns(builder) => Rows::Columns(builder.split_off(at)),
-            Rows::Samples(samples) => Rows::Samples(samples.split_off(at.min(samples.len()))),
+            Rows::Deferred(payloads) => Rows::Deferred(payloads.split_off(at.min(payloads.len()))),
         };
         Keyed { keys, rows }
     }
+}
 
-    /// Moves `other`'s rows onto the end of these columns (decoded samples are moved in
-    /// field by field).
-    fn append(&mut self, context: &T::Context, mut other: Keyed<T>) {
-        if matches!(self.rows, Rows::Empty) {
-            *self = other;
-            return;
-        }
-        self.keys.append(&mut other.keys);
-        match (&mut self.rows, other.rows) {
-            (Rows::Columns(builder), Rows::Columns(more)) => builder.append(more),
-            (Rows::Columns(builder), Rows::Samples(samples)) => {
-                samples.into_iter().for_each(|s| builder.push(s));
-            }
-            (Rows::Samples(samples), Rows::Samples(mut more)) => samples.append(&mut more),
-            (Rows::Samples(samples), Rows::Columns(more)) => {
-                let mut builder = T::Builder::with_capacity(context, samples.len());
-                std::mem::take(samples)
-                    .into_iter()
-                    .for_each(|s| builder.push(s));
-                builder.append(more);
-                self.rows = Rows::Columns(builder);
-            }
-            (_, Rows::Empty) | (Rows::Empty, _) => {}
+/// A batch being built where it is handed out: whole columns joined, rows added one at a time.
+pub(crate) struct Building<T: SampleType> {
+    keys: Vec<String>,
+    builder: T::Builder,
+}
+
+impl<T: SampleType> Building<T> {
+    /// Empty columns for a batch of `size`.
+    pub(crate) fn new(context: &T::Context, size: usize) -> Building<T> {
+        let room = size.min(ROOM_AHEAD);
+        Building {
+            keys: Vec::with_capacity(room),
+            builder: T::Builder::with_capacity(context, room),
         }
     }
 
-    fn finish(self, context: &T::Context) -> Result<T::Batch> {
-        match self.rows {
-            Rows::Columns(builder) => builder.finish(context, self.keys),
-            Rows::Samples(samples) => T::batch(context, self.keys, samples),
-            Rows::Empty => T::Builder::with_capacity(context, 0).finish(context, self.keys),
+    /// Adds a row: a deferred payload is decoded into the columns. On an error (naming the
+    /// shard and key) the rows are as before.
+    pub(crate) fn add(&mut self, context: &T::Context, key: String, row: Row<T>) -> Result<()> {
+        match row {
+            Row::Decoded(sample) => self.builder.push(sample),
+            Row::Deferred(payload) => {
+                decode_member(&payload.shard, &key, Some(payload.payload()), |bytes| {
+                    self.builder.decode_into(context, bytes)
+                })?
+            }
         }
-        .map_err(Error::Batch)
+        self.keys.push(key);
+        Ok(())
+    }
+
+    fn rows(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn split_off(&mut self, at: usize) -> Building<T> {
+        Building {
+            keys: self.keys.split_off(at.min(self.keys.len())),
+            builder: self.builder.split_off(at),
+        }
+    }
+
+    /// Moves `other`'s rows onto the end of these.
+    fn append(&mut self, mut other: Building<T>) {
+        self.keys.append(&mut other.keys);
+        self.builder.append(other.builder);
+    }
+
+    pub(crate) fn finish(self, context: &T::Context) -> Result<T::Batch> {
+        self.builder
+            .finish(context, self.keys)
+            .map_err(Error::Batch)
     }
 }
 
@@ -246,28 +497,34 @@ impl<T: SampleType> Gather for BatchColumns<T> {
         Keyed::empty()
     }
 
-    fn push(&self, shard: &str, sample: Sample<'_>, chunk: &mut Keyed<T>) -> Result<()> {
+    fn push(&self, samples: &mut Grouper<'_>, chunk: &mut Keyed<T>) -> Result<()> {
+        let sample = samples.sample();
         if matches!(chunk.rows, Rows::Empty) {
             chunk.rows = if sample.len().saturating_mul(self.batch) <= COLUMN_BATCH_BYTES {
                 chunk.keys.reserve(self.batch);
                 Rows::Columns(T::Builder::with_capacity(&self.context, self.batch))
             } else {
-                Rows::Samples(Vec::new())
+                Rows::Deferred(Vec::new())
             };
         }
-        let payload = sample.member("msgpack");
+        let key = sample.key.to_owned();
         match &mut chunk.rows {
-            Rows::Columns(builder) => decode_member(shard, sample.key, payload, |payload| {
-                builder.decode_into(&self.context, payload)
-            })?,
-            Rows::Samples(samples) => {
-                samples.push(decode_member(shard, sample.key, payload, |payload| {
-                    T::decode(&self.context, payload)
-                })?)
+            Rows::Columns(builder) => {
+                decode_member(samples.shard(), &key, sample.member("msgpack"), |payload| {
+                    builder.decode_into(&self.context, payload)
+                })?
+            }
+            Rows::Deferred(payloads) => {
+                let Some(payload) = sample.member("msgpack") else {
+                    return decode_member(samples.shard(), &key, None, |_| Ok(()));
+                };
+                let spare = self.spares.take(payload.len());
+                let bytes = samples.take_member("msgpack", spare).unwrap_or_default();
+                payloads.push(Deferred::whole(samples.shard(), bytes, &self.spares));
             }
             Rows::Empty => {}
         }
-        chunk.keys.push(sample.key.to_owned());
+        chunk.keys.push(key);
         Ok(())
     }
 
@@ -334,3 +591,81 @@ pub trait BatchedExt<T: SampleType>: Iterator<Item = Result<(String, T)>> + Size
 }
 
 impl<T: SampleType, I: Iterator<Item = Result<(String, T)>>> BatchedExt<T> for I {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::TarWriter;
+    use atdata_codec::Packable;
+    use atdata_derive::packable;
+
+    #[packable(crate = "atdata_codec")]
+    struct Blob {
+        bytes: Vec<u8>,
+    }
+
+    #[test]
+    fn spares_are_handed_out_by_size_and_kept_within_their_bound() {
+        let spares = Spares::default();
+        let mut used = vec![1u8; 1000];
+        used.shrink_to_fit();
+        spares.give(used);
+        // Too small a request for it (it would keep 1000 bytes for 400): none, and the spare is
+        // freed, so that the spares follow the sizes read.
+        assert_eq!(spares.take(400).capacity(), 0);
+        assert_eq!(spares.0.lock().unwrap().1, 0);
+        spares.give(Vec::with_capacity(1000));
+        let taken = spares.take(600);
+        assert_eq!(taken.capacity(), 1000);
+        assert_eq!(
+            spares.take(600).capacity(),
+            0,
+            "each spare is handed out once"
+        );
+        // Their bytes, together, stay within the bound.
+        for _ in 0..3 {
+            spares.give(Vec::with_capacity(SPARE_BYTES / 2));
+        }
+        let (buffers, kept) = &*spares.0.lock().unwrap();
+        assert_eq!((buffers.len(), *kept), (2, SPARE_BYTES));
+    }
+
+    #[test]
+    fn large_payloads_are_deferred_and_small_ones_decoded() {
+        let mut w = TarWriter::new(Vec::new());
+        for (key, len) in [
+            ("small", 100),
+            ("below", DEFERRED_BYTES - 100),
+            ("large", DEFERRED_BYTES),
+        ] {
+            w.write(
+                &Blob {
+                    bytes: vec![7; len],
+                }
+                .as_wds(key),
+            )
+            .unwrap();
+        }
+        let shard = w.finish().unwrap();
+        let mut samples = Grouper::new(&shard[..], "s.tar".into(), u64::MAX);
+        let gather = ShuffledRows::<Blob>::new(Arc::new(()));
+        let mut rows = Vec::new();
+        while let Some(read) = samples.advance() {
+            read.unwrap();
+            gather.push(&mut samples, &mut rows).unwrap();
+        }
+        // A payload is its field's bytes and a dozen of msgpack's.
+        let kinds: Vec<(&str, bool)> = rows
+            .iter()
+            .map(|(key, row)| (key.as_str(), matches!(row, Row::Deferred(_))))
+            .collect();
+        assert_eq!(kinds, [("small", false), ("below", false), ("large", true)]);
+        let mut batch = Building::<Blob>::new(&(), 3);
+        for (key, row) in rows {
+            batch.add(&(), key, row).unwrap();
+        }
+        let batch = batch.finish(&()).unwrap();
+        assert_eq!(batch.keys(), ["small", "below", "large"]);
+        assert_eq!(batch.bytes[2].len(), DEFERRED_BYTES);
+    }
+}

@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::access::{Access, ShardFacts};
-use crate::batches::{BatchColumns, Batches};
+use crate::batches::{BatchColumns, Batches, ShuffledRows};
 use crate::error::{Error, Result};
 use crate::opener::{LocalOpener, ShardOpener};
 use crate::pipeline::{Gather, Items, MapFn, Pipeline};
@@ -363,7 +363,9 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     /// Reads `shards` (each with where it starts, if known) through `gather`.
     fn pipeline<G: Gather>(&self, shards: Vec<(String, Option<u64>)>, gather: G) -> Pipeline<G> {
         let opener: Arc<dyn ShardOpener> = self.opener.clone();
-        Pipeline::new(shards, opener, gather, self.parallelism, self.max_member)
+        let threads = self.parallelism.min(crate::pipeline::cores());
+        let units = self.units(shards, threads);
+        Pipeline::new(units, opener, gather, self.parallelism, self.max_member)
     }
 
     /// This split's shards in order, each with where it starts in the split's samples while
@@ -439,7 +441,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     /// Samples shuffled: each epoch's shard order, then a buffer of `buffer_samples`.
     #[must_use = "the samples are read only when the iterator is used (and it is inside the Result)"]
     pub fn shuffled_samples(&self, options: ShuffleOptions) -> Result<Samples<T>> {
-        Ok(self.shuffled_by(options, self.decoder()))
+        Ok(self.shuffled_by(options, Items(self.decoder())))
     }
 
     /// Every shard's samples in order, mapped by `map`.
@@ -448,8 +450,12 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     }
 
     /// This epoch's shard order, samples mapped by `map`, then the shuffle buffer.
-    fn shuffled_by<U: Send + 'static>(&self, options: ShuffleOptions, map: MapFn<U>) -> Samples<U> {
-        let pipeline = self.pipeline(unplaced(self.shuffled_shards(options.seed)), Items(map));
+    fn shuffled_by<G: Gather<Chunk = Vec<U>>, U: Send + 'static>(
+        &self,
+        options: ShuffleOptions,
+        gather: G,
+    ) -> Samples<U> {
+        let pipeline = self.pipeline(unplaced(self.shuffled_shards(options.seed)), gather);
         let buffer = Shuffle::new(self.rng(options.seed, 1, true), options.buffer_samples);
         Samples::new(pipeline, Some(buffer))
     }
@@ -471,8 +477,9 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     /// Batches of shuffled samples.
     #[must_use = "the batches are read only when the iterator is used (and it is inside the Result)"]
     pub fn shuffled(&self, batch_size: usize, options: ShuffleOptions) -> Result<Batches<T>> {
-        Batches::new(
-            self.shuffled_by(options, self.keyed_decoder()),
+        let gather = ShuffledRows::<T>::new(self.context.clone());
+        Batches::from_rows(
+            self.shuffled_by(options, gather),
             self.context.clone(),
             batch_size,
         )
@@ -569,10 +576,13 @@ pub struct Samples<U: Send + 'static> {
 }
 
 impl<U: Send + 'static> Samples<U> {
-    fn new(pipeline: Pipeline<Items<U>>, shuffle: Option<Shuffle<U>>) -> Samples<U> {
+    fn new<G: Gather<Chunk = Vec<U>>>(
+        pipeline: Pipeline<G>,
+        shuffle: Option<Shuffle<U>>,
+    ) -> Samples<U> {
         Samples {
             read: Reading {
-                pipeline,
+                pipeline: Box::new(pipeline),
                 chunk: Vec::new().into_iter(),
             },
             shuffle,
@@ -582,7 +592,7 @@ impl<U: Send + 'static> Samples<U> {
 
 /// The samples read, in shard order, a chunk at a time.
 struct Reading<U: Send + 'static> {
-    pipeline: Pipeline<Items<U>>,
+    pipeline: Box<dyn Iterator<Item = Result<Vec<U>>> + Send>,
     chunk: std::vec::IntoIter<U>,
 }
 

@@ -46,6 +46,7 @@ mod loader;
 mod opener;
 mod order;
 mod pipeline;
+mod read_ahead;
 mod reader;
 mod shards;
 mod sidecar;

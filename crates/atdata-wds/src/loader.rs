@@ -10,6 +10,7 @@ use atdata_codec::SampleType;
 use serde::{Deserialize, Serialize};
 
 use crate::access::compressed;
+use crate::batches::{Building, KeyedRows, Row, Spares};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result, panic_message};
 use crate::opener::{LocalOpener, ShardOpener};
@@ -187,13 +188,11 @@ pub struct Loader<T: SampleType, O = LocalOpener> {
     opener: PhantomData<fn() -> O>,
 }
 
-type Decoded<T> = Vec<Result<(String, T)>>;
-
 /// One partition of the rank: its reading thread and the block being taken from.
 struct Lane<T> {
     lane: u64,
-    current: std::vec::IntoIter<Result<(String, T)>>,
-    blocks: Receiver<Result<Decoded<T>>>,
+    current: std::vec::IntoIter<Result<(String, Row<T>)>>,
+    blocks: Receiver<Result<KeyedRows<T>>>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
@@ -312,8 +311,10 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         let order = Arc::new(order);
         let per_rank = order.lanes() / world as u64;
         let first = options.rank as u64 * per_rank;
+        // The rank's lanes share one pool of spare buffers.
+        let spares = Arc::default();
         let lanes = (first..first + per_rank)
-            .map(|q| self.start_lane(&order, q, order.lane_position(q, state.batches)))
+            .map(|q| self.start_lane(&order, q, order.lane_position(q, state.batches), &spares))
             .collect::<Result<_>>()?;
         Ok(Loader {
             order,
@@ -326,12 +327,18 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     }
 
     /// Starts lane `q`'s thread at its sample `from`.
-    fn start_lane(&self, order: &Arc<Order>, q: u64, from: u64) -> Result<Lane<T>> {
+    fn start_lane(
+        &self,
+        order: &Arc<Order>,
+        q: u64,
+        from: u64,
+        spares: &Arc<Spares>,
+    ) -> Result<Lane<T>> {
         let (tx, rx) = sync_channel(0);
-        let (dataset, order) = (self.clone(), order.clone());
+        let (dataset, order, spares) = (self.clone(), order.clone(), spares.clone());
         let thread = thread::Builder::new()
             .name("atdata-loader".into())
-            .spawn(move || read_lane(&dataset, &order, q, from, &tx))
+            .spawn(move || read_lane(&dataset, &order, q, from, &spares, &tx))
             .map_err(|e| Error::io("starting a loader thread", e))?;
         Ok(Lane {
             lane: q,
@@ -353,13 +360,14 @@ fn read_lane<T: SampleType, O: ShardOpener>(
     order: &Order,
     q: u64,
     from: u64,
-    tx: &SyncSender<Result<Decoded<T>>>,
+    spares: &Arc<Spares>,
+    tx: &SyncSender<Result<KeyedRows<T>>>,
 ) {
     let block_len = order.block_len();
     let mut skip = (from % block_len) as usize;
     let mut buf = Vec::new();
     for i in from / block_len..order.lane_blocks(q) {
-        let read = read_block(dataset, order.block(q, i), &mut buf).map(|mut decoded| {
+        let read = read_block(dataset, order.block(q, i), &mut buf, spares).map(|mut decoded| {
             decoded.drain(..skip.min(decoded.len()));
             decoded
         });
@@ -371,15 +379,17 @@ fn read_lane<T: SampleType, O: ShardOpener>(
     }
 }
 
-/// A block's samples, read into `buf` piece by piece, then permuted.
+/// A block's samples, read into `buf` piece by piece (large samples' payloads deferred, their
+/// bytes then taken from `spares`), then permuted.
 fn read_block<T: SampleType, O: ShardOpener>(
     dataset: &Dataset<T, O>,
     block: Block,
     buf: &mut Vec<u8>,
-) -> Result<Decoded<T>> {
+    spares: &Arc<Spares>,
+) -> Result<KeyedRows<T>> {
     let mut decoded = Vec::new();
     for (k, samples) in block.pieces {
-        decoded.extend(dataset.read_run(k, samples, buf)?);
+        decoded.extend(dataset.read_run(k, samples, buf, spares)?);
     }
     if let Some(mut rng) = block.shuffle {
         permute(&mut decoded, &mut rng);
@@ -389,7 +399,7 @@ fn read_block<T: SampleType, O: ShardOpener>(
 
 impl<T: SampleType> Lane<T> {
     /// The lane's next sample: `Err` when its block could not be read.
-    fn next_sample(&mut self) -> Result<Result<(String, T)>> {
+    fn next_sample(&mut self) -> Result<Result<(String, Row<T>)>> {
         loop {
             if let Some(sample) = self.current.next() {
                 return Ok(sample);
@@ -445,15 +455,19 @@ impl<T: SampleType, O> Iterator for Loader<T, O> {
             return None;
         }
         let len: u64 = self.lanes.iter().map(|l| self.order.share(l.lane, b)).sum();
-        let mut keys = Vec::with_capacity(len as usize);
-        let mut samples = Vec::with_capacity(len as usize);
+        let context = &*self.context;
+        let mut batch = Building::new(context, usize::try_from(len).unwrap_or(usize::MAX));
         let mut bad = None;
         for lane in &mut self.lanes {
             for _ in 0..self.order.share(lane.lane, b) {
                 match lane.next_sample() {
-                    Ok(Ok((key, sample))) => {
-                        keys.push(key);
-                        samples.push(sample);
+                    Ok(Ok((key, row))) => {
+                        // Once the batch is an error, the rest is only drawn, not decoded.
+                        if bad.is_none()
+                            && let Err(e) = batch.add(context, key, row)
+                        {
+                            bad = Some(e);
+                        }
                     }
                     Ok(Err(e)) => {
                         bad.get_or_insert(e);
@@ -469,7 +483,7 @@ impl<T: SampleType, O> Iterator for Loader<T, O> {
         if let Some(e) = bad {
             return Some(Err(e));
         }
-        Some(T::batch(&self.context, keys, samples).map_err(Error::Batch))
+        Some(batch.finish(context))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

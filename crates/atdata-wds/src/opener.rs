@@ -1,7 +1,7 @@
 //! Opening shard URLs.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::ops::Range;
 
 use crate::error::{Error, Result};
@@ -76,6 +76,28 @@ pub trait ShardOpener: Send + Sync + 'static {
         *buf = self.read_range(url, range)?;
         Ok(())
     }
+
+    /// A reader over the shard's bytes from byte `offset` on: how a dataset reads a large
+    /// local shard's pieces on several threads (by its sidecar's offsets). The default opens
+    /// the shard and skips `offset` bytes; the local opener seeks.
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use atdata_wds::{LocalOpener, ShardOpener};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("a.bin");
+    /// std::fs::write(&path, b"0123456789")?;
+    /// let mut rest = String::new();
+    /// LocalOpener.open_at(path.to_str().unwrap(), 7)?.read_to_string(&mut rest)?;
+    /// assert_eq!(rest, "789");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn open_at(&self, url: &str, offset: u64) -> Result<Box<dyn Read + Send>> {
+        let mut input = self.open(url)?;
+        io::copy(&mut (&mut input).take(offset), &mut io::sink()).map_err(|e| Error::io(url, e))?;
+        Ok(input)
+    }
 }
 
 /// The length of `range` as a buffer size.
@@ -112,23 +134,41 @@ impl ShardOpener for LocalOpener {
         Ok(Box::new(LocalOpener::file(url)?))
     }
 
-    /// One positioned read (`pread`).
+    fn open_at(&self, url: &str, offset: u64) -> Result<Box<dyn Read + Send>> {
+        let mut file = LocalOpener::file(url)?;
+        file.seek(io::SeekFrom::Start(offset))
+            .map_err(|e| Error::io(url, e))?;
+        Ok(Box::new(file))
+    }
+
+    /// One read of the range.
     fn read_range(&self, url: &str, range: Range<u64>) -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
         self.read_range_into(url, range, &mut bytes)?;
         Ok(bytes)
     }
 
-    /// One positioned read (`pread`) into `buf`, whose memory is reused (and not cleared:
-    /// the read fills it or fails).
+    /// A seek and reads into `buf`, whose memory is reused: the bytes are read into its spare
+    /// capacity, never zeroed first (fresh memory would cost as much to zero as to read).
     fn read_range_into(&self, url: &str, range: Range<u64>, buf: &mut Vec<u8>) -> Result<()> {
-        let file = LocalOpener::file(url)?;
+        let mut file = LocalOpener::file(url)?;
         let len = range_len(url, &range)?;
-        if buf.len() < len {
-            buf.resize(len, 0);
-        }
-        buf.truncate(len);
-        read_exact_at(&file, buf, range.start).map_err(|e| Error::io(url, e))
+        buf.clear();
+        buf.try_reserve_exact(len).map_err(|_| {
+            Error::io(
+                url,
+                io::Error::new(io::ErrorKind::OutOfMemory, "no room for the range"),
+            )
+        })?;
+        file.seek(io::SeekFrom::Start(range.start))
+            .and_then(|_| file.take(len as u64).read_to_end(buf))
+            .and_then(|read| {
+                if read < len {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                Ok(())
+            })
+            .map_err(|e| Error::io(url, e))
     }
 }
 

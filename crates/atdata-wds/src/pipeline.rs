@@ -86,6 +86,11 @@ impl Cores {
     }
 }
 
+/// The cores shard threads decode on, at most.
+pub(crate) fn cores() -> usize {
+    CORES.limit()
+}
+
 /// A core taken from [`CORES`], given back when dropped.
 struct Core(Option<&'static Cores>);
 
@@ -124,8 +129,9 @@ pub(crate) trait Gather: Send + Sync + 'static {
     /// An empty chunk.
     fn chunk(&self) -> Self::Chunk;
 
-    /// Adds one sample (on an error the chunk is as before).
-    fn push(&self, shard: &str, sample: Sample<'_>, chunk: &mut Self::Chunk) -> Result<()>;
+    /// Adds the sample `samples` last read (on an error the chunk is as before); it may move
+    /// the sample's buffers out.
+    fn push(&self, samples: &mut Grouper<'_>, chunk: &mut Self::Chunk) -> Result<()>;
 
     /// The samples in a chunk.
     fn rows(chunk: &Self::Chunk) -> usize;
@@ -151,8 +157,8 @@ impl<U: Send + 'static> Gather for Items<U> {
         Vec::new()
     }
 
-    fn push(&self, shard: &str, sample: Sample<'_>, chunk: &mut Vec<U>) -> Result<()> {
-        chunk.push((self.0)(shard, sample)?);
+    fn push(&self, samples: &mut Grouper<'_>, chunk: &mut Vec<U>) -> Result<()> {
+        chunk.push((self.0)(samples.shard(), samples.sample())?);
         Ok(())
     }
 
@@ -331,9 +337,75 @@ enum Source<U> {
     NotStarted(Option<Error>),
 }
 
+/// What one thread reads: a shard, or a piece of one.
+pub(crate) struct Unit {
+    pub(crate) shard: String,
+    /// Where it starts in the dataset's samples, when known before reading.
+    pub(crate) start: Option<u64>,
+    pub(crate) piece: Option<Piece>,
+}
+
+impl From<(String, Option<u64>)> for Unit {
+    fn from((shard, start): (String, Option<u64>)) -> Unit {
+        Unit {
+            shard,
+            start,
+            piece: None,
+        }
+    }
+}
+
+/// A run of a shard's samples (placed by its sidecar), read by a thread of its own so that a
+/// large shard is read on several cores. What the reader finds is checked against the
+/// sidecar: the first sample's key, and (but for the shard's last piece, read to its end) that
+/// the next piece's first sample follows its last.
+#[derive(Clone)]
+pub(crate) struct Piece {
+    /// The byte where its first sample's headers begin.
+    pub(crate) offset: u64,
+    /// Its samples.
+    pub(crate) samples: u64,
+    /// Its first sample's key, as the sidecar gives it.
+    pub(crate) first_key: String,
+    /// The key of the sample after it, for all but the shard's last piece.
+    pub(crate) next_key: Option<String>,
+}
+
+impl Piece {
+    /// How the shard differs from the sidecar where this piece starts, its first sample
+    /// keyed `key`.
+    fn misplaced_start(&self, shard: &str, key: &str) -> Option<Error> {
+        (key != self.first_key).then(|| Error::SidecarMismatch {
+            shard: shard.to_owned(),
+            reason: format!(
+                "the sample at byte {} is `{key}`, the sidecar says `{}`",
+                self.offset, self.first_key
+            ),
+        })
+    }
+
+    /// How the shard differs from the sidecar where this piece ends, after `read` samples,
+    /// `next` the key of the sample that follows (`None`: the shard's end).
+    fn misplaced_end(&self, shard: &str, read: u64, next: Option<&str>) -> Option<Error> {
+        let expected = self.next_key.as_deref()?;
+        if read == self.samples && next == Some(expected) {
+            return None;
+        }
+        Some(Error::SidecarMismatch {
+            shard: shard.to_owned(),
+            reason: format!(
+                "{read} samples from `{}` on, then {}; the sidecar says {} samples, then `{expected}`",
+                self.first_key,
+                next.map_or("the shard's end".into(), |k| format!("`{k}`")),
+                self.samples
+            ),
+        })
+    }
+}
+
 pub(crate) struct Pipeline<G: Gather> {
-    /// Each shard, and where it starts in the dataset when known before reading.
-    shards: std::vec::IntoIter<(String, Option<u64>)>,
+    /// Each shard or piece, and where it starts in the dataset when known before reading.
+    shards: std::vec::IntoIter<Unit>,
     in_flight: VecDeque<Source<G::Chunk>>,
     opener: Arc<dyn ShardOpener>,
     gather: Arc<G>,
@@ -349,7 +421,7 @@ pub(crate) struct Pipeline<G: Gather> {
 
 impl<G: Gather> Pipeline<G> {
     pub(crate) fn new(
-        shards: Vec<(String, Option<u64>)>,
+        shards: Vec<Unit>,
         opener: Arc<dyn ShardOpener>,
         gather: G,
         parallelism: usize,
@@ -370,7 +442,12 @@ impl<G: Gather> Pipeline<G> {
 
     fn fill(&mut self) {
         while self.in_flight.len() < self.parallelism {
-            let Some((shard, known_start)) = self.shards.next() else {
+            let Some(Unit {
+                shard,
+                start: known_start,
+                piece,
+            }) = self.shards.next()
+            else {
                 break;
             };
             let (tx, rx) = channel();
@@ -407,6 +484,7 @@ impl<G: Gather> Pipeline<G> {
                         name: &name,
                         opener: &*opener,
                         max_member,
+                        piece,
                     };
                     read_shard(&shard, &*gather, &queue, &mut place);
                 });
@@ -476,6 +554,7 @@ struct Shard<'a> {
     name: &'a str,
     opener: &'a dyn ShardOpener,
     max_member: u64,
+    piece: Option<Piece>,
 }
 
 /// Reads one shard into `queue`. Errors are sent in place (a bad sample does not stop the
@@ -488,7 +567,11 @@ fn read_shard<G: Gather>(
     place: &mut Place,
 ) {
     let mut core = CORES.take();
-    let input = match shard.opener.open(shard.name) {
+    let opened = match &shard.piece {
+        Some(piece) => shard.opener.open_at(shard.name, piece.offset),
+        None => shard.opener.open(shard.name),
+    };
+    let input = match opened {
         Ok(input) => input,
         Err(e) => {
             // Nothing read: the next shard starts where this one does.
@@ -506,11 +589,33 @@ fn read_shard<G: Gather>(
     let mut parcel = Parcel::new();
     let mut bytes = 0;
     let mut samples = Grouper::new(input, shard.name.to_owned(), shard.max_member);
-    while let Some(read) = samples.advance() {
+    // A piece ends after its samples (the shard's last piece, at the shard's end).
+    let (mut read_so_far, mut failed, mut misplaced) = (0u64, false, None);
+    loop {
+        if let Some(piece) = &shard.piece
+            && piece.next_key.is_some()
+            && read_so_far == piece.samples
+        {
+            misplaced = piece.misplaced_end(shard.name, read_so_far, samples.next_key());
+            break;
+        }
+        let Some(read) = samples.advance() else {
+            if let Some(piece) = shard.piece.as_ref().filter(|_| !failed) {
+                misplaced = piece.misplaced_end(shard.name, read_so_far, None);
+            }
+            break;
+        };
+        read_so_far += 1;
+        if let (Ok(()), Some(piece), 1) = (&read, &shard.piece, read_so_far) {
+            misplaced = piece.misplaced_start(shard.name, samples.sample().key);
+            if misplaced.is_some() {
+                break;
+            }
+        }
+        failed |= read.is_err();
         let pushed = read.and_then(|()| {
-            let sample = samples.sample();
-            bytes += sample.len();
-            gather.push(samples.shard(), sample, &mut chunk)
+            bytes += samples.sample().len();
+            gather.push(&mut samples, &mut chunk)
         });
         match pushed {
             Ok(()) => {
@@ -551,7 +656,11 @@ fn read_shard<G: Gather>(
     if rows > 0 {
         parcel.add(chunk, rows, bytes, &mut core, queue);
     }
-    parcel.send(&mut core, queue);
+    if parcel.send(&mut core, queue)
+        && let Some(e) = misplaced
+    {
+        core.release_while(|| queue.send(Msg::Failed(e)));
+    }
     drop(core);
     cut.settle(place);
     cut.sent(rows);
@@ -699,8 +808,8 @@ mod tests {
             Vec::new()
         }
 
-        fn push(&self, _: &str, sample: Sample<'_>, chunk: &mut Vec<String>) -> Result<()> {
-            chunk.push(sample.key.to_owned());
+        fn push(&self, samples: &mut Grouper<'_>, chunk: &mut Vec<String>) -> Result<()> {
+            chunk.push(samples.sample().key.to_owned());
             Ok(())
         }
 
@@ -747,7 +856,8 @@ mod tests {
         batch: usize,
         threads: usize,
     ) -> Vec<(u64, usize)> {
-        let pipeline = Pipeline::new(shards, Arc::new(LocalOpener), Keys(batch), threads, 1 << 20);
+        let units = shards.into_iter().map(Unit::from).collect();
+        let pipeline = Pipeline::new(units, Arc::new(LocalOpener), Keys(batch), threads, 1 << 20);
         let mut seen = Vec::new();
         let mut at = 0;
         for chunk in pipeline {
@@ -816,7 +926,7 @@ mod tests {
             for _ in 0..4 {
                 let urls = urls.clone();
                 scope.spawn(move || {
-                    let shards = urls.into_iter().map(|u| (u, None)).collect();
+                    let shards = urls.into_iter().map(|u| Unit::from((u, None))).collect();
                     let read: usize =
                         Pipeline::new(shards, Arc::new(LocalOpener), Keys(7), 4, 1 << 20)
                             .map(|chunk| chunk.unwrap().len())

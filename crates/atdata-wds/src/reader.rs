@@ -4,12 +4,13 @@
 //! allocates nothing per member once warm (allocation churn across threads was the main cost of
 //! reading small samples). [`TarReader`] is its public, owning face.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Read};
 
 use atdata_codec::WdsSample;
 use flate2::bufread::MultiGzDecoder;
 
 use crate::error::{Error, Result};
+use crate::read_ahead::ReadAhead;
 use crate::sidecar::Sidecar;
 
 const BLOCK: usize = 512;
@@ -160,17 +161,14 @@ pub(crate) struct Grouper<'a> {
 
 impl<'a> Grouper<'a> {
     pub fn new(input: impl Read + Send + 'a, shard: String, max_member: u64) -> Grouper<'a> {
-        let mut buffered = BufReader::with_capacity(256 << 10, input);
+        let mut buffered = ReadAhead::new(input);
         // Sniff for gzip; an error here (a missing object, say) is reported as the first item.
         let (gzip, error) = match buffered.fill_buf() {
             Ok(head) => (head.starts_with(&[0x1f, 0x8b]), None),
             Err(e) => (false, Some(Error::io(shard.clone(), e))),
         };
         let stream: Box<dyn BufRead + Send + 'a> = if gzip {
-            Box::new(BufReader::with_capacity(
-                256 << 10,
-                MultiGzDecoder::new(buffered),
-            ))
+            Box::new(ReadAhead::new(MultiGzDecoder::new(buffered)))
         } else {
             Box::new(buffered)
         };
@@ -234,6 +232,21 @@ impl<'a> Grouper<'a> {
                 .map(|(ext, data)| (std::mem::take(ext), std::mem::take(data)))
                 .collect(),
         }
+    }
+
+    /// The key of the sample after the one [`advance`](Self::advance) last read, when its
+    /// first member is already read (`None` at the end).
+    pub fn next_key(&self) -> Option<&str> {
+        self.has_next.then_some(self.next.key.as_str())
+    }
+
+    /// The bytes of the current sample's member with extension `ext`, moved out for
+    /// `replacement` (a buffer for a later member), or `None` when it has none.
+    pub fn take_member(&mut self, ext: &str, replacement: Vec<u8>) -> Option<Vec<u8>> {
+        self.slots[..self.len]
+            .iter_mut()
+            .find(|(e, _)| e == ext)
+            .map(|(_, data)| std::mem::replace(data, replacement))
     }
 
     /// Whether the next member's extension is already in the current sample: a scan for the
@@ -432,31 +445,25 @@ impl<R: BufRead> Members<R> {
     }
 
     /// Reads `size` bytes of member data into `out` (replacing its contents), then the padding.
-    /// The buffer grows by doubling as bytes arrive, never past `size`, so it ends at most
-    /// `size` bytes large (a reused buffer keeps its capacity).
+    /// The buffer grows by doubling as bytes arrive, never past `size`, so it ends `size` bytes
+    /// long. Each piece is read with one call, so that large data goes from the input straight
+    /// into `out` ([`ReadAhead`]); memory `out` held before is read into as it is, and only
+    /// memory it never held is zeroed first.
     fn data(&mut self, size: u64, out: &mut Vec<u8>, member: &str) -> Result<()> {
-        out.clear();
         let size_usize =
             usize::try_from(size).map_err(|_| self.over_limit(member, size, usize::MAX as u64))?;
-        while out.len() < size_usize {
-            if out.len() == out.capacity() {
-                let grow = out
-                    .len()
-                    .max(TRUSTED_CAPACITY as usize)
-                    .min(size_usize - out.len());
-                out.reserve_exact(grow);
+        let mut done = 0;
+        while done < size_usize {
+            let end = size_usize.min(done.saturating_mul(2).max(TRUSTED_CAPACITY as usize));
+            if out.len() < end {
+                out.resize(end, 0);
             }
-            // Read into the spare capacity (no zeroing pass): `take` stops at what is reserved,
-            // so `read_to_end` never grows the buffer itself.
-            let want = (out.capacity() - out.len()).min(size_usize - out.len());
-            let read = (&mut self.input)
-                .take(want as u64)
-                .read_to_end(out)
+            self.input
+                .read_exact(&mut out[done..end])
                 .map_err(|e| self.io_error(e, member))?;
-            if read == 0 {
-                return Err(self.truncated(Some(member)));
-            }
+            done = end;
         }
+        out.truncate(size_usize);
         self.position += size;
         self.skip_padding(size, member)
     }

@@ -16,7 +16,7 @@ use atdata::ndarray::Array3;
 use atdata::prelude::*;
 
 mod common;
-use common::{Image, Tabular, peak_rss_mb};
+use common::{Image, Tabular, dataset, peak_rss_mb};
 
 const BATCH: usize = 32;
 
@@ -30,14 +30,21 @@ struct Sizes {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    // `--read-child tabular|image URL`: one ordered read in this process, then its peak RSS
-    // (used for the 2 GB RSS check, and handy under a profiler).
+    // `--read-child tabular|image URL [ordered|shuffled|loader]`: one read in this process
+    // (ordered by default), then its peak RSS (used for the 2 GB RSS check, and handy under a
+    // profiler).
     if let Some(i) = args.iter().position(|a| a == "--read-child") {
         let (kind, url) = (args.get(i + 1), args.get(i + 2));
+        let order = match args.get(i + 3).map(String::as_str) {
+            None | Some("ordered") => Order::Ordered,
+            Some("shuffled") => Order::Shuffled,
+            Some("loader") => Order::Loader,
+            Some(other) => anyhow::bail!("ordered, shuffled or loader, not {other}"),
+        };
         return match (kind.map(String::as_str), url) {
-            (Some("tabular"), Some(url)) => read_child::<Tabular>(url),
-            (Some("image"), Some(url)) => read_child::<Image>(url),
-            _ => anyhow::bail!("usage: --read-child tabular|image URL"),
+            (Some("tabular"), Some(url)) => read_child::<Tabular>(url, order),
+            (Some("image"), Some(url)) => read_child::<Image>(url, order),
+            _ => anyhow::bail!("usage: --read-child tabular|image URL [ordered|shuffled|loader]"),
         };
     }
     let full = args.iter().any(|a| a == "--bench");
@@ -202,6 +209,17 @@ fn read_as<T: BatchLen<Context = ()>>(
     expected: usize,
     order: Order,
 ) -> anyhow::Result<()> {
+    let n = read_all::<T>(url, order)?;
+    // The loader leaves out a last batch of fewer samples than partitions.
+    anyhow::ensure!(
+        n + atdata::wds::DEFAULT_PARTITIONS > expected && n <= expected,
+        "read {n} samples, expected {expected}"
+    );
+    Ok(())
+}
+
+/// Reads every batch in `order`: the samples read.
+fn read_all<T: BatchLen<Context = ()>>(url: &str, order: Order) -> anyhow::Result<usize> {
     let ds = dataset::<T>(url)?;
     let batches: Box<dyn Iterator<Item = atdata::wds::Result<T::Batch>>> = match order {
         Order::Ordered => Box::new(ds.ordered(BATCH)?),
@@ -227,26 +245,7 @@ fn read_as<T: BatchLen<Context = ()>>(
         let batch = batch?;
         n += std::hint::black_box(T::batch_len(&batch));
     }
-    // The loader leaves out a last batch of fewer samples than partitions.
-    anyhow::ensure!(
-        n + atdata::wds::DEFAULT_PARTITIONS > expected && n <= expected,
-        "read {n} samples, expected {expected}"
-    );
-    Ok(())
-}
-
-/// The dataset at `url`; ATDATA_BENCH_PARALLELISM overrides its default parallelism.
-fn dataset<T: BatchLen<Context = ()>>(url: &str) -> anyhow::Result<Dataset<T>> {
-    let ds = Dataset::<T>::new(url)?;
-    Ok(
-        match std::env::var("ATDATA_BENCH_PARALLELISM")
-            .ok()
-            .and_then(|p| p.parse().ok())
-        {
-            Some(p) => ds.with_parallelism(p),
-            None => ds,
-        },
-    )
+    Ok(n)
 }
 
 /// The ceiling: the files' bytes copied to a sink, in MB/s.
@@ -284,12 +283,8 @@ fn report(name: &str, samples: usize, secs: f64, bytes: u64, ceiling: Option<f64
     );
 }
 
-fn read_child<T: BatchLen<Context = ()>>(url: &str) -> anyhow::Result<()> {
-    let ds = dataset::<T>(url)?;
-    let mut n = 0;
-    for batch in ds.ordered(BATCH)? {
-        n += T::batch_len(&batch?);
-    }
+fn read_child<T: BatchLen<Context = ()>>(url: &str, order: Order) -> anyhow::Result<()> {
+    let n = read_all::<T>(url, order)?;
     println!("{:.1} MB ({n} samples read)", peak_rss_mb()?);
     Ok(())
 }

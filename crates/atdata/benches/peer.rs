@@ -3,8 +3,10 @@
 //! and CPU seconds (all threads), one line each; then the process's peak RSS.
 //!
 //! `cargo bench -p atdata-ml --bench peer -- tabular|image URL RUNS`, or `-- own DIR RUNS` to
-//! write 100,000 tabular samples with `ShardWriter` (maxcount 10,000) and read those; without arguments (as
-//! `cargo test --benches` runs it) it reads a few shards it writes itself, so it cannot rot.
+//! write 100,000 tabular samples with `ShardWriter` (maxcount 10,000) and read those, or `--
+//! one DIR RUNS` to write them as one shard (read in pieces, by its sidecar, on the cores);
+//! `ATDATA_BENCH_PARALLELISM` sets the reads' parallelism. Without arguments (as `cargo test
+//! --benches` runs it) it reads a few shards it writes itself, so it cannot rot.
 
 use std::path::Path;
 use std::time::Instant;
@@ -13,7 +15,7 @@ use atdata::ndarray::Array3;
 use atdata::prelude::*;
 
 mod common;
-use common::{Image, Tabular, peak_rss_mb, write_shards};
+use common::{Image, Tabular, dataset, peak_rss_mb, write_shards};
 
 const BATCH: usize = 32;
 
@@ -23,20 +25,21 @@ fn main() -> anyhow::Result<()> {
         .filter(|a| a != "--bench")
         .collect();
     match args.as_slice() {
-        [own, dir, runs] if own == "own" => {
+        [own, dir, runs] if own == "own" || own == "one" => {
             // The check on our own shards: 100,000 tabular samples by ShardWriter,
-            // maxcount 10,000.
+            // maxcount 10,000 (or all in one shard).
+            let maxcount = if own == "own" { 10_000 } else { 100_000 };
             let url = write_shards(
                 Path::new(dir),
-                "own",
-                10_000,
+                own,
+                maxcount,
                 (0..100_000).map(|_| Tabular::row()),
             )?;
             read_runs("tabular", &url, runs.parse()?)
         }
         [kind, url, runs] => read_runs(kind, url, runs.parse()?),
         [] => self_check(),
-        _ => anyhow::bail!("usage: peer tabular|image URL RUNS, or peer own DIR RUNS"),
+        _ => anyhow::bail!("usage: peer tabular|image URL RUNS, or peer own|one DIR RUNS"),
     }
 }
 
@@ -63,7 +66,7 @@ where
     T::Columns: Send,
 {
     let mut n = 0;
-    for batch in Dataset::<T>::new(url)?.ordered(BATCH)? {
+    for batch in dataset::<T>(url)?.ordered(BATCH)? {
         n += batch?.len();
     }
     Ok(n)

@@ -115,4 +115,8 @@ impl ShardOpener for DefaultOpener {
     ) -> atdata_wds::Result<()> {
         self.opener_for(url).read_range_into(url, range, buf)
     }
+
+    fn open_at(&self, url: &str, offset: u64) -> atdata_wds::Result<Box<dyn Read + Send>> {
+        self.opener_for(url).open_at(url, offset)
+    }
 }

@@ -66,3 +66,20 @@ pub fn write_shards<T: Packable>(
     let url = dir.join(format!("{name}-{{0000..{last:04}}}.tar"));
     Ok(url.to_str().unwrap().to_owned())
 }
+
+/// The dataset at `url`; `ATDATA_BENCH_PARALLELISM` overrides its default parallelism.
+#[allow(dead_code)] // not every benchmark reads through it
+pub fn dataset<T: atdata::SampleType<Context = ()>>(
+    url: &str,
+) -> anyhow::Result<atdata::wds::Dataset<T>> {
+    let ds = atdata::wds::Dataset::<T>::new(url)?;
+    Ok(
+        match std::env::var("ATDATA_BENCH_PARALLELISM")
+            .ok()
+            .and_then(|p| p.parse().ok())
+        {
+            Some(p) => ds.with_parallelism(p),
+            None => ds,
+        },
+    )
+}
