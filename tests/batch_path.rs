@@ -61,18 +61,30 @@ fn write_sized(
     side: impl Fn(usize) -> usize,
     raw: impl Fn(usize) -> usize,
 ) -> String {
+    write_samples(dir, "every", counts, |id| {
+        every(id, side(id), raw(id)).as_wds(&format!("{id:06}"))
+    })
+}
+
+/// Shards `{name}-00.tar`... of `counts` samples in `dir`, sample `i` of the dataset being
+/// `sample(i)`; their brace URL.
+fn write_samples(
+    dir: &std::path::Path,
+    name: &str,
+    counts: &[usize],
+    sample: impl Fn(usize) -> atdata::WdsSample,
+) -> String {
     let mut id = 0;
     for (k, &count) in counts.iter().enumerate() {
-        let mut w = TarWriter::create(dir.join(format!("every-{k:02}.tar"))).unwrap();
+        let mut w = TarWriter::create(dir.join(format!("{name}-{k:02}.tar"))).unwrap();
         for _ in 0..count {
-            w.write(&every(id, side(id), raw(id)).as_wds(&format!("{id:06}")))
-                .unwrap();
+            w.write(&sample(id)).unwrap();
             id += 1;
         }
         w.finish().unwrap().close().unwrap();
     }
     let last = counts.len() - 1;
-    let url = dir.join(format!("every-{{00..{last:02}}}.tar"));
+    let url = dir.join(format!("{name}-{{00..{last:02}}}.tar"));
     url.to_str().unwrap().to_owned()
 }
 
@@ -286,30 +298,18 @@ fn huge_batch_sizes_allocate_only_for_the_samples_read() {
 /// decoded into its batch where the batch is built) and sample `i` is corrupt when
 /// `corrupt(i)`: a large payload that is not msgpack, or a sample without a `msgpack` member.
 fn write_mixed(dir: &std::path::Path, counts: &[usize], corrupt: impl Fn(usize) -> bool) -> String {
-    let mut id = 0;
-    for (k, &count) in counts.iter().enumerate() {
-        let mut w = TarWriter::create(dir.join(format!("mixed-{k:02}.tar"))).unwrap();
-        for _ in 0..count {
-            let key = format!("{id:06}");
-            let raw = if id % 3 == 0 { 70_000 } else { id % 6 };
-            let sample = match (corrupt(id), id % 2) {
-                (false, _) => every(id, 3, raw).as_wds(&key),
-                (true, 0) => atdata::WdsSample::msgpack(key, vec![0xc1; 70_000]),
-                (true, _) => atdata::WdsSample {
-                    key,
-                    members: vec![("json".to_owned(), vec![b'{'; 70_000])],
-                },
-            };
-            w.write(&sample).unwrap();
-            id += 1;
+    write_samples(dir, "mixed", counts, |id| {
+        let key = format!("{id:06}");
+        let raw = if id % 3 == 0 { 70_000 } else { id % 6 };
+        match (corrupt(id), id % 2) {
+            (false, _) => every(id, 3, raw).as_wds(&key),
+            (true, 0) => atdata::WdsSample::msgpack(key, vec![0xc1; 70_000]),
+            (true, _) => atdata::WdsSample {
+                key,
+                members: vec![("json".to_owned(), vec![b'{'; 70_000])],
+            },
         }
-        w.finish().unwrap().close().unwrap();
-    }
-    let last = counts.len() - 1;
-    dir.join(format!("mixed-{{00..{last:02}}}.tar"))
-        .to_str()
-        .unwrap()
-        .to_owned()
+    })
 }
 
 #[test]

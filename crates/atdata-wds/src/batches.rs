@@ -54,22 +54,32 @@ impl<T: SampleType, I: Iterator<Item = Result<(String, T)>>> Batches<T, I> {
         context: Arc<T::Context>,
         batch_size: usize,
     ) -> Result<Batches<T, I>> {
-        if batch_size == 0 {
-            return Err(Error::ZeroBatchSize);
-        }
-        Ok(Batches {
-            source: Source::Samples {
-                samples,
-                keys: Vec::with_capacity(batch_size.min(ROOM_AHEAD)),
-                pending: Vec::with_capacity(batch_size.min(ROOM_AHEAD)),
-            },
-            context,
-            batch_size,
-        })
+        let source = Source::Samples {
+            samples,
+            keys: Vec::with_capacity(batch_size.min(ROOM_AHEAD)),
+            pending: Vec::with_capacity(batch_size.min(ROOM_AHEAD)),
+        };
+        Batches::checked(source, context, batch_size)
     }
 }
 
 impl<T: SampleType, I> Batches<T, I> {
+    /// Batches from `source` (a batch size of 0 is an error).
+    fn checked(
+        source: Source<T, I>,
+        context: Arc<T::Context>,
+        batch_size: usize,
+    ) -> Result<Batches<T, I>> {
+        if batch_size == 0 {
+            return Err(Error::ZeroBatchSize);
+        }
+        Ok(Batches {
+            source,
+            context,
+            batch_size,
+        })
+    }
+
     /// Batches from chunks cut at multiples of `batch_size` (checked not to be 0 by
     /// [`BatchColumns::new`]).
     pub(crate) fn from_columns(
@@ -94,17 +104,11 @@ impl<T: SampleType, I> Batches<T, I> {
         context: Arc<T::Context>,
         batch_size: usize,
     ) -> Result<Batches<T, I>> {
-        if batch_size == 0 {
-            return Err(Error::ZeroBatchSize);
-        }
-        Ok(Batches {
-            source: Source::Rows {
-                rows: Box::new(rows),
-                pending: None,
-            },
-            context,
-            batch_size,
-        })
+        let source = Source::Rows {
+            rows: Box::new(rows),
+            pending: None,
+        };
+        Batches::checked(source, context, batch_size)
     }
 }
 

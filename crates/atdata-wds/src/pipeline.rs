@@ -1,7 +1,7 @@
 //! Reading and decoding shards on background threads, delivered in shard order.
 //!
-//! Up to `parallelism` shards are in flight at once, each read and decoded by its own thread
-//! into its own queue of chunks. A chunk is what a [`Gather`] makes of samples: decoded items
+//! Up to `parallelism` shards (or pieces of a large shard, see [`Piece`]) are in flight at
+//! once, each read and decoded by its own thread into its own queue of chunks. A chunk is what a [`Gather`] makes of samples: decoded items
 //! (at most `CHUNK_SAMPLES`, closed at `CHUNK_BYTES` of member bytes), or the columns of a
 //! batch, cut where the dataset's batches are cut: each shard's thread learns where its shard
 //! starts from known counts, or from the thread before it (when that one ends), guessing it
