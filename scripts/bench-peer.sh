@@ -9,7 +9,9 @@
 # are), by ours (`ordered(32)`, the `peer` benchmark, release build), and by `cat > /dev/null`;
 # and, for the target on our own shards, 100,000 tabular samples written by our `ShardWriter`
 # (maxcount 10,000) and read by ours. Each read runs once to warm the page cache, then three
-# times; the best run counts. Prints samples/s, MB/s, samples per CPU-second and the ratios.
+# times; the best run counts. Prints samples/s, MB/s, samples per CPU-second and the ratios;
+# then, for the images, the ceiling of a reader that copies each byte once into the batches it
+# hands out (`peer copy`: the files read in 19 MB chunks, each into new memory), beside `cat`.
 #
 #   bash scripts/bench-peer.sh [WORK_DIR]    # not in CI: the venv and the data take minutes
 #
@@ -118,6 +120,10 @@ for name, url, files, size, kind, fields, rust_kind in [
     (n, wall, cpu), rss = ours_read(rust_kind, url)
     assert n == py[0], (n, py[0])
     rows.append((name, size, py, (n, wall, cpu), rss, cat(files)))
+img_wall = rows[-1][3][1]
+(copied, copy_wall, _), _ = ours_read("copy", img_url)
+assert copied == img_bytes, (copied, img_bytes)
+img_cat = rows[-1][5]
 
 print("[peer] writing and reading our own tabular shards", file=sys.stderr)
 own_dir = f"{work}/own"
@@ -142,4 +148,6 @@ for name, size, py, (n, wall, cpu), rss, cat_secs in rows:
           f"{(f'{ours_rate / py_rate:.0f}x' if py else '-'):>11} | "
           f"{size / 1e6 / wall:>9,.0f} {size / 1e6 / cat_secs:>9,.0f} {100 * cat_secs / wall:>5.0f}% | "
           f"{rate(n, cpu):>10,.0f} {(f'{rate(py[0], py[2]):,.0f}' if py else '-'):>9} | {rss:>6.0f}")
+print(f"image, one copy into new batch-sized memory: {img_bytes / 1e6 / copy_wall:,.0f} MB/s, "
+      f"{100 * img_cat / copy_wall:.0f}% of cat; ours {100 * copy_wall / img_wall:.0f}% of it")
 PY

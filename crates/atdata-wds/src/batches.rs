@@ -283,8 +283,8 @@ const SPARE_BYTES: usize = 32 << 20;
 pub(crate) struct Spares(Mutex<(VecDeque<Vec<u8>>, usize)>);
 
 impl Spares {
-    /// A spare buffer with room for `len` bytes and at most twice that (so that a small read
-    /// does not keep a large buffer), its bytes stale (readers overwrite them; memory already
+    /// A spare buffer with room for `len` bytes and at most a quarter more (so that a small
+    /// read does not keep a large buffer), its bytes stale (readers overwrite them; memory already
     /// written to costs no zeroing), or a new empty one. When none fits, the
     /// oldest spare is freed, so that the spares follow the sizes being read.
     pub(crate) fn take(&self, len: usize) -> Vec<u8> {
@@ -292,7 +292,7 @@ impl Spares {
         let (buffers, kept) = &mut *spares;
         let fits = buffers
             .iter()
-            .position(|b| (len..=len.saturating_mul(2)).contains(&b.capacity()));
+            .position(|b| (len..=len.saturating_add(len / 4)).contains(&b.capacity()));
         let taken = match fits {
             Some(at) => buffers.swap_remove_back(at).unwrap_or_default(),
             None => {
@@ -619,10 +619,10 @@ mod tests {
         assert_eq!(spares.take(400).capacity(), 0);
         assert_eq!(spares.0.lock().unwrap().1, 0);
         spares.give(Vec::with_capacity(1000));
-        let taken = spares.take(600);
+        let taken = spares.take(800);
         assert_eq!(taken.capacity(), 1000);
         assert_eq!(
-            spares.take(600).capacity(),
+            spares.take(800).capacity(),
             0,
             "each spare is handed out once"
         );

@@ -311,10 +311,8 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         let order = Arc::new(order);
         let per_rank = order.lanes() / world as u64;
         let first = options.rank as u64 * per_rank;
-        // The rank's lanes share one pool of spare buffers.
-        let spares = Arc::default();
         let lanes = (first..first + per_rank)
-            .map(|q| self.start_lane(&order, q, order.lane_position(q, state.batches), &spares))
+            .map(|q| self.start_lane(&order, q, order.lane_position(q, state.batches)))
             .collect::<Result<_>>()?;
         Ok(Loader {
             order,
@@ -327,18 +325,12 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     }
 
     /// Starts lane `q`'s thread at its sample `from`.
-    fn start_lane(
-        &self,
-        order: &Arc<Order>,
-        q: u64,
-        from: u64,
-        spares: &Arc<Spares>,
-    ) -> Result<Lane<T>> {
+    fn start_lane(&self, order: &Arc<Order>, q: u64, from: u64) -> Result<Lane<T>> {
         let (tx, rx) = sync_channel(0);
-        let (dataset, order, spares) = (self.clone(), order.clone(), spares.clone());
+        let (dataset, order) = (self.clone(), order.clone());
         let thread = thread::Builder::new()
             .name("atdata-loader".into())
-            .spawn(move || read_lane(&dataset, &order, q, from, &spares, &tx))
+            .spawn(move || read_lane(&dataset, &order, q, from, &tx))
             .map_err(|e| Error::io("starting a loader thread", e))?;
         Ok(Lane {
             lane: q,
@@ -360,14 +352,15 @@ fn read_lane<T: SampleType, O: ShardOpener>(
     order: &Order,
     q: u64,
     from: u64,
-    spares: &Arc<Spares>,
     tx: &SyncSender<Result<KeyedRows<T>>>,
 ) {
     let block_len = order.block_len();
     let mut skip = (from % block_len) as usize;
     let mut buf = Vec::new();
+    // The lane's reads, back from the payloads they were shared by, for its next reads.
+    let spares = Arc::default();
     for i in from / block_len..order.lane_blocks(q) {
-        let read = read_block(dataset, order.block(q, i), &mut buf, spares).map(|mut decoded| {
+        let read = read_block(dataset, order.block(q, i), &mut buf, &spares).map(|mut decoded| {
             decoded.drain(..skip.min(decoded.len()));
             decoded
         });

@@ -141,34 +141,23 @@ impl ShardOpener for LocalOpener {
         Ok(Box::new(file))
     }
 
-    /// One read of the range.
+    /// One positioned read (`pread`).
     fn read_range(&self, url: &str, range: Range<u64>) -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
         self.read_range_into(url, range, &mut bytes)?;
         Ok(bytes)
     }
 
-    /// A seek and reads into `buf`, whose memory is reused: the bytes are read into its spare
-    /// capacity, never zeroed first (fresh memory would cost as much to zero as to read).
+    /// One positioned read (`pread`) into `buf`, whose memory is reused (and not cleared:
+    /// the read fills it or fails; only memory it never held is zeroed first).
     fn read_range_into(&self, url: &str, range: Range<u64>, buf: &mut Vec<u8>) -> Result<()> {
-        let mut file = LocalOpener::file(url)?;
+        let file = LocalOpener::file(url)?;
         let len = range_len(url, &range)?;
-        buf.clear();
-        buf.try_reserve_exact(len).map_err(|_| {
-            Error::io(
-                url,
-                io::Error::new(io::ErrorKind::OutOfMemory, "no room for the range"),
-            )
-        })?;
-        file.seek(io::SeekFrom::Start(range.start))
-            .and_then(|_| file.take(len as u64).read_to_end(buf))
-            .and_then(|read| {
-                if read < len {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
-                }
-                Ok(())
-            })
-            .map_err(|e| Error::io(url, e))
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        buf.truncate(len);
+        read_exact_at(&file, buf, range.start).map_err(|e| Error::io(url, e))
     }
 }
 

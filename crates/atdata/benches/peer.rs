@@ -4,10 +4,15 @@
 //!
 //! `cargo bench -p atdata-ml --bench peer -- tabular|image URL RUNS`, or `-- own DIR RUNS` to
 //! write 100,000 tabular samples with `ShardWriter` (maxcount 10,000) and read those, or `--
-//! one DIR RUNS` to write them as one shard (read in pieces, by its sidecar, on the cores);
-//! `ATDATA_BENCH_PARALLELISM` sets the reads' parallelism. Without arguments (as `cargo test
+//! one DIR RUNS` to write them as one shard (read in pieces, by its sidecar, on the cores), or
+//! `-- copy URL RUNS` for the ceiling of a reader that copies each byte once into the batches it
+//! hands out: the shards read in chunks the size of a 32-image batch, each into new memory
+//! (the bytes read stand in for the samples); `ATDATA_BENCH_PARALLELISM` sets the reads'
+//! parallelism. Without arguments (as `cargo test
 //! --benches` runs it) it reads a few shards it writes itself, so it cannot rot.
 
+use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 use std::time::Instant;
 
@@ -37,6 +42,7 @@ fn main() -> anyhow::Result<()> {
             )?;
             read_runs("tabular", &url, runs.parse()?)
         }
+        [copy, url, runs] if copy == "copy" => timed_runs(runs.parse()?, || copy_once(url)),
         [kind, url, runs] => read_runs(kind, url, runs.parse()?),
         [] => self_check(),
         _ => anyhow::bail!("usage: peer tabular|image URL RUNS, or peer own|one DIR RUNS"),
@@ -49,15 +55,40 @@ fn read_runs(kind: &str, url: &str, runs: usize) -> anyhow::Result<()> {
         "image" => read::<Image>,
         _ => anyhow::bail!("tabular or image, not {kind}"),
     };
-    read(url)?; // the page cache warm
+    timed_runs(runs, || read(url))
+}
+
+/// `runs` timed calls of `once` after a warm-up (the page cache warm): what each counted, its
+/// wall seconds and CPU seconds, then the peak RSS.
+fn timed_runs(runs: usize, mut once: impl FnMut() -> anyhow::Result<usize>) -> anyhow::Result<()> {
+    once()?;
     for _ in 0..runs {
         let (cpu, start) = (cpu_seconds()?, Instant::now());
-        let samples = read(url)?;
+        let counted = once()?;
         let wall = start.elapsed().as_secs_f64();
-        println!("{samples} {wall:.6} {:.6}", cpu_seconds()? - cpu);
+        println!("{counted} {wall:.6} {:.6}", cpu_seconds()? - cpu);
     }
     println!("peak RSS {:.1} MB", peak_rss_mb()?);
     Ok(())
+}
+
+/// The shards of `url` read once, in chunks of a 32-image batch's bytes, each into new memory
+/// (`read_to_end` into reserved capacity: no zeroing pass): the bytes read.
+fn copy_once(url: &str) -> anyhow::Result<usize> {
+    const CHUNK: u64 = 32 * 224 * 224 * 3 * 4;
+    let mut total = 0;
+    for path in atdata::wds::expand_urls(url)? {
+        let mut file = File::open(&path)?;
+        loop {
+            let mut batch = Vec::with_capacity(CHUNK as usize);
+            let read = (&mut file).take(CHUNK).read_to_end(&mut batch)?;
+            total += std::hint::black_box(batch).len();
+            if read < CHUNK as usize {
+                break;
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// One `ordered(32)` pass: the samples read.
@@ -98,5 +129,10 @@ fn self_check() -> anyhow::Result<()> {
     );
     anyhow::ensure!(read::<Tabular>(&tabular)? == 100);
     anyhow::ensure!(read::<Image>(&image)? == 10);
+    let bytes: u64 = atdata::wds::expand_urls(&image)?
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()))
+        .sum::<std::io::Result<_>>()?;
+    anyhow::ensure!(copy_once(&image)? as u64 == bytes);
     read_runs("tabular", &tabular, 1)
 }
