@@ -1437,7 +1437,7 @@ fn the_docs_list_every_case() {
 // ---------------------------------------------------------------- memory, in a child process
 
 /// Runs the ignored test `name` of this binary in a child process; its peak RSS in bytes.
-fn peak_rss_of(name: &str) -> u64 {
+pub(crate) fn peak_rss_of(name: &str) -> u64 {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--ignored",
@@ -1464,7 +1464,8 @@ fn peak_rss_of(name: &str) -> u64 {
         .unwrap()
 }
 
-fn print_peak_rss() {
+/// Prints this process's peak RSS for [`peak_rss_of`].
+pub(crate) fn print_peak_rss() {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let kb: u64 = status
         .lines()

@@ -89,10 +89,10 @@ fn write_samples(
 }
 
 /// A batch, or its error's text.
-type Read<T> = Result<SampleBatch<T>, String>;
+pub(crate) type Read<T> = Result<SampleBatch<T>, String>;
 
 /// Both paths' batches of `size`, as results (an error by its text).
-fn both<T>(ds: &Dataset<T>, size: usize) -> Vec<(Read<T>, Read<T>)>
+pub(crate) fn both<T>(ds: &Dataset<T>, size: usize) -> Vec<(Read<T>, Read<T>)>
 where
     T: Packable + SampleType<Context = (), Batch = SampleBatch<T>>,
 {

@@ -30,6 +30,7 @@ mod schemas;
 mod services;
 mod sidecars;
 mod stores;
+mod streamed;
 #[path = "support/threads.rs"]
 mod threads;
 mod ui;

@@ -11,27 +11,44 @@ use crate::error::ArrayError;
 
 const NPY_MAGIC: &[u8] = b"\x93NUMPY";
 
-/// The parsed, validated header of a payload and the element bytes it describes.
+/// What a payload's header says, checked against the payload's length, and where its elements
+/// start.
 #[derive(Debug)]
-pub(crate) struct Parsed<'a> {
+pub(crate) struct Layout<'a> {
     pub dtype_text: &'a str,
     pub dtype: DTypeInfo,
     pub shape: IxDyn,
     pub fortran_order: bool,
+    pub data_start: usize,
+}
+
+/// The parsed, validated header of a payload and the element bytes it describes.
+#[derive(Debug)]
+pub(crate) struct Parsed<'a> {
+    pub layout: Layout<'a>,
     pub data: &'a [u8],
 }
 
 /// Parses either payload format. On success `data.len()` equals the shape's element count
 /// times the dtype's item size exactly. Allocates nothing for arrays of up to 4 dimensions.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, ArrayError> {
+    let layout = layout(bytes, bytes.len())?;
+    let data = &bytes[layout.data_start..];
+    Ok(Parsed { layout, data })
+}
+
+/// Parses the header at the start of `bytes`, the first bytes of a payload `len` bytes long
+/// (or all of them), and checks that the elements it describes fill the rest exactly. A
+/// header that runs past `bytes` is an error, as for a payload that short.
+pub(crate) fn layout(bytes: &[u8], len: usize) -> Result<Layout<'_>, ArrayError> {
     if bytes.starts_with(NPY_MAGIC) {
-        parse_npy(bytes)
+        parse_npy(bytes, len)
     } else {
-        parse_compact(bytes)
+        parse_compact(bytes, len)
     }
 }
 
-fn parse_compact(bytes: &[u8]) -> Result<Parsed<'_>, ArrayError> {
+fn parse_compact(bytes: &[u8], payload_len: usize) -> Result<Layout<'_>, ArrayError> {
     let len = bytes.len();
     if len < 2 {
         return Err(ArrayError::TooShort {
@@ -66,7 +83,7 @@ fn parse_compact(bytes: &[u8]) -> Result<Parsed<'_>, ArrayError> {
         .chunks_exact(8)
         .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
     let shape = checked_shape(ndim, dims)?;
-    check_length(dtype_text, dtype, shape, false, &bytes[data_start..])
+    check_length(dtype_text, dtype, shape, false, data_start, payload_len)
 }
 
 /// Converts header dimensions to a shape, refusing negative ones. No allocation up to 4 dims.
@@ -78,14 +95,17 @@ fn checked_shape(ndim: usize, dims: impl Iterator<Item = i64>) -> Result<IxDyn, 
     Ok(shape)
 }
 
-/// Checks the element bytes against the shape, refusing shapes whose size overflows.
-fn check_length<'a>(
-    dtype_text: &'a str,
+/// Checks the element bytes (from `data_start` to `len`) against the shape, refusing shapes
+/// whose size overflows.
+fn check_length(
+    dtype_text: &str,
     dtype: DTypeInfo,
     shape: IxDyn,
     fortran_order: bool,
-    data: &'a [u8],
-) -> Result<Parsed<'a>, ArrayError> {
+    data_start: usize,
+    len: usize,
+) -> Result<Layout<'_>, ArrayError> {
+    let found = len.saturating_sub(data_start);
     let expected = shape
         .slice()
         .iter()
@@ -95,25 +115,25 @@ fn check_length<'a>(
         .ok_or_else(|| {
             ArrayError::ShapeOverflow(shape.slice().iter().map(|&d| d as i64).collect())
         })?;
-    if data.len() != expected {
+    if found != expected {
         return Err(ArrayError::LengthMismatch {
             dtype: dtype_text.to_owned(),
             shape: shape.slice().to_vec(),
             expected,
-            found: data.len(),
+            found,
         });
     }
-    Ok(Parsed {
+    Ok(Layout {
         dtype_text,
         dtype,
         shape,
         fortran_order,
-        data,
+        data_start,
     })
 }
 
 /// Parses a `.npy` file (format versions 1 to 3) as `np.save` writes it.
-fn parse_npy(bytes: &[u8]) -> Result<Parsed<'_>, ArrayError> {
+fn parse_npy(bytes: &[u8], len: usize) -> Result<Layout<'_>, ArrayError> {
     let too_short = || ArrayError::InvalidNpy("file ends inside its header");
     let major = *bytes.get(6).ok_or_else(too_short)?;
     let (header_len, header_start): (usize, usize) = match major {
@@ -145,7 +165,8 @@ fn parse_npy(bytes: &[u8]) -> Result<Parsed<'_>, ArrayError> {
         dtype,
         shape,
         dict.fortran_order,
-        &bytes[header_end..],
+        header_end,
+        len,
     )
 }
 
@@ -290,7 +311,7 @@ pub fn decode_array<A: Element, D: Dimension>(bytes: &[u8]) -> Result<Array<A, D
 }
 
 /// `p` holds `A`s of `D`'s rank.
-pub(crate) fn check_element<A: Element, D: Dimension>(p: &Parsed<'_>) -> Result<(), ArrayError> {
+pub(crate) fn check_element<A: Element, D: Dimension>(p: &Layout<'_>) -> Result<(), ArrayError> {
     if !matches_element::<A>(&p.dtype) {
         return Err(ArrayError::DtypeMismatch {
             expected: A::NAME,
@@ -310,12 +331,13 @@ pub(crate) fn check_element<A: Element, D: Dimension>(p: &Parsed<'_>) -> Result<
 }
 
 pub(crate) fn to_typed<A: Element, D: Dimension>(
-    p: &Parsed<'_>,
+    parsed: &Parsed<'_>,
 ) -> Result<Array<A, D>, ArrayError> {
+    let (p, data) = (&parsed.layout, parsed.data);
     check_element::<A, D>(p)?;
     let ndim = p.shape.ndim();
-    let mut values = Vec::with_capacity(p.data.len() / p.dtype.itemsize.max(1));
-    A::extend_from_bytes(&mut values, p.data, p.dtype.order);
+    let mut values = Vec::with_capacity(data.len() / p.dtype.itemsize.max(1));
+    A::extend_from_bytes(&mut values, data, p.dtype.order);
     let array = if p.fortran_order {
         Array::from_shape_vec(p.shape.clone().f(), values)
             .map(|a| a.as_standard_layout().into_owned())
@@ -328,7 +350,7 @@ pub(crate) fn to_typed<A: Element, D: Dimension>(
         dtype: p.dtype_text.to_owned(),
         shape: p.shape.slice().to_vec(),
         expected: p.shape.size().saturating_mul(std::mem::size_of::<A>()),
-        found: p.data.len(),
+        found: data.len(),
     })?;
     array
         .into_dimensionality::<D>()
@@ -427,8 +449,8 @@ pub struct ArrayPayload {
 impl ArrayPayload {
     /// Validates a payload (compact or `.npy`) and keeps its bytes.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<ArrayPayload, ArrayError> {
-        let parsed = parse(&bytes)?;
-        let data_start = bytes.len() - parsed.data.len();
+        let parsed = layout(&bytes, bytes.len())?;
+        let data_start = parsed.data_start;
         let dtype = DType::from_parts(parsed.dtype_text, parsed.dtype);
         let (shape, fortran_order) = (parsed.shape.slice().to_vec(), parsed.fortran_order);
         Ok(ArrayPayload {
@@ -475,10 +497,13 @@ impl ArrayPayload {
     /// Decodes into a typed array (converting big-endian data and Fortran order).
     pub fn to_array<A: Element, D: Dimension>(&self) -> Result<Array<A, D>, ArrayError> {
         to_typed(&Parsed {
-            dtype_text: self.dtype.as_str(),
-            dtype: self.dtype.info(),
-            shape: IxDyn(&self.shape),
-            fortran_order: self.fortran_order,
+            layout: Layout {
+                dtype_text: self.dtype.as_str(),
+                dtype: self.dtype.info(),
+                shape: IxDyn(&self.shape),
+                fortran_order: self.fortran_order,
+                data_start: self.data_start,
+            },
             data: self.data(),
         })
     }

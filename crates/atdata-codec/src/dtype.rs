@@ -5,7 +5,7 @@ use std::fmt;
 use half::f16;
 use num_complex::{Complex32, Complex64};
 
-use crate::error::ArrayError;
+use crate::error::{ArrayError, Result};
 
 /// The byte order named by a dtype string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +198,29 @@ pub trait Element:
     /// Appends the little-endian bytes of `values`.
     #[doc(hidden)]
     fn extend_bytes(out: &mut Vec<u8>, values: &[Self]);
+
+    /// Appends `count` elements encoded by `head` and then by the bytes `read` fills in,
+    /// straight into the vector's memory; on an error the vector is as before.
+    #[doc(hidden)]
+    fn read_elements(
+        out: &mut Vec<Self>,
+        count: usize,
+        head: &[u8],
+        order: ByteOrder,
+        read: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+    ) -> Result<()>;
 }
+
+/// Elements read from a stream are given memory in steps doubling from this many bytes, so
+/// that a header claiming a huge array costs memory only as its bytes arrive.
+const READ_STEP_BYTES: usize = 16 << 20;
+
+/// The native byte order.
+const NATIVE: ByteOrder = if cfg!(target_endian = "little") {
+    ByteOrder::Little
+} else {
+    ByteOrder::Big
+};
 
 macro_rules! pod_element {
     ($ty:ty, $dtype:literal, $name:literal, $kind:literal, $swap_unit:expr) => {
@@ -209,14 +231,9 @@ macro_rules! pod_element {
             const KIND: char = $kind;
 
             fn extend_from_bytes(out: &mut Vec<Self>, bytes: &[u8], order: ByteOrder) {
-                let native = if cfg!(target_endian = "little") {
-                    ByteOrder::Little
-                } else {
-                    ByteOrder::Big
-                };
                 let items = bytes.chunks_exact(std::mem::size_of::<$ty>());
                 // One pass, straight into the vector's spare capacity (no zero-fill first).
-                if order == native || $swap_unit == 1 {
+                if order == NATIVE || $swap_unit == 1 {
                     out.extend(items.map(bytemuck::pod_read_unaligned::<$ty>));
                 } else {
                     out.extend(items.map(|item| {
@@ -241,6 +258,38 @@ macro_rules! pod_element {
                         unit.reverse();
                     }
                 }
+            }
+
+            fn read_elements(
+                out: &mut Vec<Self>,
+                count: usize,
+                head: &[u8],
+                order: ByteOrder,
+                read: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+            ) -> Result<()> {
+                const SIZE: usize = std::mem::size_of::<$ty>();
+                let at = out.len();
+                let mut filled = 0;
+                while filled < count {
+                    let end = count.min((filled * 2).max(READ_STEP_BYTES / SIZE));
+                    out.resize(at + end, Self::default());
+                    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out[at..]);
+                    let (start, stop) = (filled * SIZE, end * SIZE);
+                    let from_head = head.len().clamp(start, stop);
+                    bytes[start..from_head].copy_from_slice(&head[start..from_head]);
+                    if let Err(e) = read(&mut bytes[from_head..stop]) {
+                        out.truncate(at);
+                        return Err(e);
+                    }
+                    filled = end;
+                }
+                if order != NATIVE && $swap_unit > 1 {
+                    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out[at..]);
+                    for unit in bytes.chunks_exact_mut($swap_unit) {
+                        unit.reverse();
+                    }
+                }
+                Ok(())
             }
         }
     };
@@ -273,6 +322,30 @@ impl Element for bool {
 
     fn extend_bytes(out: &mut Vec<u8>, values: &[Self]) {
         out.extend(values.iter().map(|&b| u8::from(b)));
+    }
+
+    fn read_elements(
+        out: &mut Vec<Self>,
+        count: usize,
+        head: &[u8],
+        _order: ByteOrder,
+        read: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+    ) -> Result<()> {
+        let at = out.len();
+        let head = &head[..head.len().min(count)];
+        out.extend(head.iter().map(|&b| b != 0));
+        let mut chunk = [0u8; 4096];
+        let mut left = count - head.len();
+        while left > 0 {
+            let n = left.min(chunk.len());
+            if let Err(e) = read(&mut chunk[..n]) {
+                out.truncate(at);
+                return Err(e);
+            }
+            out.extend(chunk[..n].iter().map(|&b| b != 0));
+            left -= n;
+        }
+        Ok(())
     }
 }
 

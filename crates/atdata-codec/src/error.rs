@@ -77,6 +77,9 @@ pub enum Error {
         /// The Rust type of the field.
         target: &'static str,
     },
+    /// The payload could not be read from the stream it was being decoded from.
+    #[error("reading the payload: {0}")]
+    Read(#[source] std::io::Error),
     /// Bytes left over after the sample's map.
     #[error("{count} trailing bytes after the sample")]
     TrailingBytes {

@@ -5,10 +5,10 @@
 
 use ndarray::{Array, ArrayView, Axis, Dimension, IxDyn};
 
-use crate::array::{Parsed, check_element, payload_len, to_typed, write_array};
+use crate::array::{self, Layout, Parsed, check_element, payload_len, to_typed, write_array};
 use crate::dtype::Element;
 use crate::error::{Error, Result};
-use crate::msgpack::{Decoder, Encoder};
+use crate::msgpack::{Decoder, Encoder, StreamedBin};
 use crate::schema::{FieldType, Primitive};
 
 /// A type that can be a field of a `#[packable]` struct.
@@ -430,29 +430,104 @@ impl<A: Element, D: Dimension> ArrayColumn<A, D> {
         }
     }
 
+    /// The shape of a row laid out as `layout`, checked to hold `A`s of rank `D`; `None` for
+    /// Fortran order (such a row is reordered through an array).
+    fn row_dim(layout: &Layout<'_>) -> Result<Option<D>> {
+        check_element::<A, D>(layout)?;
+        if layout.fortran_order {
+            return Ok(None);
+        }
+        let ndim = layout.shape.ndim();
+        D::from_dimension(&layout.shape)
+            .map(Some)
+            .ok_or(Error::Array(crate::error::ArrayError::DimensionMismatch {
+                expected: D::NDIM.unwrap_or(ndim),
+                found: ndim,
+            }))
+    }
+
     /// Appends one parsed payload's elements, checked to be `A`s of rank `D`.
     fn push_parsed(&mut self, p: &Parsed<'_>) -> Result<()> {
-        check_element::<A, D>(p)?;
-        if p.fortran_order {
-            self.push_array(to_typed::<A, D>(p)?);
-            return Ok(());
-        }
-        let dim = D::from_dimension(&p.shape).ok_or(Error::Array(
-            crate::error::ArrayError::DimensionMismatch {
-                expected: D::NDIM.unwrap_or(p.shape.ndim()),
-                found: p.shape.ndim(),
-            },
-        ))?;
-        match self.dense_row(&dim) {
-            Some(data) => A::extend_from_bytes(data, p.data, p.dtype.order),
+        let dense = match Self::row_dim(&p.layout)? {
+            Some(dim) => self.dense_row(&dim, true),
+            None => None,
+        };
+        match dense {
+            Some(data) => A::extend_from_bytes(data, p.data, p.layout.dtype.order),
             None => self.push_array(to_typed::<A, D>(p)?),
         }
         Ok(())
     }
 
+    /// Appends an array whose bytes are being read from a stream: when its header is in
+    /// memory and its row fits the column's dense rows, its elements are read from the stream
+    /// straight into their place in the column; otherwise it is read whole, then appended
+    /// (or refused) as any other. On an error the rows are as before.
+    fn push_streamed(&mut self, mut bin: StreamedBin<'_, '_>) -> Result<()> {
+        let head = bin.head();
+        // A header that runs past the bytes in memory (or is malformed) is read whole, to
+        // parse (or fail) as it would in memory.
+        let Ok(layout) = array::layout(head, bin.len()) else {
+            return self.push_parsed(&array::parse(bin.into_bytes()?)?);
+        };
+        let rows = self.rows();
+        let dense = match Self::row_dim(&layout)? {
+            // The first row's memory is its own until its bytes have arrived (then the
+            // batch's room is made, below): a header alone never sizes an allocation.
+            Some(dim) => self.dense_row(&dim, false),
+            None => None,
+        };
+        let Some(data) = dense else {
+            return self.push_parsed(&array::parse(bin.into_bytes()?)?);
+        };
+        let count = layout.shape.size();
+        let read = A::read_elements(
+            data,
+            count,
+            &head[layout.data_start..],
+            layout.dtype.order,
+            &mut |out| bin.read(out),
+        );
+        match read {
+            Ok(()) if rows == 0 => self.make_room(count),
+            Ok(()) => {}
+            Err(e) => {
+                self.keep_rows(rows);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the first `keep` rows.
+    fn keep_rows(&mut self, keep: usize) {
+        match self {
+            ArrayColumn::Dense {
+                data, shape, rows, ..
+            } => {
+                if keep < *rows {
+                    data.truncate(keep * shape.as_ref().map_or(0, Dimension::size));
+                    *rows = keep;
+                    if keep == 0 {
+                        *shape = None;
+                    }
+                }
+            }
+            ArrayColumn::Ragged(arrays) => arrays.truncate(keep),
+        }
+    }
+
+    /// Room for the rows still to come, of `size` elements each, once the first has come.
+    fn make_room(&mut self, size: usize) {
+        if let ArrayColumn::Dense { data, capacity, .. } = self {
+            data.reserve(capacity.saturating_sub(1).saturating_mul(size));
+        }
+    }
+
     /// Counts one more row of shape `dim` and gives the elements to append it to, while the
-    /// rows are dense and of that shape (`None` otherwise, counting nothing).
-    fn dense_row(&mut self, dim: &D) -> Option<&mut Vec<A>> {
+    /// rows are dense and of that shape (`None` otherwise, counting nothing). For the first
+    /// row, room is made for all the rows (`reserve`) or for none yet.
+    fn dense_row(&mut self, dim: &D, reserve: bool) -> Option<&mut Vec<A>> {
         match self {
             ArrayColumn::Dense {
                 data,
@@ -461,7 +536,9 @@ impl<A: Element, D: Dimension> ArrayColumn<A, D> {
                 capacity,
             } if shape.as_ref().is_none_or(|s| s == dim) => {
                 if shape.is_none() {
-                    data.reserve(capacity.saturating_mul(dim.size()));
+                    if reserve {
+                        data.reserve(capacity.saturating_mul(dim.size()));
+                    }
                     *shape = Some(dim.clone());
                 }
                 *rows += 1;
@@ -472,7 +549,7 @@ impl<A: Element, D: Dimension> ArrayColumn<A, D> {
     }
 
     fn push_array(&mut self, array: Array<A, D>) {
-        if let Some(data) = self.dense_row(&array.raw_dim()) {
+        if let Some(data) = self.dense_row(&array.raw_dim(), true) {
             match array.as_slice() {
                 Some(elements) => data.extend_from_slice(elements),
                 None => data.extend(array.iter().copied()),
@@ -501,8 +578,11 @@ impl<A: Element, D: Dimension + 'static> ColumnBuilder<Array<A, D>> for ArrayCol
     }
 
     fn decode_into(&mut self, dec: &mut Decoder<'_>) -> Result<()> {
+        if let Some(bin) = dec.streamed_bin()? {
+            return self.push_streamed(bin);
+        }
         let bytes = dec.bin()?;
-        self.push_parsed(&crate::array::parse(bytes)?)
+        self.push_parsed(&array::parse(bytes)?)
     }
 
     fn push(&mut self, value: Array<A, D>) {
@@ -510,20 +590,7 @@ impl<A: Element, D: Dimension + 'static> ColumnBuilder<Array<A, D>> for ArrayCol
     }
 
     fn truncate(&mut self, keep: usize) {
-        match self {
-            ArrayColumn::Dense {
-                data, shape, rows, ..
-            } => {
-                if keep < *rows {
-                    data.truncate(keep * shape.as_ref().map_or(0, Dimension::size));
-                    *rows = keep;
-                    if keep == 0 {
-                        *shape = None;
-                    }
-                }
-            }
-            ArrayColumn::Ragged(arrays) => arrays.truncate(keep),
-        }
+        self.keep_rows(keep);
     }
 
     fn append(&mut self, other: Self) {

@@ -3,7 +3,11 @@
 //! Writing goes through `rmp::encode`, which picks the smallest integer and length encodings
 //! as msgpack-python does. Reading is a borrowing cursor over the payload: strings and byte
 //! strings are slices of the input, and every length is checked against the bytes left before
-//! anything is allocated.
+//! anything is allocated. A payload can also be decoded as it is read from a stream: the
+//! cursor starts on its first bytes, and a large byte string can be read from the stream
+//! straight to where it belongs ([`Decoder::streamed_bin`]).
+
+use std::io::Read;
 
 use rmp::Marker;
 
@@ -138,38 +142,137 @@ pub(crate) fn kind_name(m: Marker) -> &'static str {
     }
 }
 
-/// Reads msgpack values from a byte slice without copying strings or byte strings.
-#[derive(Debug, Clone)]
+/// Reads msgpack values from a byte slice without copying strings or byte strings, or from a
+/// payload as it streams in ([`Decoder::streaming`]).
 pub struct Decoder<'a> {
     buf: &'a [u8],
+    /// The payload's bytes after `buf`, when it is being read from a stream.
+    rest: Option<Rest<'a>>,
+}
+
+/// The bytes of a payload still in the stream it is read from.
+struct Rest<'a> {
+    source: &'a mut dyn Read,
+    len: usize,
+    /// Where they are read to once a value needs them in memory.
+    spill: &'a mut Vec<u8>,
+}
+
+impl std::fmt::Debug for Decoder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("remaining", &self.remaining())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> Decoder<'a> {
     /// A decoder over `buf`.
     pub fn new(buf: &'a [u8]) -> Decoder<'a> {
-        Decoder { buf }
+        Decoder { buf, rest: None }
+    }
+
+    /// A decoder over a payload read from a stream: `head` holds its first bytes, and the
+    /// `rest` bytes after them are read from `source` as they are needed, into `spill` when a
+    /// value needs them in memory (at most once, and never more than the stream gives).
+    pub fn streaming(
+        head: &'a [u8],
+        source: &'a mut dyn Read,
+        rest: usize,
+        spill: &'a mut Vec<u8>,
+    ) -> Decoder<'a> {
+        let rest = (rest > 0).then_some(Rest {
+            source,
+            len: rest,
+            spill,
+        });
+        Decoder { buf: head, rest }
     }
 
     /// Bytes not read yet.
     pub fn remaining(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.rest.as_ref().map_or(0, |r| r.len)
     }
 
     /// Fails unless every byte was read.
     pub fn finish(&self) -> Result<()> {
-        match self.buf.len() {
+        match self.remaining() {
             0 => Ok(()),
             count => Err(Error::TrailingBytes { count }),
         }
     }
 
+    /// The rest of the payload, in memory.
+    pub fn into_bytes(mut self) -> Result<&'a [u8]> {
+        self.spill()?;
+        Ok(self.buf)
+    }
+
+    /// Reads the bytes still in the stream into memory, after those not read yet.
+    fn spill(&mut self) -> Result<()> {
+        let Some(Rest { source, len, spill }) = self.rest.take() else {
+            return Ok(());
+        };
+        spill.clear();
+        spill.extend_from_slice(self.buf);
+        // `read_to_end` grows the buffer as bytes arrive, not from the claimed length.
+        let read = source
+            .take(len as u64)
+            .read_to_end(spill)
+            .map_err(Error::Read)?;
+        if read < len {
+            return Err(Error::Read(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        self.buf = spill.as_slice();
+        Ok(())
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.buf.len() < n {
+            self.spill()?;
+        }
         if self.buf.len() < n {
             return Err(Error::Msgpack("unexpected end of input"));
         }
         let (head, tail) = self.buf.split_at(n);
         self.buf = tail;
         Ok(head)
+    }
+
+    /// When the next value is a byte string that runs past the bytes in memory (in a payload
+    /// being read from a stream), its bytes in memory and the rest to read; `None` otherwise,
+    /// the value left to read as usual.
+    pub fn streamed_bin(&mut self) -> Result<Option<StreamedBin<'_, 'a>>> {
+        let Some(rest) = &self.rest else {
+            return Ok(None);
+        };
+        let header = match self.buf.first().map(|&b| Marker::from_u8(b)) {
+            Some(Marker::Bin8) => 2,
+            Some(Marker::Bin16) => 3,
+            Some(Marker::Bin32) => 5,
+            _ => return Ok(None),
+        };
+        let Some(len_bytes) = self.buf.get(1..header) else {
+            return Ok(None);
+        };
+        let len = len_bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        let in_memory = self.buf.len() - header;
+        if len <= in_memory {
+            return Ok(None);
+        }
+        if len - in_memory > rest.len {
+            return Err(Error::Msgpack("unexpected end of input"));
+        }
+        let head = &self.buf[header..];
+        self.buf = &[];
+        Ok(Some(StreamedBin {
+            head,
+            len,
+            missing: len - in_memory,
+            decoder: self,
+        }))
     }
 
     fn be<const N: usize>(&mut self) -> Result<[u8; N]> {
@@ -179,7 +282,10 @@ impl<'a> Decoder<'a> {
     }
 
     /// The next marker, without consuming it.
-    pub fn peek(&self) -> Result<Marker> {
+    pub fn peek(&mut self) -> Result<Marker> {
+        if self.buf.is_empty() {
+            self.spill()?;
+        }
         self.buf
             .first()
             .map(|&b| Marker::from_u8(b))
@@ -300,7 +406,7 @@ impl<'a> Decoder<'a> {
             Marker::Array16 | Marker::Array32 => self.len_after(m, None)?,
             _ => return Self::mismatch("array", m),
         };
-        if len > self.buf.len() {
+        if len > self.remaining() {
             return Err(Error::Msgpack("array longer than its payload"));
         }
         Ok(len)
@@ -314,10 +420,75 @@ impl<'a> Decoder<'a> {
             Marker::Map16 | Marker::Map32 => self.len_after(m, None)?,
             _ => return Self::mismatch("map", m),
         };
-        if len > self.buf.len() / 2 {
+        if len > self.remaining() / 2 {
             return Err(Error::Msgpack("map longer than its payload"));
         }
         Ok(len)
+    }
+}
+
+/// A byte string being read from a stream ([`Decoder::streamed_bin`]): its first bytes are in
+/// memory, and the rest are read straight into the caller's buffers. Unless all of it is read
+/// (or it is taken whole, [`into_bytes`](Self::into_bytes)), decoding the payload further
+/// fails.
+pub struct StreamedBin<'d, 'a> {
+    head: &'a [u8],
+    len: usize,
+    missing: usize,
+    decoder: &'d mut Decoder<'a>,
+}
+
+impl<'a> StreamedBin<'_, 'a> {
+    /// Its bytes in memory: the first ones.
+    pub fn head(&self) -> &'a [u8] {
+        self.head
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Its bytes not in memory yet.
+    pub fn missing(&self) -> usize {
+        self.missing
+    }
+
+    /// Reads its next `out.len()` bytes (at most [`missing`](Self::missing)) into `out`.
+    pub fn read(&mut self, out: &mut [u8]) -> Result<()> {
+        let Some(rest) = self
+            .decoder
+            .rest
+            .as_mut()
+            .filter(|_| out.len() <= self.missing)
+        else {
+            return Err(Error::Msgpack("read past the end of a byte string"));
+        };
+        rest.source.read_exact(out).map_err(Error::Read)?;
+        rest.len -= out.len();
+        self.missing -= out.len();
+        Ok(())
+    }
+
+    /// All of it, in memory (read from the stream with the rest of the payload), unless some
+    /// of it was [`read`](Self::read).
+    pub fn into_bytes(mut self) -> Result<&'a [u8]> {
+        if self.head.len() + self.missing != self.len {
+            return Err(Error::Msgpack("byte string partly read"));
+        }
+        self.missing = 0;
+        self.decoder.buf = self.head;
+        self.decoder.take(self.len)
+    }
+}
+
+impl Drop for StreamedBin<'_, '_> {
+    fn drop(&mut self) {
+        if self.missing > 0 {
+            // Its unread bytes would be taken for the values after it.
+            self.decoder.rest = None;
+            self.decoder.buf = &[];
+        }
     }
 }
 

@@ -1,9 +1,11 @@
 //! The `Packable` sample trait, WebDataset samples and batches.
 
+use std::io::Read;
 use std::ops::Deref;
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
+use crate::msgpack::Decoder;
 use crate::schema::Schema;
 
 /// A typed sample: a struct whose fields pack into a msgpack map, byte-identical to Python
@@ -52,7 +54,11 @@ pub trait Packable: Sized {
     /// Decodes a payload onto the end of `builders`, which hold `rows` rows: on an error
     /// (as [`from_bytes`](Self::from_bytes) gives it) they are left holding `rows` rows.
     #[doc(hidden)]
-    fn decode_into(bytes: &[u8], builders: &mut Self::FieldBuilders, rows: usize) -> Result<()>;
+    fn decode_into(
+        payload: Decoder<'_>,
+        builders: &mut Self::FieldBuilders,
+        rows: usize,
+    ) -> Result<()>;
 
     /// Moves a decoded sample's values onto the end of `builders`.
     #[doc(hidden)]
@@ -357,6 +363,19 @@ pub trait BatchBuilder<T: SampleType>: Send + Sized + 'static {
     /// Decodes one payload onto the end; on an error the rows are as before.
     fn decode_into(&mut self, context: &T::Context, payload: &[u8]) -> Result<()>;
 
+    /// Decodes one payload onto the end as it is read from a stream: `head` holds its first
+    /// bytes, and `rest` more come from `source`; large arrays are read from there straight
+    /// into their place in the batch (what must be in memory is read into `spill`). On an
+    /// error the rows are as before, and the payload's bytes may be partly read.
+    fn decode_streaming(
+        &mut self,
+        context: &T::Context,
+        head: &[u8],
+        source: &mut dyn Read,
+        rest: usize,
+        spill: &mut Vec<u8>,
+    ) -> Result<()>;
+
     /// Moves one decoded sample onto the end.
     fn push(&mut self, sample: T);
 
@@ -382,6 +401,19 @@ impl<T: SampleType> BatchBuilder<T> for Vec<T> {
     fn decode_into(&mut self, context: &T::Context, payload: &[u8]) -> Result<()> {
         self.push(T::decode(context, payload)?);
         Ok(())
+    }
+
+    /// Read whole, then decoded.
+    fn decode_streaming(
+        &mut self,
+        context: &T::Context,
+        head: &[u8],
+        source: &mut dyn Read,
+        rest: usize,
+        spill: &mut Vec<u8>,
+    ) -> Result<()> {
+        let payload = Decoder::streaming(head, source, rest, spill).into_bytes()?;
+        self.decode_into(context, payload)
     }
 
     fn push(&mut self, sample: T) {
@@ -425,6 +457,20 @@ where
     }
 
     fn decode_into(&mut self, _: &(), payload: &[u8]) -> Result<()> {
+        T::decode_into(Decoder::new(payload), &mut self.fields, self.rows)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn decode_streaming(
+        &mut self,
+        _: &(),
+        head: &[u8],
+        source: &mut dyn Read,
+        rest: usize,
+        spill: &mut Vec<u8>,
+    ) -> Result<()> {
+        let payload = Decoder::streaming(head, source, rest, spill);
         T::decode_into(payload, &mut self.fields, self.rows)?;
         self.rows += 1;
         Ok(())

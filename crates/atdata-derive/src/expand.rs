@@ -221,9 +221,9 @@ pub fn expand(sample: &Sample) -> TokenStream {
                     (#(#builder_new,)*)
                 }
 
-                fn decode_into(bytes: &[u8], builders: &mut Self::FieldBuilders, rows: usize) -> #p::Result<()> {
+                fn decode_into(dec: #p::Decoder<'_>, builders: &mut Self::FieldBuilders, rows: usize) -> #p::Result<()> {
+                    let mut dec = dec;
                     let decoded = (|| {
-                        let mut dec = #p::Decoder::new(bytes);
                         let len = dec.map_len()?;
                         let mut seen = [false; #count];
                         for _ in 0..len {

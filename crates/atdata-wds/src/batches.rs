@@ -8,7 +8,7 @@ use atdata_codec::{BatchBuilder, SampleType};
 
 use crate::dataset::{Samples, decode_member};
 use crate::error::{Error, Result};
-use crate::pipeline::{Gather, Pipeline};
+use crate::pipeline::{Gather, Pipeline, ShardReader};
 use crate::reader::Grouper;
 
 /// Samples a batch of samples makes room for before they arrive (a huge batch size must not
@@ -34,11 +34,13 @@ enum Source<T: SampleType, I> {
     },
     /// Batches decoded straight into their columns on the shard threads, whole or in pieces
     /// (at shard boundaries), joined here; or large samples' payloads, decoded here into the
-    /// batch being built.
+    /// batch being built; or, for shards of large samples, the shard itself, read here with
+    /// each payload decoded into the batch as it streams in.
     Columns {
-        chunks: Pipeline<BatchColumns<T>>,
+        chunks: Box<Pipeline<BatchColumns<T>>>,
         pending: Option<Building<T>>,
         deferred: VecDeque<(String, Deferred)>,
+        streamed: Option<Streamed>,
     },
     /// Shuffled rows (decoded samples, or large samples' payloads), built into each batch's
     /// columns as they are drawn.
@@ -89,9 +91,10 @@ impl<T: SampleType, I> Batches<T, I> {
     ) -> Batches<T, I> {
         Batches {
             source: Source::Columns {
-                chunks,
+                chunks: Box::new(chunks),
                 pending: None,
                 deferred: VecDeque::new(),
+                streamed: None,
             },
             context,
             batch_size,
@@ -140,6 +143,7 @@ impl<T: SampleType, I: Iterator<Item = Result<(String, T)>>> Iterator for Batche
                 chunks,
                 pending,
                 deferred,
+                streamed,
             } => loop {
                 if let Some(mut full) = pending.take_if(|gathered| gathered.rows() >= size) {
                     if full.rows() > size {
@@ -154,6 +158,18 @@ impl<T: SampleType, I: Iterator<Item = Result<(String, T)>>> Iterator for Batche
                     }
                     continue;
                 }
+                if let Some(shard) = streamed {
+                    let building = pending.get_or_insert_with(|| Building::new(context, size));
+                    match building.add_streamed(context, shard) {
+                        Some(Ok(())) => {}
+                        Some(Err(e)) => return Some(Err(e)),
+                        None => {
+                            *streamed = None;
+                            pending.take_if(|building| building.rows() == 0);
+                        }
+                    }
+                    continue;
+                }
                 let Keyed { keys, rows } = match chunks.next() {
                     Some(Ok(chunk)) => chunk,
                     Some(Err(e)) => return Some(Err(e)),
@@ -164,6 +180,13 @@ impl<T: SampleType, I: Iterator<Item = Result<(String, T)>>> Iterator for Batche
                     // Large samples' payloads, decoded one at a time above.
                     Rows::Deferred(payloads) => {
                         deferred.extend(keys.into_iter().zip(payloads));
+                        continue;
+                    }
+                    Rows::Streamed(samples) => {
+                        *streamed = Some(Streamed {
+                            samples,
+                            spill: Vec::new(),
+                        });
                         continue;
                     }
                     Rows::Empty => continue,
@@ -414,6 +437,15 @@ enum Rows<T: SampleType> {
     Empty,
     Columns(T::Builder),
     Deferred(Vec<Deferred>),
+    /// The rest of a shard of large samples, for the consumer to read (no rows yet).
+    Streamed(ShardReader),
+}
+
+/// A shard read by the consumer: its reader, and memory for what a payload's decoding needs
+/// whole.
+struct Streamed {
+    samples: ShardReader,
+    spill: Vec<u8>,
 }
 
 impl<T: SampleType> Keyed<T> {
@@ -434,6 +466,7 @@ impl<T: SampleType> Keyed<T> {
             Rows::Empty => Rows::Empty,
             Rows::Columns(builder) => Rows::Columns(builder.split_off(at)),
             Rows::Deferred(payloads) => Rows::Deferred(payloads.split_off(at.min(payloads.len()))),
+            Rows::Streamed(_) => Rows::Empty,
         };
         Keyed { keys, rows }
     }
@@ -470,6 +503,40 @@ impl<T: SampleType> Building<T> {
         Ok(())
     }
 
+    /// Reads the next sample of a shard read here, its payload decoded into the columns as it
+    /// streams in (array elements from the shard to their place in the batch); `None` at the
+    /// shard's end. Errors are the per-sample path's, in its order (naming the shard and key),
+    /// the rows then as before.
+    fn add_streamed(&mut self, context: &T::Context, shard: &mut Streamed) -> Option<Result<()>> {
+        let rows = self.rows();
+        let Streamed { samples, spill } = shard;
+        let mut decoded = None;
+        let read = samples.advance_streaming("msgpack", &mut |_, head, rest, len| {
+            decoded = Some(
+                self.builder
+                    .decode_streaming(context, head, rest, len, spill),
+            );
+        });
+        if let Err(e) = read? {
+            // A sample found not to be one after its payload was decoded.
+            drop(self.builder.split_off(rows));
+            return Some(Err(e));
+        }
+        let key = samples.sample().key;
+        Some(match decoded {
+            Some(Ok(())) => {
+                self.keys.push(key.to_owned());
+                Ok(())
+            }
+            Some(Err(source)) => Err(Error::Decode {
+                shard: samples.shard().to_owned(),
+                key: key.to_owned(),
+                source,
+            }),
+            None => decode_member(samples.shard(), key, None, |_| Ok(())),
+        })
+    }
+
     fn rows(&self) -> usize {
         self.keys.len()
     }
@@ -504,7 +571,11 @@ impl<T: SampleType> Gather for BatchColumns<T> {
     fn push(&self, samples: &mut Grouper<'_>, chunk: &mut Keyed<T>) -> Result<()> {
         let sample = samples.sample();
         if matches!(chunk.rows, Rows::Empty) {
-            chunk.rows = if sample.len().saturating_mul(self.batch) <= COLUMN_BATCH_BYTES {
+            let large = sample
+                .member("msgpack")
+                .is_some_and(|p| p.len() >= DEFERRED_BYTES);
+            chunk.rows = if !large && sample.len().saturating_mul(self.batch) <= COLUMN_BATCH_BYTES
+            {
                 chunk.keys.reserve(self.batch);
                 Rows::Columns(T::Builder::with_capacity(&self.context, self.batch))
             } else {
@@ -526,7 +597,7 @@ impl<T: SampleType> Gather for BatchColumns<T> {
                 let bytes = samples.take_member("msgpack", spare).unwrap_or_default();
                 payloads.push(Deferred::whole(samples.shard(), bytes, &self.spares));
             }
-            Rows::Empty => {}
+            Rows::Empty | Rows::Streamed(_) => {}
         }
         chunk.keys.push(key);
         Ok(())
@@ -546,6 +617,21 @@ impl<T: SampleType> Gather for BatchColumns<T> {
 
     fn whole_batches(chunk: &Keyed<T>) -> bool {
         matches!(chunk.rows, Rows::Columns(_))
+    }
+
+    /// A shard whose first sample is large is read by the consumer.
+    fn hand_over(&self, chunk: &Keyed<T>, samples: ShardReader) -> Result<Keyed<T>, ShardReader> {
+        match &chunk.rows {
+            Rows::Deferred(payloads)
+                if payloads.iter().any(|p| p.payload().len() >= DEFERRED_BYTES) =>
+            {
+                Ok(Keyed {
+                    keys: Vec::new(),
+                    rows: Rows::Streamed(samples),
+                })
+            }
+            _ => Err(samples),
+        }
     }
 }
 

@@ -15,7 +15,9 @@
 //! built, one being drained), whatever the parallelism. A shard's thread is joined when its
 //! queue ends, so a thread that panicked (in the opener, the reader or the decoder) is an
 //! error item naming the shard, never a silently short shard. Dropping the consumer stops the
-//! threads at their next chunk.
+//! threads at their next chunk. A [`Gather`] may have the consumer read the rest of a shard
+//! itself (`hand_over`): the shard's thread then sends its reader down its queue, in order,
+//! and ends.
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -145,7 +147,21 @@ pub(crate) trait Gather: Send + Sync + 'static {
 
     /// Whether this chunk is cut at batches (or by size).
     fn whole_batches(chunk: &Self::Chunk) -> bool;
+
+    /// The rest of the shard, after the samples in `chunk`, as a chunk for the consumer to
+    /// read itself (for samples best decoded as they stream in, where their batch is built);
+    /// or the reader back, the shard read here (the default).
+    fn hand_over(
+        &self,
+        _chunk: &Self::Chunk,
+        samples: ShardReader,
+    ) -> Result<Self::Chunk, ShardReader> {
+        Err(samples)
+    }
 }
+
+/// A shard's reader, where a shard thread left it.
+pub(crate) type ShardReader = Box<Grouper<'static>>;
 
 /// Decoded items, by `MapFn`.
 pub(crate) struct Items<U>(pub(crate) MapFn<U>);
@@ -588,7 +604,7 @@ fn read_shard<G: Gather>(
     let mut chunk = gather.chunk();
     let mut parcel = Parcel::new();
     let mut bytes = 0;
-    let mut samples = Grouper::new(input, shard.name.to_owned(), shard.max_member);
+    let mut samples = Box::new(Grouper::new(input, shard.name.to_owned(), shard.max_member));
     // A piece ends after its samples (the shard's last piece, at the shard's end).
     let (mut read_so_far, mut failed, mut misplaced) = (0u64, false, None);
     loop {
@@ -617,6 +633,20 @@ fn read_shard<G: Gather>(
             bytes += samples.sample().len();
             gather.push(&mut samples, &mut chunk)
         });
+        if pushed.is_ok() && shard.piece.is_none() {
+            match gather.hand_over(&chunk, samples) {
+                // The consumer reads the rest (where the next shard starts is then not known
+                // here).
+                Ok(rest) => {
+                    let rows = G::rows(&chunk);
+                    parcel.add(chunk, rows, bytes, &mut core, queue);
+                    parcel.add(rest, 0, 0, &mut core, queue);
+                    parcel.send(&mut core, queue);
+                    return;
+                }
+                Err(back) => samples = back,
+            }
+        }
         match pushed {
             Ok(()) => {
                 if let Some(rows) =

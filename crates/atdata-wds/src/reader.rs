@@ -19,6 +19,11 @@ const BLOCK: usize = 512;
 const TRUSTED_CAPACITY: u64 = 16 << 20;
 /// The largest member read by default: 1 GiB (see [`TarReader::with_max_member_bytes`]).
 pub const DEFAULT_MAX_MEMBER_BYTES: u64 = 1 << 30;
+/// Bytes of a streamed member read into memory before it is given to its reader: what the
+/// reader's buffer holds of it, up to the larger of these, but at least the smaller (enough
+/// for a payload's small fields and an array's header), so that the rest (an array's
+/// elements) is read from the input straight to its place.
+const STREAM_HEAD_BYTES: std::ops::RangeInclusive<usize> = 512..=4096;
 /// The largest PAX header or GNU long name accepted (they are read whole).
 const MAX_HEADER_EXTENSION: u64 = 1 << 20;
 /// Bytes read after the end-of-archive marker at most: past a record's padding (10 KiB for
@@ -98,6 +103,10 @@ impl Iterator for TarReader<'_> {
     }
 }
 
+/// What is given a member as it streams in ([`Grouper::advance_streaming`]): its sample's
+/// key, its first bytes, a reader of the rest, and how many bytes the rest holds.
+pub(crate) type StreamedMember<'r> = dyn FnMut(&str, &[u8], &mut dyn Read, usize) + 'r;
+
 /// A sample borrowed from a [`Grouper`]'s buffers.
 #[derive(Clone, Copy)]
 pub(crate) struct Sample<'s> {
@@ -151,6 +160,9 @@ pub(crate) struct Grouper<'a> {
     seen: std::collections::HashSet<String>,
     next: Member,
     has_next: bool,
+    /// Whether the next member's data is still to be read (streamed, see
+    /// [`advance_streaming`](Self::advance_streaming)).
+    pending: bool,
     error: Option<Error>,
     done: bool,
     /// Whether the input is a gzip stream.
@@ -180,6 +192,7 @@ impl<'a> Grouper<'a> {
             seen: std::collections::HashSet::new(),
             next: Member::default(),
             has_next: false,
+            pending: false,
             done: error.is_some(),
             error,
             gzip,
@@ -291,14 +304,90 @@ impl<'a> Grouper<'a> {
 
     /// Reads the next sample into the buffers; `None` at the end.
     pub fn advance(&mut self) -> Option<Result<()>> {
+        self.read_sample(None)
+    }
+
+    /// Reads the next sample as [`advance`](Self::advance) does, but for its member with
+    /// extension `ext` when that is its first (as the only member of atdata's samples is):
+    /// that member is given to `read` as it streams in, before the sample's other members are
+    /// read (the sample's key, the data's first bytes, a reader of the rest, and how many
+    /// bytes that holds), and its slot is left empty. Any other `ext` member is read first,
+    /// then given to `read` whole. The outcome is [`advance`](Self::advance)'s (a sample found
+    /// not to be one, say with a second `ext` member, is its error), so a caller that keeps
+    /// what `read` made of a member drops it again when the sample is an error.
+    pub fn advance_streaming(
+        &mut self,
+        ext: &str,
+        read: &mut StreamedMember<'_>,
+    ) -> Option<Result<()>> {
+        self.read_sample(Some((ext, read)))
+    }
+
+    /// The next member, its data read unless it is `streamed`'s extension and starts a
+    /// sample (`starting`, or a key other than the current sample's): then it is `pending`.
+    fn read_next(&mut self, streamed: Option<&str>, starting: bool) -> Result<bool> {
+        if !self.members.next_header(&mut self.next)? {
+            return Ok(false);
+        }
+        let starts = starting || self.next.key != self.key;
+        self.pending = starts && streamed == Some(self.next.ext.as_str());
+        if !self.pending {
+            self.read_next_data()?;
+        }
+        Ok(true)
+    }
+
+    /// Reads (or, reading headers only, skips) the next member's data.
+    fn read_next_data(&mut self) -> Result<()> {
+        self.pending = false;
+        let next = &mut self.next;
+        if self.members.read_data {
+            self.members.data(next.size, &mut next.data, &next.name)
+        } else {
+            next.data.clear();
+            self.members.skip(next.size, &next.name)
+        }
+    }
+
+    /// Gives the next member, whose data is still in the archive, to `read` as it streams in
+    /// (its first bytes, read into its buffer: as many as are buffered, within
+    /// `STREAM_HEAD_BYTES`), then skips what `read` left; the error reading it, if any.
+    fn stream_next(&mut self, read: &mut StreamedMember<'_>) -> Result<()> {
+        self.pending = false;
+        let next = &mut self.next;
+        let size = usize::try_from(next.size).map_err(|_| {
+            self.members
+                .over_limit(&next.name, next.size, usize::MAX as u64)
+        })?;
+        let buffered = self.members.input.fill_buf().map_or(0, <[u8]>::len);
+        let head = size.min(buffered.clamp(*STREAM_HEAD_BYTES.start(), *STREAM_HEAD_BYTES.end()));
+        let mut data = MemberData {
+            size: next.size,
+            left: next.size,
+            members: &mut self.members,
+            name: &next.name,
+            failed: None,
+        };
+        next.data.resize(head, 0);
+        if data.read_exact(&mut next.data).is_ok() {
+            read(&self.key, &next.data, &mut data, size - head);
+        }
+        data.finish()
+    }
+
+    fn read_sample(
+        &mut self,
+        mut streamed: Option<(&str, &mut StreamedMember<'_>)>,
+    ) -> Option<Result<()>> {
         if let Some(e) = self.error.take() {
             return Some(Err(e));
         }
         if self.done {
             return None;
         }
+        let ext = streamed.as_ref().map(|(ext, _)| *ext);
         if !self.has_next {
-            match self.members.next_into(&mut self.next) {
+            match self.read_next(ext, true) {
                 Ok(true) => {}
                 Ok(false) => {
                     self.done = true;
@@ -313,9 +402,28 @@ impl<'a> Grouper<'a> {
         std::mem::swap(&mut self.key, &mut self.next.key);
         self.len = 0;
         self.seen.clear();
+        let first = match &mut streamed {
+            Some((ext, read)) if self.next.ext == *ext => {
+                let read = match self.pending {
+                    true => self.stream_next(*read),
+                    false => {
+                        read(&self.key, &self.next.data, &mut io::empty(), 0);
+                        Ok(())
+                    }
+                };
+                self.next.data.clear();
+                read
+            }
+            _ if self.pending => self.read_next_data(),
+            _ => Ok(()),
+        };
+        if let Err(e) = first {
+            self.done = true;
+            return Some(Err(e));
+        }
         self.take_next();
         loop {
-            match self.members.next_into(&mut self.next) {
+            match self.read_next(ext, false) {
                 Ok(true) if self.next.key == self.key => {
                     if self.repeats_extension() {
                         self.done = true;
@@ -324,6 +432,11 @@ impl<'a> Grouper<'a> {
                             key: self.key.clone(),
                             ext: self.next.ext.clone(),
                         }));
+                    }
+                    if let Some((ext, read)) = &mut streamed
+                        && self.next.ext == *ext
+                    {
+                        read(&self.key, &self.next.data, &mut io::empty(), 0);
                     }
                     self.take_next();
                 }
@@ -488,8 +601,9 @@ impl<R: BufRead> Members<R> {
         Ok(())
     }
 
-    /// Reads the next data member into `out`; `false` at the end of the archive.
-    fn next_into(&mut self, out: &mut Member) -> Result<bool> {
+    /// Reads up to the next data member's data: its name, key, extension, offset and size
+    /// into `out` (its data is left as it was); `false` at the end of the archive.
+    fn next_header(&mut self, out: &mut Member) -> Result<bool> {
         loop {
             let Some(block) = self.header()? else {
                 return Ok(false);
@@ -541,12 +655,6 @@ impl<R: BufRead> Members<R> {
                     out.name.push_str(name);
                     out.offset = self.position;
                     out.size = size;
-                    if self.read_data {
-                        self.data(size, &mut out.data, name)?;
-                    } else {
-                        out.data.clear();
-                        self.skip(size, name)?;
-                    }
                     return Ok(true);
                 }
                 _ => self.skip(size, name)?,
@@ -586,6 +694,58 @@ impl<R: BufRead> Members<R> {
             records = &records[len..];
         }
         Ok(())
+    }
+}
+
+/// A member's data read as a stream, from an archive whose reader stands at its start; what
+/// goes wrong is kept, as the error reading it whole would have been.
+struct MemberData<'m, R: BufRead> {
+    members: &'m mut Members<R>,
+    name: &'m str,
+    size: u64,
+    left: u64,
+    failed: Option<Error>,
+}
+
+impl<R: BufRead> Read for MemberData<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let error = match self.members.input.read(&mut buf[..want]) {
+            Ok(0) => io::Error::from(io::ErrorKind::UnexpectedEof),
+            Ok(n) => {
+                self.left -= n as u64;
+                self.members.position += n as u64;
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+            Err(e) => e,
+        };
+        let kind = error.kind();
+        self.failed
+            .get_or_insert_with(|| self.members.io_error(error, self.name));
+        Err(kind.into())
+    }
+}
+
+impl<R: BufRead> MemberData<'_, R> {
+    /// Skips what was not read, and the padding: the archive's reader then stands at the next
+    /// header. The error reading the data, if there was one.
+    fn finish(mut self) -> Result<()> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        let left = self.left;
+        let skipped = io::copy(&mut (&mut self).take(left), &mut io::sink());
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        skipped.map_err(|e| self.members.io_error(e, self.name))?;
+        self.members.skip_padding(self.size, self.name)
     }
 }
 
