@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use atdata::__private::Encoder;
 use atdata::ndarray::{Array2, Array3};
 use atdata::prelude::*;
-use atdata::wds::Dataset;
+use atdata::wds::{Dataset, LoaderOptions, LoaderState};
 use atdata::{Packable, SampleType, encode_array};
 use atdata_codec::BatchBuilder;
 
@@ -169,6 +169,54 @@ fn streamed_payloads_decode_as_they_do_in_memory() {
                 );
             }
         }
+    }
+}
+
+/// A large `bool` array first (its elements decoded a chunk at a time as they stream in).
+#[packable]
+#[derive(Debug, Clone, PartialEq)]
+struct Mask {
+    mask: Array2<bool>,
+    id: i64,
+}
+
+#[test]
+fn bool_arrays_stream_as_they_decode_in_memory() {
+    let rows: Vec<Mask> = (0..3)
+        .map(|id| Mask {
+            mask: Array2::from_shape_fn((300, 301), |(y, x)| (y * x + id).is_multiple_of(7)),
+            id: id as i64,
+        })
+        .collect();
+    let mut payload = rows[2].packed().unwrap();
+    // Any non-zero byte is `true`, as numpy reads it.
+    let last = payload.len() - 3;
+    payload[last - 5000] = 7;
+    let expected = {
+        let mut builder = <Mask as SampleType>::Builder::with_capacity(&(), 3);
+        for row in &rows[..2] {
+            builder.decode_into(&(), &row.packed().unwrap()).unwrap();
+        }
+        builder.decode_into(&(), &payload).unwrap();
+        builder
+            .finish(&(), vec!["a".into(), "b".into(), "c".into()])
+            .unwrap()
+    };
+    for head in [0, 3, 40, 4097, 50_000, payload.len()] {
+        let mut builder = <Mask as SampleType>::Builder::with_capacity(&(), 3);
+        for row in &rows[..2] {
+            builder.decode_into(&(), &row.packed().unwrap()).unwrap();
+        }
+        let (first, mut rest) = payload.split_at(head);
+        let len = rest.len();
+        builder
+            .decode_streaming(&(), first, &mut rest, len, &mut Vec::new())
+            .unwrap();
+        let batch = builder
+            .finish(&(), vec!["a".into(), "b".into(), "c".into()])
+            .unwrap();
+        assert_eq!(batch.mask, expected.mask, "{head} bytes in memory");
+        assert_eq!(batch.into_samples(), expected.clone().into_samples());
     }
 }
 
@@ -440,4 +488,113 @@ fn child_a_2_gib_array_claimed_over_a_few_kb() {
         .unwrap();
     assert_eq!(read, bytes, "the shard is left as it was");
     print_peak_rss();
+}
+
+/// Shards `frames-00.tar`... of large frames (ids `ranges`, frame `bad`'s payload not msgpack)
+/// in `dir`; their brace URL.
+fn write_frames(dir: &std::path::Path, ranges: &[std::ops::Range<usize>], bad: usize) -> String {
+    for (k, ids) in ranges.iter().enumerate() {
+        let mut tar = tar::Builder::new(Vec::new());
+        for id in ids.clone() {
+            let payload = match id == bad {
+                true => vec![0xc1; 90_000],
+                false => frame(id, 90).packed().unwrap(),
+            };
+            member(&mut tar, &format!("{id:06}.msgpack"), &payload);
+        }
+        let path = dir.join(format!("frames-{k:02}.tar"));
+        std::fs::write(path, tar.into_inner().unwrap()).unwrap();
+    }
+    let last = ranges.len() - 1;
+    let url = dir.join(format!("frames-{{00..{last:02}}}.tar"));
+    url.to_str().unwrap().to_owned()
+}
+
+/// The loader's batches from `state` on (`take` of them at most): each batch's keys, or its
+/// error's text; and the state after them.
+fn load(
+    ds: &Dataset<Frame>,
+    options: &LoaderOptions,
+    state: Option<LoaderState>,
+    take: usize,
+) -> (Vec<Result<Vec<String>, String>>, LoaderState) {
+    let mut loader = ds
+        .loader(LoaderOptions {
+            resume: state,
+            ..options.clone()
+        })
+        .unwrap();
+    let batches = loader
+        .by_ref()
+        .take(take)
+        .map(|b| {
+            let batch = b.map_err(|e| e.to_string())?;
+            assert_eq!(batch.image.shape(), [batch.len(), 90, 91, 3]);
+            for (key, row) in batch.keys().iter().zip(batch.samples()) {
+                assert_eq!(*row, ds.get_key(key).unwrap(), "{key}");
+            }
+            Ok(batch.keys().to_vec())
+        })
+        .collect();
+    (batches, loader.state())
+}
+
+#[test]
+fn the_loader_reads_large_samples_of_local_shards_straight_into_their_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = write_frames(dir.path(), &[0..40, 40..80, 80..104], 50);
+    let ds = Dataset::<Frame>::new(&url).unwrap();
+    let options = LoaderOptions {
+        global_batch: 8,
+        seed: Some(3),
+        partitions: 4,
+        shuffle_block: 4,
+        ..Default::default()
+    };
+    let (whole, _) = load(&ds, &options, None, usize::MAX);
+    assert_eq!(whole.len(), 13);
+    let failed: Vec<_> = whole.iter().filter_map(|b| b.as_ref().err()).collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].contains("000050"), "{}", failed[0]);
+    let mut keys: Vec<_> = whole.iter().flatten().flatten().cloned().collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 104 - 8, "every other sample once");
+
+    // A shard gone mid-epoch stops the loader where a resumed one goes on.
+    let (mut seen, state) = load(&ds, &options, None, 3);
+    let moved = dir.path().join("moved.tar");
+    std::fs::rename(dir.path().join("frames-01.tar"), &moved).unwrap();
+    let (after, state) = load(&ds, &options, Some(state), usize::MAX);
+    let (error, yielded) = after.split_last().unwrap();
+    assert!(
+        error.as_ref().is_err_and(|e| e.contains("frames-01")),
+        "{error:?}"
+    );
+    assert_eq!(state.batches(), 3 + yielded.len() as u64);
+    seen.extend_from_slice(yielded);
+    std::fs::rename(&moved, dir.path().join("frames-01.tar")).unwrap();
+    seen.extend(load(&ds, &options, Some(state), usize::MAX).0);
+    assert_eq!(seen, whole);
+
+    // A shard rewritten under its sidecar (the same sizes, other keys), or cut short: the
+    // sidecar's error, read where the batch is built, and the loader stops there.
+    write_frames(dir.path(), &[0..40, 1040..1080], usize::MAX);
+    let cut = dir.path().join("frames-02.tar");
+    let bytes = std::fs::read(&cut).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    for seed in [Some(3), None] {
+        let options = LoaderOptions {
+            seed,
+            ..options.clone()
+        };
+        let (rewritten, _) = load(&ds, &options, None, usize::MAX);
+        let (error, before) = rewritten.split_last().unwrap();
+        let error = error.as_ref().unwrap_err();
+        assert!(error.contains("sidecar"), "{error}");
+        assert!(
+            before.len() < 12 && before.iter().all(Result::is_ok),
+            "{seed:?}: {before:?}"
+        );
+    }
 }

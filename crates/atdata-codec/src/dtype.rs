@@ -199,8 +199,9 @@ pub trait Element:
     #[doc(hidden)]
     fn extend_bytes(out: &mut Vec<u8>, values: &[Self]);
 
-    /// Appends `count` elements encoded by `head` and then by the bytes `read` fills in,
-    /// straight into the vector's memory; on an error the vector is as before.
+    /// Appends `count` elements encoded by `head` and then by the bytes `read` fills in
+    /// (numeric elements: straight into the vector's memory); on an error the vector is as
+    /// before. The default decodes them a chunk at a time.
     #[doc(hidden)]
     fn read_elements(
         out: &mut Vec<Self>,
@@ -208,7 +209,25 @@ pub trait Element:
         head: &[u8],
         order: ByteOrder,
         read: &mut dyn FnMut(&mut [u8]) -> Result<()>,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let size = std::mem::size_of::<Self>();
+        let at = out.len();
+        let head = &head[..head.len().min(count * size)];
+        Self::extend_from_bytes(out, head, order);
+        let mut chunk = [0u8; 4096];
+        let step = chunk.len() / size * size;
+        let mut left = count * size - head.len();
+        while left > 0 {
+            let n = left.min(step);
+            if let Err(e) = read(&mut chunk[..n]) {
+                out.truncate(at);
+                return Err(e);
+            }
+            Self::extend_from_bytes(out, &chunk[..n], order);
+            left -= n;
+        }
+        Ok(())
+    }
 }
 
 /// Elements read from a stream are given memory in steps doubling from this many bytes, so
@@ -322,30 +341,6 @@ impl Element for bool {
 
     fn extend_bytes(out: &mut Vec<u8>, values: &[Self]) {
         out.extend(values.iter().map(|&b| u8::from(b)));
-    }
-
-    fn read_elements(
-        out: &mut Vec<Self>,
-        count: usize,
-        head: &[u8],
-        _order: ByteOrder,
-        read: &mut dyn FnMut(&mut [u8]) -> Result<()>,
-    ) -> Result<()> {
-        let at = out.len();
-        let head = &head[..head.len().min(count)];
-        out.extend(head.iter().map(|&b| b != 0));
-        let mut chunk = [0u8; 4096];
-        let mut left = count - head.len();
-        while left > 0 {
-            let n = left.min(chunk.len());
-            if let Err(e) = read(&mut chunk[..n]) {
-                out.truncate(at);
-                return Err(e);
-            }
-            out.extend(chunk[..n].iter().map(|&b| b != 0));
-            left -= n;
-        }
-        Ok(())
     }
 }
 

@@ -366,7 +366,8 @@ pub trait BatchBuilder<T: SampleType>: Send + Sized + 'static {
     /// Decodes one payload onto the end as it is read from a stream: `head` holds its first
     /// bytes, and `rest` more come from `source`; large arrays are read from there straight
     /// into their place in the batch (what must be in memory is read into `spill`). On an
-    /// error the rows are as before, and the payload's bytes may be partly read.
+    /// error the rows are as before, and the payload's bytes may be partly read. The default
+    /// reads the payload whole, then decodes it.
     fn decode_streaming(
         &mut self,
         context: &T::Context,
@@ -374,7 +375,10 @@ pub trait BatchBuilder<T: SampleType>: Send + Sized + 'static {
         source: &mut dyn Read,
         rest: usize,
         spill: &mut Vec<u8>,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let payload = Decoder::streaming(head, source, rest, spill).into_bytes()?;
+        self.decode_into(context, payload)
+    }
 
     /// Moves one decoded sample onto the end.
     fn push(&mut self, sample: T);
@@ -401,19 +405,6 @@ impl<T: SampleType> BatchBuilder<T> for Vec<T> {
     fn decode_into(&mut self, context: &T::Context, payload: &[u8]) -> Result<()> {
         self.push(T::decode(context, payload)?);
         Ok(())
-    }
-
-    /// Read whole, then decoded.
-    fn decode_streaming(
-        &mut self,
-        context: &T::Context,
-        head: &[u8],
-        source: &mut dyn Read,
-        rest: usize,
-        spill: &mut Vec<u8>,
-    ) -> Result<()> {
-        let payload = Decoder::streaming(head, source, rest, spill).into_bytes()?;
-        self.decode_into(context, payload)
     }
 
     fn push(&mut self, sample: T) {

@@ -2,17 +2,18 @@
 //! sidecars (or the counts an index recorded).
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::{self, Read};
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use atdata_codec::SampleType;
+use atdata_codec::{BatchBuilder, SampleType};
 
 use crate::batches::{DEFERRED_BYTES, Deferred, KeyedRows, Row, Spares};
 use crate::dataset::{Dataset, decode_payload};
 use crate::error::{Error, Result, panic_message};
-use crate::opener::ShardOpener;
+use crate::opener::{ShardOpener, read_exact_at};
 use crate::pipeline::{Piece, Unit};
 use crate::reader::{checksum_matches, lowercase_ext};
 use crate::sidecar::{Entry, Sidecar, parse_head, scan, sidecar_url};
@@ -26,6 +27,117 @@ const HEAD_BYTES: u64 = 64;
 const RUN_BYTES: u64 = 16 << 20;
 /// The fewest bytes of a shard a piece of it read on a thread of its own holds.
 const PIECE_BYTES: u64 = 4 << 20;
+/// Bytes of a [`Located`] sample's payload read with its header before it is decoded: enough
+/// for its small fields and an array's header.
+const LOCATED_HEAD_BYTES: usize = 4096;
+
+/// Whether `url` names a local file.
+fn is_local(url: &str) -> bool {
+    !url.contains("://") || url.starts_with("file://")
+}
+
+/// A large sample of a shard that is a local file, left there until its batch is built: then
+/// its payload is read by positioned reads of the file its partition opened, and decoded as it
+/// streams in, its array elements going from the shard straight into the batch
+/// ([`Located::read_into`]). The loader's partitions hand these over instead of the payloads'
+/// bytes.
+pub(crate) struct Located {
+    file: Arc<File>,
+    shard: Arc<str>,
+    sidecar: Arc<Sidecar>,
+    sample: usize,
+}
+
+impl Located {
+    /// Reads the sample's payload into `builder` (`spill` holding what must be read whole),
+    /// after its header is checked against the sidecar: an error when a read fails or the
+    /// shard does not match its sidecar (as the read of a run would be), otherwise what the
+    /// decoding gave (its errors naming the shard and key; the rows then as before).
+    pub(crate) fn read_into<T: SampleType>(
+        &self,
+        context: &T::Context,
+        builder: &mut T::Builder,
+        spill: &mut Vec<u8>,
+    ) -> Result<Result<()>> {
+        let url = &*self.shard;
+        let Some(entry) = self.sidecar.sample(self.sample).first() else {
+            return Err(Error::SidecarMismatch {
+                shard: url.to_owned(),
+                reason: format!("it has no sample {}", self.sample),
+            });
+        };
+        let head = usize::try_from(entry.size)
+            .map_or(LOCATED_HEAD_BYTES, |size| size.min(LOCATED_HEAD_BYTES));
+        let mut first = [0; BLOCK as usize + LOCATED_HEAD_BYTES];
+        let first = &mut first[..BLOCK as usize + head];
+        let failed = |e| past_end(url, entry.key(), entry.end(), e);
+        read_exact_at(&self.file, first, entry.offset - BLOCK)
+            .map_err(|e| failed(Error::io(url, e)))?;
+        let Some((block, head)) = first.split_first_chunk::<{ BLOCK as usize }>() else {
+            return Err(failed(Error::io(url, io::ErrorKind::UnexpectedEof.into())));
+        };
+        check_header(block, entry).map_err(|reason| Error::SidecarMismatch {
+            shard: url.to_owned(),
+            reason,
+        })?;
+        let mut rest = Positioned {
+            file: &self.file,
+            url,
+            at: entry.offset + head.len() as u64,
+            failed: None,
+        };
+        let left = entry.size as usize - head.len();
+        let decoded = <T::Builder as BatchBuilder<T>>::decode_streaming(
+            builder, context, head, &mut rest, left, spill,
+        );
+        if let Some(e) = rest.failed {
+            return Err(failed(e));
+        }
+        Ok(decoded.map_err(|source| Error::Decode {
+            shard: url.to_owned(),
+            key: entry.key().to_owned(),
+            source,
+        }))
+    }
+}
+
+/// A file read from an offset on, a positioned read at a time; a failed read is kept.
+struct Positioned<'a> {
+    file: &'a File,
+    url: &'a str,
+    at: u64,
+    failed: Option<Error>,
+}
+
+impl Read for Positioned<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match read_exact_at(self.file, buf, self.at) {
+            Ok(()) => {
+                self.at += buf.len() as u64;
+                Ok(buf.len())
+            }
+            Err(e) => {
+                let kind = e.kind();
+                self.failed.get_or_insert_with(|| Error::io(self.url, e));
+                Err(kind.into())
+            }
+        }
+    }
+}
+
+/// What a failed read of sample `key` of shard `url` (ending at byte `end`) is: past the
+/// shard's end, a shard that does not match its sidecar.
+fn past_end(url: &str, key: &str, end: u64, e: Error) -> Error {
+    match e {
+        Error::Io { source, .. } if source.kind() == io::ErrorKind::UnexpectedEof => {
+            Error::SidecarMismatch {
+                shard: url.to_owned(),
+                reason: format!("sample `{key}` ends at byte {end}, past the shard's end"),
+            }
+        }
+        e => e,
+    }
+}
 
 /// What is known of a shard without reading it (an index entry's `sample_counts` and
 /// `shard_sizes`): with a count, [`Dataset::len`] reads nothing for the shard; both check its
@@ -384,7 +496,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         let wanted = threads.div_ceil(shards.len()) as u64;
         let mut units = Vec::with_capacity(threads);
         for (url, start) in shards {
-            let local = !url.contains("://") || url.starts_with("file://");
+            let local = is_local(&url);
             let sidecar = self
                 .shards
                 .iter()
@@ -467,9 +579,10 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     }
 
     /// Samples `samples` of shard `k` with their keys, read into `buf` by positioned reads of
-    /// whole samples up to [`RUN_BYTES`] each (one ranged GET each from a store). A sample
-    /// that does not decode is an error in its place; a failed read, or a header that does not
-    /// match the sidecar, is the error.
+    /// whole samples up to [`RUN_BYTES`] each (one ranged GET each from a store), but for the
+    /// large samples of a shard that is a local file, left there ([`Located`]). A sample that
+    /// does not decode is an error in its place; a failed read, or a header that does not match
+    /// the sidecar, is the error.
     pub(crate) fn read_run(
         &self,
         k: usize,
@@ -480,12 +593,31 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         let sidecar = self.sidecar(k)?;
         let shard: Arc<str> = self.shards[k].as_str().into();
         let mut out = Vec::with_capacity(samples.len().min(sidecar.len()));
+        // The large samples of a shard that is a local file are left there for their batch to
+        // read (by the file opened here, once).
+        let file = match samples.clone().any(|sample| locatable(&sidecar, sample)) {
+            true => self.opener.open_file(&shard)?.map(Arc::new),
+            false => None,
+        };
+        let located = |sample| file.is_some() && locatable(&sidecar, sample);
         let mut next = samples.start;
         while next < samples.end {
             let first = self.span(k, &sidecar, next)?;
+            if let Some(file) = file.as_ref().filter(|_| located(next)) {
+                let key = sidecar.key(next).unwrap_or_default().to_owned();
+                let row = Row::Located(Located {
+                    file: file.clone(),
+                    shard: shard.clone(),
+                    sidecar: sidecar.clone(),
+                    sample: next,
+                });
+                out.push(Ok((key, row)));
+                next += 1;
+                continue;
+            }
             let mut end = first.end;
             let mut last = next + 1;
-            while last < samples.end {
+            while last < samples.end && !located(last) {
                 let span = self.span(k, &sidecar, last)?;
                 if span.end - first.start > RUN_BYTES {
                     break;
@@ -559,19 +691,9 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         buf: &mut Vec<u8>,
     ) -> Result<()> {
         let url = &self.shards[k];
-        match self.opener.read_range_into(url, range.clone(), buf) {
-            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::UnexpectedEof => {
-                Err(Error::SidecarMismatch {
-                    shard: url.clone(),
-                    reason: format!(
-                        "sample `{}` ends at byte {}, past the shard's end",
-                        sidecar.key(first).unwrap_or_default(),
-                        range.end
-                    ),
-                })
-            }
-            read => read,
-        }
+        self.opener
+            .read_range_into(url, range.clone(), buf)
+            .map_err(|e| past_end(url, sidecar.key(first).unwrap_or_default(), range.end, e))
     }
 
     /// Where sample `sample`'s `msgpack` member lies in `bytes` (read from byte `base` of shard
@@ -620,6 +742,14 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     ) -> Result<T> {
         let key = sidecar.key(sample).unwrap_or_default();
         decode_payload::<T>(&self.context, &self.shards[k], key, payload)
+    }
+}
+
+/// Whether sample `sample` is one `msgpack` member of at least [`DEFERRED_BYTES`].
+fn locatable(sidecar: &Sidecar, sample: usize) -> bool {
+    match sidecar.sample(sample) {
+        [entry] => entry.size >= DEFERRED_BYTES as u64 && is_msgpack(entry.ext()),
+        _ => false,
     }
 }
 

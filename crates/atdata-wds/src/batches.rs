@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use atdata_codec::{BatchBuilder, SampleType};
 
+use crate::access::Located;
 use crate::dataset::{Samples, decode_member};
 use crate::error::{Error, Result};
 use crate::pipeline::{Gather, Pipeline, ShardReader};
@@ -341,10 +342,12 @@ impl Spares {
 /// A block of samples on their way into batches, each with its key or the error in its place.
 pub(crate) type KeyedRows<T> = Vec<Result<(String, Row<T>)>>;
 
-/// A sample on its way into a batch: decoded, or its payload [`Deferred`].
+/// A sample on its way into a batch: decoded, its payload [`Deferred`], or (a large sample
+/// of a local shard, from the loader) [`Located`] in its shard.
 pub(crate) enum Row<T> {
     Decoded(T),
     Deferred(Deferred),
+    Located(Located),
 }
 
 /// Shuffled samples with their keys, as [`Row`]s: small ones decoded on the shard threads,
@@ -488,8 +491,8 @@ impl<T: SampleType> Building<T> {
         }
     }
 
-    /// Adds a row: a deferred payload is decoded into the columns. On an error (naming the
-    /// shard and key) the rows are as before.
+    /// Adds a row: a deferred payload is decoded into the columns, a located one read into
+    /// them. On an error (naming the shard and key) the rows are as before.
     pub(crate) fn add(&mut self, context: &T::Context, key: String, row: Row<T>) -> Result<()> {
         match row {
             Row::Decoded(sample) => self.builder.push(sample),
@@ -498,9 +501,26 @@ impl<T: SampleType> Building<T> {
                     self.builder.decode_into(context, bytes)
                 })?
             }
+            Row::Located(located) => {
+                return self.add_located(context, key, &located, &mut Vec::new())?;
+            }
         }
         self.keys.push(key);
         Ok(())
+    }
+
+    /// Reads a located row into the columns (`spill` holding what must be read whole): an
+    /// error when the read fails, otherwise the decoding's outcome (on an error the rows are
+    /// as before).
+    pub(crate) fn add_located(
+        &mut self,
+        context: &T::Context,
+        key: String,
+        located: &Located,
+        spill: &mut Vec<u8>,
+    ) -> Result<Result<()>> {
+        let decoded = located.read_into::<T>(context, &mut self.builder, spill)?;
+        Ok(decoded.map(|()| self.keys.push(key)))
     }
 
     /// Reads the next sample of a shard read here, its payload decoded into the columns as it

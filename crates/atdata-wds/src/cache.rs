@@ -410,6 +410,14 @@ impl<O: ShardOpener> ShardOpener for CachedOpener<O> {
         buf.resize(len, 0);
         read_exact_at(&file, buf, range.start).map_err(|e| Error::io(url, e))
     }
+
+    fn open_file(&self, url: &str) -> Result<Option<File>> {
+        let copy = self.names.get(url);
+        match copy.and_then(|copy| self.cache.open_copy(&copy.name)) {
+            Some(file) => Ok(Some(file)),
+            None => self.inner.open_file(url),
+        }
+    }
 }
 
 /// A copy being written while its shard is read.

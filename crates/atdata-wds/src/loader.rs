@@ -185,6 +185,8 @@ pub struct Loader<T: SampleType, O = LocalOpener> {
     lanes: Vec<Lane<T>>,
     context: Arc<T::Context>,
     stopped: bool,
+    /// What a large sample's decoding needs in memory whole (its fields after an array).
+    spill: Vec<u8>,
     opener: PhantomData<fn() -> O>,
 }
 
@@ -320,6 +322,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
             lanes,
             context: self.context.clone(),
             stopped: false,
+            spill: Vec::new(),
             opener: PhantomData,
         })
     }
@@ -454,14 +457,20 @@ impl<T: SampleType, O> Iterator for Loader<T, O> {
         for lane in &mut self.lanes {
             for _ in 0..self.order.share(lane.lane, b) {
                 match lane.next_sample() {
-                    Ok(Ok((key, row))) => {
-                        // Once the batch is an error, the rest is only drawn, not decoded.
-                        if bad.is_none()
-                            && let Err(e) = batch.add(context, key, row)
-                        {
-                            bad = Some(e);
+                    // Once the batch is an error, the rest is only drawn, not decoded.
+                    Ok(Ok(_)) if bad.is_some() => {}
+                    // A large sample left in its shard is read here, straight into the batch;
+                    // a failed read stops the loader as a failed block read does.
+                    Ok(Ok((key, Row::Located(located)))) => {
+                        match batch.add_located(context, key, &located, &mut self.spill) {
+                            Ok(decoded) => bad = decoded.err(),
+                            Err(e) => {
+                                self.stopped = true;
+                                return Some(Err(e));
+                            }
                         }
                     }
+                    Ok(Ok((key, row))) => bad = batch.add(context, key, row).err(),
                     Ok(Err(e)) => {
                         bad.get_or_insert(e);
                     }

@@ -77,6 +77,25 @@ pub trait ShardOpener: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The shard as a local file, when it is one (`None`, the default, otherwise): how the
+    /// loader reads a large sample, by positioned reads, its array elements straight into
+    /// their batch. The local opener opens its files; a cache gives its copies.
+    ///
+    /// ```
+    /// use atdata_wds::{LocalOpener, ShardOpener};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("a.bin");
+    /// std::fs::write(&path, b"0123456789")?;
+    /// assert!(LocalOpener.open_file(path.to_str().unwrap())?.is_some());
+    /// assert!(LocalOpener.open_file("/no/such/shard.tar").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn open_file(&self, url: &str) -> Result<Option<File>> {
+        let _ = url;
+        Ok(None)
+    }
+
     /// A reader over the shard's bytes from byte `offset` on: how a dataset reads a large
     /// local shard's pieces on several threads (by its sidecar's offsets). The default opens
     /// the shard and skips `offset` bytes; the local opener seeks.
@@ -158,6 +177,10 @@ impl ShardOpener for LocalOpener {
         }
         buf.truncate(len);
         read_exact_at(&file, buf, range.start).map_err(|e| Error::io(url, e))
+    }
+
+    fn open_file(&self, url: &str) -> Result<Option<File>> {
+        LocalOpener::file(url).map(Some)
     }
 }
 

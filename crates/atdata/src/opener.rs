@@ -119,4 +119,8 @@ impl ShardOpener for DefaultOpener {
     fn open_at(&self, url: &str, offset: u64) -> atdata_wds::Result<Box<dyn Read + Send>> {
         self.opener_for(url).open_at(url, offset)
     }
+
+    fn open_file(&self, url: &str) -> atdata_wds::Result<Option<std::fs::File>> {
+        self.opener_for(url).open_file(url)
+    }
 }
