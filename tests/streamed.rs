@@ -3,7 +3,9 @@
 //! elements read from the shard straight into their place in the batch. Checked against the
 //! payload decoded in memory (every array layout: compact in either byte order, `.npy` in C
 //! and Fortran order, `bool` elements; every split of the payload; fields before and after
-//! the array; errors), and whole datasets against the per-sample path, errors included.
+//! the array; errors), and whole datasets against the per-sample path, errors included. The
+//! loader reads the large samples of local shards the same way, where their batch is built:
+//! checked against `get_key`, with its stop-and-resume on a failed read.
 
 use std::io::{Read, Write};
 
