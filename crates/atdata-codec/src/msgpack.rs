@@ -449,12 +449,7 @@ impl<'a> StreamedBin<'_, 'a> {
         self.len
     }
 
-    /// Its bytes not in memory yet.
-    pub fn missing(&self) -> usize {
-        self.missing
-    }
-
-    /// Reads its next `out.len()` bytes (at most [`missing`](Self::missing)) into `out`.
+    /// Reads its next `out.len()` bytes (at most those not read yet) into `out`.
     pub fn read(&mut self, out: &mut [u8]) -> Result<()> {
         let Some(rest) = self
             .decoder

@@ -31,11 +31,6 @@ const PIECE_BYTES: u64 = 4 << 20;
 /// for its small fields and an array's header.
 const LOCATED_HEAD_BYTES: usize = 4096;
 
-/// Whether `url` names a local file.
-fn is_local(url: &str) -> bool {
-    !url.contains("://") || url.starts_with("file://")
-}
-
 /// A large sample of a shard that is a local file, left there until its batch is built: then
 /// its payload is read by positioned reads of the file its partition opened, and decoded as it
 /// streams in, its array elements going from the shard straight into the batch
@@ -496,7 +491,7 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         let wanted = threads.div_ceil(shards.len()) as u64;
         let mut units = Vec::with_capacity(threads);
         for (url, start) in shards {
-            let local = is_local(&url);
+            let local = !url.contains("://") || url.starts_with("file://");
             let sidecar = self
                 .shards
                 .iter()

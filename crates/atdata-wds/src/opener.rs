@@ -91,8 +91,7 @@ pub trait ShardOpener: Send + Sync + 'static {
     /// assert!(LocalOpener.open_file("/no/such/shard.tar").is_err());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    fn open_file(&self, url: &str) -> Result<Option<File>> {
-        let _ = url;
+    fn open_file(&self, _url: &str) -> Result<Option<File>> {
         Ok(None)
     }
 
