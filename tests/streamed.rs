@@ -5,7 +5,9 @@
 //! and Fortran order, `bool` elements; every split of the payload; fields before and after
 //! the array; errors), and whole datasets against the per-sample path, errors included. The
 //! loader reads the large samples of local shards the same way, where their batch is built:
-//! checked against `get_key`, with its stop-and-resume on a failed read.
+//! checked against `get_key`, with its stop-and-resume on a failed read; so does `shuffled`
+//! for local shards with sidecars: checked against the same shards read by their reader, and
+//! against stale sidecars.
 
 use std::io::{Read, Write};
 
@@ -598,5 +600,120 @@ fn the_loader_reads_large_samples_of_local_shards_straight_into_their_batches() 
             before.len() < 12 && before.iter().all(Result::is_ok),
             "{seed:?}: {before:?}"
         );
+    }
+}
+
+/// Shards `frames-00.tar`... written with their sidecars: each range's frames (large, or small
+/// for ids in `small`), frame `bad`'s payload not msgpack, every seventh frame with a second
+/// member; their brace URL.
+fn write_frames_with_sidecars(
+    dir: &std::path::Path,
+    ranges: &[std::ops::Range<usize>],
+    small: std::ops::Range<usize>,
+    bad: usize,
+) -> String {
+    for (k, ids) in ranges.iter().enumerate() {
+        let path = dir.join(format!("frames-{k:02}.tar"));
+        let mut w = atdata::wds::TarWriter::create(&path).unwrap();
+        for id in ids.clone() {
+            let side = if small.contains(&id) { 2 } else { 90 };
+            let mut sample = frame(id, side).as_wds(&format!("{id:06}"));
+            if id == bad {
+                sample.members[0].1 = vec![0xc1; 90_000];
+            }
+            if id % 7 == 3 {
+                sample.members.push(("json".into(), b"{}".to_vec()));
+            }
+            w.write(&sample).unwrap();
+        }
+        w.finish().unwrap().close().unwrap();
+    }
+    let last = ranges.len() - 1;
+    let url = dir.join(format!("frames-{{00..{last:02}}}.tar"));
+    url.to_str().unwrap().to_owned()
+}
+
+/// A batch's keys and samples, or its error's text.
+type BatchRead = Result<(Vec<String>, Vec<Frame>), String>;
+
+/// Shuffled batches of `size`.
+fn shuffled(url: &str, size: usize) -> Vec<BatchRead> {
+    let options = atdata::wds::ShuffleOptions {
+        buffer_samples: 16,
+        ..atdata::wds::ShuffleOptions::seeded(5)
+    };
+    Dataset::<Frame>::new(url)
+        .unwrap()
+        .shuffled(size, options)
+        .unwrap()
+        .map(|b| {
+            let batch = b.map_err(|e| e.to_string())?;
+            Ok((batch.keys().to_vec(), batch.samples().to_vec()))
+        })
+        .collect()
+}
+
+#[test]
+fn shuffled_reads_large_samples_of_local_shards_by_their_sidecars_as_by_their_reader() {
+    // Shards of large frames with their sidecars: `shuffled` leaves those samples in the shard
+    // until their batch is built (small ones, ones with a second member and a bad payload are
+    // read on the shard threads). The same batches and errors as when the shards are read by
+    // their reader (sidecars gone).
+    let dir = tempfile::tempdir().unwrap();
+    let url = write_frames_with_sidecars(dir.path(), &[0..40, 40..95, 95..120], 60..63, 50);
+    let sizes = [1, 5, 32];
+    let by_sidecar: Vec<_> = sizes.iter().map(|&size| shuffled(&url, size)).collect();
+    for k in 0..3 {
+        std::fs::remove_file(dir.path().join(format!("frames-{k:02}.idx"))).unwrap();
+    }
+    let by_reader: Vec<_> = sizes.iter().map(|&size| shuffled(&url, size)).collect();
+    for ((size, sidecar), reader) in sizes.iter().zip(&by_sidecar).zip(&by_reader) {
+        assert_eq!(sidecar, reader, "batches of {size}");
+        let errors: Vec<_> = sidecar.iter().filter_map(|b| b.as_ref().err()).collect();
+        assert!(errors.iter().any(|e| e.contains("000050")), "{errors:?}");
+        let rows: usize = sidecar.iter().flatten().map(|(keys, _)| keys.len()).sum();
+        // Every sample but the bad one, in batches of one; small frames fail larger batches.
+        assert!(
+            rows == 119 || (*size > 1 && rows > 0),
+            "{size}: {rows} rows"
+        );
+    }
+
+    // A shard rewritten under its sidecar (other keys), or with a sample after those its
+    // sidecar lists, or cut short: the sidecar's error, and none of the other samples.
+    let one =
+        write_frames_with_sidecars(dir.path(), std::slice::from_ref(&(0..40)), 0..0, usize::MAX);
+    let one = one.replace("{00..00}", "00");
+    let sidecar = std::fs::read(dir.path().join("frames-00.idx")).unwrap();
+    let stale = |ids: std::ops::Range<usize>, cut: bool| {
+        write_frames_with_sidecars(dir.path(), std::slice::from_ref(&ids), 0..0, usize::MAX);
+        std::fs::write(dir.path().join("frames-00.idx"), &sidecar).unwrap();
+        if cut {
+            let tar = std::fs::read(&one).unwrap();
+            std::fs::write(&one, &tar[..tar.len() / 2]).unwrap();
+        }
+        shuffled(&one, 4)
+    };
+    let rewritten = stale(1000..1040, false);
+    let appended = stale(0..41, false);
+    let cut = stale(0..40, true);
+    for (what, batches) in [
+        ("rewritten", rewritten),
+        ("appended", appended),
+        ("cut", cut),
+    ] {
+        let errors: Vec<_> = batches.iter().filter_map(|b| b.as_ref().err()).collect();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("sidecar") || e.contains("truncated")),
+            "{what}: {errors:?}"
+        );
+        for (keys, rows) in batches.iter().flatten() {
+            for (key, row) in keys.iter().zip(rows) {
+                assert_eq!(format!("{:06}", row.id), *key, "{what}");
+                assert!(row.id < 40, "{what}: only the sidecar's samples");
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Random access and exact length: `Dataset::len`, `get`, `get_key`, through the shards'
 //! sidecars (or the counts an index recorded).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read};
 use std::ops::Range;
@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use atdata_codec::{BatchBuilder, SampleType};
 
-use crate::batches::{DEFERRED_BYTES, Deferred, KeyedRows, Row, Spares};
+use crate::batches::{DEFERRED_BYTES, Deferred, KeyedRows, Row, RowChunk, Spares};
 use crate::dataset::{Dataset, decode_payload};
 use crate::error::{Error, Result, panic_message};
 use crate::opener::{ShardOpener, read_exact_at};
-use crate::pipeline::{Piece, Unit};
+use crate::pipeline::{Piece, Runs, Unit};
 use crate::reader::{checksum_matches, lowercase_ext};
 use crate::sidecar::{Entry, Sidecar, parse_head, scan, sidecar_url};
 use crate::writer::gzip_name;
@@ -27,6 +27,9 @@ const HEAD_BYTES: u64 = 64;
 const RUN_BYTES: u64 = 16 << 20;
 /// The fewest bytes of a shard a piece of it read on a thread of its own holds.
 const PIECE_BYTES: u64 = 4 << 20;
+/// Samples a shuffled read of a shard by its sidecar reads at a time
+/// ([`Dataset::located_runs`]).
+const LOCATED_RUN_SAMPLES: usize = 256;
 /// Bytes of a [`Located`] sample's payload read with its header before it is decoded: enough
 /// for its small fields and an array's header.
 const LOCATED_HEAD_BYTES: usize = 4096;
@@ -34,8 +37,8 @@ const LOCATED_HEAD_BYTES: usize = 4096;
 /// A large sample of a shard that is a local file, left there until its batch is built: then
 /// its payload is read by positioned reads of the file its partition opened, and decoded as it
 /// streams in, its array elements going from the shard straight into the batch
-/// ([`Located::read_into`]). The loader's partitions hand these over instead of the payloads'
-/// bytes.
+/// ([`Located::read_into`]). The loader's partitions, and `shuffled`'s reads of shards by
+/// their sidecars, hand these over instead of the payloads' bytes.
 pub(crate) struct Located {
     file: Arc<File>,
     shard: Arc<str>,
@@ -656,6 +659,31 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         Ok(out)
     }
 
+    /// Shard `url`'s samples in tar order, as [`read_run`](Self::read_run) reads them a run
+    /// at a time (its large samples left in the shard, [`Located`]), then a check that no
+    /// member follows the sidecar's last sample: when the shard is a local, uncompressed file
+    /// with a stored sidecar whose first sample is large. `None` otherwise, or when the
+    /// sidecar cannot be read (the shard is then read by its reader, which reports what is
+    /// wrong).
+    pub(crate) fn located_runs(&self, url: &str) -> Option<Runs<RowChunk<T>>> {
+        let k = self.shards.iter().position(|s| s == url)?;
+        let sidecar = self.stored_sidecar(k).ok().flatten()?;
+        if !locatable(&sidecar, 0) {
+            return None;
+        }
+        let file = self.opener.open_file(url).ok().flatten()?;
+        Some(Box::new(LocatedRuns {
+            dataset: self.clone(),
+            k,
+            sidecar,
+            file: Some(file),
+            next: 0,
+            buf: Vec::new(),
+            spares: Arc::default(),
+            ready: VecDeque::new(),
+        }))
+    }
+
     /// Where sample `sample` of shard `k` lies, no longer than a member may be.
     fn span(&self, k: usize, sidecar: &Sidecar, sample: usize) -> Result<Range<u64>> {
         let url = &self.shards[k];
@@ -737,6 +765,104 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     ) -> Result<T> {
         let key = sidecar.key(sample).unwrap_or_default();
         decode_payload::<T>(&self.context, &self.shards[k], key, payload)
+    }
+}
+
+/// Samples of a shard read a run at a time ([`Dataset::located_runs`]).
+struct LocatedRuns<T: SampleType, O> {
+    dataset: Dataset<T, O>,
+    k: usize,
+    sidecar: Arc<Sidecar>,
+    /// The shard, for the check at its end (`None` once made).
+    file: Option<File>,
+    /// The first sample not yet read.
+    next: usize,
+    buf: Vec<u8>,
+    spares: Arc<Spares>,
+    /// What the last run gave and is not yet handed out.
+    ready: VecDeque<Result<(RowChunk<T>, usize)>>,
+}
+
+impl<T: SampleType, O: ShardOpener> LocatedRuns<T, O> {
+    /// Reads the next run into `ready`: its rows in chunks between its samples' errors, with
+    /// the bytes its decoded rows were read from; `false` when the shard ends with it.
+    fn read(&mut self) -> bool {
+        let run = self.next..(self.next + LOCATED_RUN_SAMPLES).min(self.sidecar.len());
+        self.next = run.end;
+        let bytes = run
+            .clone()
+            .filter(|&sample| !locatable(&self.sidecar, sample))
+            .filter_map(|sample| self.sidecar.span(sample))
+            .map(|span| usize::try_from(span.end - span.start).unwrap_or(usize::MAX))
+            .fold(0, usize::saturating_add);
+        let rows = match self
+            .dataset
+            .read_run(self.k, run, &mut self.buf, &self.spares)
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.ready.push_back(Err(e));
+                return false;
+            }
+        };
+        let mut chunk = Vec::new();
+        for row in rows {
+            match row {
+                Ok(row) => chunk.push(row),
+                Err(e) => {
+                    if !chunk.is_empty() {
+                        self.ready.push_back(Ok((std::mem::take(&mut chunk), 0)));
+                    }
+                    self.ready.push_back(Err(e));
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            self.ready.push_back(Ok((chunk, 0)));
+        }
+        if let Some(Ok((_, counted))) = self.ready.iter_mut().find(|item| item.is_ok()) {
+            *counted = bytes;
+        }
+        true
+    }
+
+    /// That the shard ends where its sidecar does: the block after its last sample is the
+    /// end-of-archive marker, not another member's header.
+    fn check_end(&self, file: &File) -> Result<()> {
+        let url = &self.dataset.shards[self.k];
+        let at = self.sidecar.end().next_multiple_of(BLOCK);
+        let mut block = [0u8; BLOCK as usize];
+        match read_exact_at(file, &mut block, at) {
+            Ok(()) if block.iter().all(|&b| b == 0) => Ok(()),
+            Ok(()) => Err(Error::SidecarMismatch {
+                shard: url.clone(),
+                reason: format!("a member at byte {at} follows the sidecar's last sample"),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(Error::Truncated {
+                shard: url.clone(),
+                member: None,
+            }),
+            Err(e) => Err(Error::io(url, e)),
+        }
+    }
+}
+
+impl<T: SampleType, O: ShardOpener> Iterator for LocatedRuns<T, O> {
+    type Item = Result<(RowChunk<T>, usize)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.ready.pop_front() {
+                return Some(item);
+            }
+            let file = self.file.take()?;
+            if self.next >= self.sidecar.len() {
+                return self.check_end(&file).err().map(Err);
+            }
+            if self.read() {
+                self.file = Some(file);
+            }
+        }
     }
 }
 

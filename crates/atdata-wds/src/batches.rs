@@ -9,7 +9,7 @@ use atdata_codec::{BatchBuilder, SampleType};
 use crate::access::Located;
 use crate::dataset::{Samples, decode_member};
 use crate::error::{Error, Result};
-use crate::pipeline::{Gather, Pipeline, ShardReader};
+use crate::pipeline::{Gather, Pipeline, Runs, ShardReader};
 use crate::reader::Grouper;
 
 /// Samples a batch of samples makes room for before they arrive (a huge batch size must not
@@ -343,7 +343,7 @@ impl Spares {
 pub(crate) type KeyedRows<T> = Vec<Result<(String, Row<T>)>>;
 
 /// A sample on its way into a batch: decoded, its payload [`Deferred`], or (a large sample
-/// of a local shard, from the loader) [`Located`] in its shard.
+/// of a local shard, from the loader or `shuffled`) [`Located`] in its shard.
 pub(crate) enum Row<T> {
     Decoded(T),
     Deferred(Deferred),
@@ -351,23 +351,32 @@ pub(crate) enum Row<T> {
 }
 
 /// Shuffled samples with their keys, as [`Row`]s: small ones decoded on the shard threads,
-/// large ones deferred.
+/// large ones deferred; or, for a shard `locate` reads, as it gives them (large samples of a
+/// local shard [`Located`]).
 pub(crate) struct ShuffledRows<T: SampleType> {
     context: Arc<T::Context>,
     spares: Arc<Spares>,
+    locate: Locate<T>,
 }
 
+/// Rows with their keys, as [`ShuffledRows`] gathers them.
+pub(crate) type RowChunk<T> = Vec<(String, Row<T>)>;
+
+/// Reads a shard's rows by its sidecar, when it can ([`Gather::runs`]).
+pub(crate) type Locate<T> = Box<dyn Fn(&str) -> Option<Runs<RowChunk<T>>> + Send + Sync>;
+
 impl<T: SampleType> ShuffledRows<T> {
-    pub(crate) fn new(context: Arc<T::Context>) -> ShuffledRows<T> {
+    pub(crate) fn new(context: Arc<T::Context>, locate: Locate<T>) -> ShuffledRows<T> {
         ShuffledRows {
             context,
             spares: Arc::default(),
+            locate,
         }
     }
 }
 
 impl<T: SampleType> Gather for ShuffledRows<T> {
-    type Chunk = Vec<(String, Row<T>)>;
+    type Chunk = RowChunk<T>;
 
     fn chunk(&self) -> Self::Chunk {
         Vec::new()
@@ -405,6 +414,10 @@ impl<T: SampleType> Gather for ShuffledRows<T> {
 
     fn whole_batches(_: &Self::Chunk) -> bool {
         false
+    }
+
+    fn runs(&self, shard: &str) -> Option<Runs<Self::Chunk>> {
+        (self.locate)(shard)
     }
 }
 
@@ -758,7 +771,7 @@ mod tests {
         }
         let shard = w.finish().unwrap();
         let mut samples = Grouper::new(&shard[..], "s.tar".into(), u64::MAX);
-        let gather = ShuffledRows::<Blob>::new(Arc::new(()));
+        let gather = ShuffledRows::<Blob>::new(Arc::new(()), Box::new(|_| None));
         let mut rows = Vec::new();
         while let Some(read) = samples.advance() {
             read.unwrap();

@@ -477,7 +477,9 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     /// Batches of shuffled samples.
     #[must_use = "the batches are read only when the iterator is used (and it is inside the Result)"]
     pub fn shuffled(&self, batch_size: usize, options: ShuffleOptions) -> Result<Batches<T>> {
-        let gather = ShuffledRows::<T>::new(self.context.clone());
+        let dataset = self.clone();
+        let locate = Box::new(move |shard: &str| dataset.located_runs(shard));
+        let gather = ShuffledRows::<T>::new(self.context.clone(), locate);
         Batches::from_rows(
             self.shuffled_by(options, gather),
             self.context.clone(),

@@ -17,7 +17,7 @@
 //! error item naming the shard, never a silently short shard. Dropping the consumer stops the
 //! threads at their next chunk. A [`Gather`] may have the consumer read the rest of a shard
 //! itself (`hand_over`): the shard's thread then sends its reader down its queue, in order,
-//! and ends.
+//! and ends; or it may read a whole shard some other way than by its reader (`runs`).
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -158,7 +158,18 @@ pub(crate) trait Gather: Send + Sync + 'static {
     ) -> Result<Self::Chunk, ShardReader> {
         Err(samples)
     }
+
+    /// The whole shard's samples read some other way than by its reader (by its sidecar, say),
+    /// when this gather can (for chunks cut by size, [`batch`](Self::batch) `None`); `None`
+    /// (the default): the shard is read by its reader.
+    fn runs(&self, _shard: &str) -> Option<Runs<Self::Chunk>> {
+        None
+    }
 }
+
+/// A shard's samples as [`Gather::runs`] reads them: chunks in order, each with the member
+/// bytes it holds, errors in place (the shard ends after one that ends it).
+pub(crate) type Runs<C> = Box<dyn Iterator<Item = Result<(C, usize)>>>;
 
 /// A shard's reader, where a shard thread left it.
 pub(crate) type ShardReader = Box<Grouper<'static>>;
@@ -583,6 +594,19 @@ fn read_shard<G: Gather>(
     place: &mut Place,
 ) {
     let mut core = CORES.take();
+    let whole = shard.piece.is_none() && gather.batch().is_none();
+    if let Some(runs) = whole.then(|| gather.runs(shard.name)).flatten() {
+        for run in runs {
+            let msg = match run {
+                Ok((chunk, bytes)) => Msg::Chunks(vec![chunk], bytes),
+                Err(e) => Msg::Failed(e),
+            };
+            if !core.release_while(|| queue.send(msg)) {
+                return;
+            }
+        }
+        return;
+    }
     let opened = match &shard.piece {
         Some(piece) => shard.opener.open_at(shard.name, piece.offset),
         None => shard.opener.open(shard.name),
