@@ -6,6 +6,7 @@ use half::f16;
 use num_complex::{Complex32, Complex64};
 
 use crate::error::{ArrayError, Result};
+use crate::uninit::{UninitBuf, extend_pod};
 
 /// The byte order named by a dtype string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,31 +200,33 @@ pub trait Element:
     #[doc(hidden)]
     fn extend_bytes(out: &mut Vec<u8>, values: &[Self]);
 
-    /// Appends `count` elements encoded by `head` and then by the bytes `read` fills in
-    /// (numeric elements: straight into the vector's memory); on an error the vector is as
-    /// before. The default decodes them a chunk at a time.
+    /// Appends `count` elements encoded by `head` and then by the bytes `fill` fills in (it
+    /// fills all of the memory it is given, or fails; numeric elements: straight into the
+    /// vector's memory, not zeroed first); on an error the vector is as before. The default
+    /// decodes them a chunk at a time.
     #[doc(hidden)]
     fn read_elements(
         out: &mut Vec<Self>,
         count: usize,
         head: &[u8],
         order: ByteOrder,
-        read: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+        fill: &mut dyn FnMut(&mut UninitBuf<'_>) -> Result<()>,
     ) -> Result<()> {
         let size = std::mem::size_of::<Self>();
         let at = out.len();
         let head = &head[..head.len().min(count * size)];
         Self::extend_from_bytes(out, head, order);
-        let mut chunk = [0u8; 4096];
+        let mut chunk = [std::mem::MaybeUninit::uninit(); 4096];
         let step = chunk.len() / size * size;
         let mut left = count * size - head.len();
         while left > 0 {
             let n = left.min(step);
-            if let Err(e) = read(&mut chunk[..n]) {
+            let mut buf = UninitBuf::new(&mut chunk[..n]);
+            if let Err(e) = fill(&mut buf) {
                 out.truncate(at);
                 return Err(e);
             }
-            Self::extend_from_bytes(out, &chunk[..n], order);
+            Self::extend_from_bytes(out, buf.filled(), order);
             left -= n;
         }
         Ok(())
@@ -284,19 +287,23 @@ macro_rules! pod_element {
                 count: usize,
                 head: &[u8],
                 order: ByteOrder,
-                read: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+                fill: &mut dyn FnMut(&mut UninitBuf<'_>) -> Result<()>,
             ) -> Result<()> {
                 const SIZE: usize = std::mem::size_of::<$ty>();
                 let at = out.len();
                 let mut filled = 0;
                 while filled < count {
                     let end = count.min((filled * 2).max(READ_STEP_BYTES / SIZE));
-                    out.resize(at + end, Self::default());
-                    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out[at..]);
                     let (start, stop) = (filled * SIZE, end * SIZE);
-                    let from_head = head.len().clamp(start, stop);
-                    bytes[start..from_head].copy_from_slice(&head[start..from_head]);
-                    if let Err(e) = read(&mut bytes[from_head..stop]) {
+                    let from_head = &head[head.len().min(start)..head.len().min(stop)];
+                    let read = extend_pod(out, end - filled, |buf| {
+                        buf.put(from_head);
+                        match buf.remaining() {
+                            0 => Ok(()),
+                            _ => fill(buf),
+                        }
+                    });
+                    if let Err(e) = read {
                         out.truncate(at);
                         return Err(e);
                     }

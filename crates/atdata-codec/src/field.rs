@@ -486,7 +486,7 @@ impl<A: Element, D: Dimension> ArrayColumn<A, D> {
             count,
             &head[layout.data_start..],
             layout.dtype.order,
-            &mut |out| bin.read(out),
+            &mut |out| bin.fill(out),
         );
         match read {
             Ok(()) if rows == 0 => self.make_room(count),

@@ -43,6 +43,7 @@ mod msgpack;
 mod sample;
 mod schema;
 mod schema_ref;
+mod uninit;
 
 pub use ::cid::Cid;
 
@@ -57,6 +58,7 @@ pub use crate::json::{json_to_msgpack, msgpack_to_json};
 pub use crate::sample::{BatchBuilder, Packable, SampleBatch, SampleType, WdsSample};
 pub use crate::schema::{FieldType, Primitive, Schema, SchemaField, SchemaRecord};
 pub use crate::schema_ref::{SchemaRef, SchemaRefForm};
+pub use crate::uninit::{FillUninit, UninitBuf};
 
 /// What `#[packable]` expands to. Not public API: it changes without notice.
 #[doc(hidden)]

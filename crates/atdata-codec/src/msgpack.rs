@@ -12,6 +12,7 @@ use std::io::Read;
 use rmp::Marker;
 
 use crate::error::{Error, Result};
+use crate::uninit::{FillUninit, UninitBuf};
 
 /// Checks that a length fits msgpack's 32-bit length fields.
 fn len32(what: &'static str, len: usize) -> Result<u32> {
@@ -152,7 +153,7 @@ pub struct Decoder<'a> {
 
 /// The bytes of a payload still in the stream it is read from.
 struct Rest<'a> {
-    source: &'a mut dyn Read,
+    source: &'a mut dyn FillUninit,
     len: usize,
     /// Where they are read to once a value needs them in memory.
     spill: &'a mut Vec<u8>,
@@ -177,7 +178,7 @@ impl<'a> Decoder<'a> {
     /// value needs them in memory (at most once, and never more than the stream gives).
     pub fn streaming(
         head: &'a [u8],
-        source: &'a mut dyn Read,
+        source: &'a mut dyn FillUninit,
         rest: usize,
         spill: &'a mut Vec<u8>,
     ) -> Decoder<'a> {
@@ -449,19 +450,15 @@ impl<'a> StreamedBin<'_, 'a> {
         self.len
     }
 
-    /// Reads its next `out.len()` bytes (at most those not read yet) into `out`.
-    pub fn read(&mut self, out: &mut [u8]) -> Result<()> {
-        let Some(rest) = self
-            .decoder
-            .rest
-            .as_mut()
-            .filter(|_| out.len() <= self.missing)
-        else {
+    /// Fills the rest of `out` with its next bytes (at most those not read yet).
+    pub fn fill(&mut self, out: &mut UninitBuf<'_>) -> Result<()> {
+        let n = out.remaining();
+        let Some(rest) = self.decoder.rest.as_mut().filter(|_| n <= self.missing) else {
             return Err(Error::Msgpack("read past the end of a byte string"));
         };
-        rest.source.read_exact(out).map_err(Error::Read)?;
-        rest.len -= out.len();
-        self.missing -= out.len();
+        rest.source.fill_uninit(out).map_err(Error::Read)?;
+        rest.len -= n;
+        self.missing -= n;
         Ok(())
     }
 

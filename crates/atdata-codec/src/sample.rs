@@ -1,12 +1,12 @@
 //! The `Packable` sample trait, WebDataset samples and batches.
 
-use std::io::Read;
 use std::ops::Deref;
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 use crate::msgpack::Decoder;
 use crate::schema::Schema;
+use crate::uninit::FillUninit;
 
 /// A typed sample: a struct whose fields pack into a msgpack map, byte-identical to Python
 /// atdata's `@packable` dataclasses. Implement it with `#[packable]`.
@@ -372,7 +372,7 @@ pub trait BatchBuilder<T: SampleType>: Send + Sized + 'static {
         &mut self,
         context: &T::Context,
         head: &[u8],
-        source: &mut dyn Read,
+        source: &mut dyn FillUninit,
         rest: usize,
         spill: &mut Vec<u8>,
     ) -> Result<()> {
@@ -457,7 +457,7 @@ where
         &mut self,
         _: &(),
         head: &[u8],
-        source: &mut dyn Read,
+        source: &mut dyn FillUninit,
         rest: usize,
         spill: &mut Vec<u8>,
     ) -> Result<()> {

@@ -8,13 +8,14 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use atdata_codec::{BatchBuilder, SampleType};
+use atdata_codec::{BatchBuilder, FillUninit, SampleType, UninitBuf};
 
 use crate::batches::{DEFERRED_BYTES, Deferred, KeyedRows, Row, RowChunk, Spares};
 use crate::dataset::{Dataset, decode_payload};
 use crate::error::{Error, Result, panic_message};
 use crate::opener::{ShardOpener, read_exact_at};
 use crate::pipeline::{Piece, Runs, Unit};
+use crate::read_ahead::fill_from_file;
 use crate::reader::{checksum_matches, lowercase_ext};
 use crate::sidecar::{Entry, Sidecar, parse_head, scan, sidecar_url};
 use crate::writer::gzip_name;
@@ -113,6 +114,23 @@ impl Read for Positioned<'_> {
             Ok(()) => {
                 self.at += buf.len() as u64;
                 Ok(buf.len())
+            }
+            Err(e) => {
+                let kind = e.kind();
+                self.failed.get_or_insert_with(|| Error::io(self.url, e));
+                Err(kind.into())
+            }
+        }
+    }
+}
+
+impl FillUninit for Positioned<'_> {
+    fn fill_uninit(&mut self, buf: &mut UninitBuf<'_>) -> io::Result<()> {
+        let n = buf.remaining() as u64;
+        match fill_from_file(self.file, buf, Some(self.at)) {
+            Ok(()) => {
+                self.at += n;
+                Ok(())
             }
             Err(e) => {
                 let kind = e.kind();

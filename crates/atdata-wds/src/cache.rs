@@ -411,10 +411,11 @@ impl<O: ShardOpener> ShardOpener for CachedOpener<O> {
         read_exact_at(&file, buf, range.start).map_err(|e| Error::io(url, e))
     }
 
+    /// A cached shard's copy; `None` for one not cached yet, which is read (checked against
+    /// its checksum, and kept) through [`open`](ShardOpener::open).
     fn open_file(&self, url: &str) -> Result<Option<File>> {
-        let copy = self.names.get(url);
-        match copy.and_then(|copy| self.cache.open_copy(&copy.name)) {
-            Some(file) => Ok(Some(file)),
+        match self.names.get(url) {
+            Some(copy) => Ok(self.cache.open_copy(&copy.name)),
             None => self.inner.open_file(url),
         }
     }

@@ -77,9 +77,11 @@ pub trait ShardOpener: Send + Sync + 'static {
         Ok(())
     }
 
-    /// The shard as a local file, when it is one (`None`, the default, otherwise): how the
-    /// loader reads a large sample, by positioned reads, its array elements straight into
-    /// their batch. The local opener opens its files; a cache gives its copies.
+    /// The shard as a local file, when it is one (`None`, the default, otherwise): how a
+    /// dataset reads it, into memory not yet initialised (array elements straight into their
+    /// batch), and how the loader and `shuffled` read a large sample, by positioned reads.
+    /// The local opener opens its files; a cache gives its copies (and `None` for a shard not
+    /// cached yet, so that [`open`](Self::open) checks and keeps it).
     ///
     /// ```
     /// use atdata_wds::{LocalOpener, ShardOpener};

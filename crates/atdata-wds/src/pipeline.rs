@@ -607,12 +607,22 @@ fn read_shard<G: Gather>(
         }
         return;
     }
+    let grouper = |input| Grouper::new(input, shard.name.to_owned(), shard.max_member);
+    // A local file is read as one (into memory not yet initialised); where the opener gives
+    // none, or fails to, its reader is opened (and reports the failure).
     let opened = match &shard.piece {
-        Some(piece) => shard.opener.open_at(shard.name, piece.offset),
-        None => shard.opener.open(shard.name),
+        Some(piece) => shard.opener.open_at(shard.name, piece.offset).map(grouper),
+        None => match shard.opener.open_file(shard.name) {
+            Ok(Some(file)) => Ok(Grouper::from_file(
+                file,
+                shard.name.to_owned(),
+                shard.max_member,
+            )),
+            _ => shard.opener.open(shard.name).map(grouper),
+        },
     };
-    let input = match opened {
-        Ok(input) => input,
+    let mut samples = match opened {
+        Ok(samples) => Box::new(samples),
         Err(e) => {
             // Nothing read: the next shard starts where this one does.
             core.release_while(|| {
@@ -628,7 +638,6 @@ fn read_shard<G: Gather>(
     let mut chunk = gather.chunk();
     let mut parcel = Parcel::new();
     let mut bytes = 0;
-    let mut samples = Box::new(Grouper::new(input, shard.name.to_owned(), shard.max_member));
     // A piece ends after its samples (the shard's last piece, at the shard's end).
     let (mut read_so_far, mut failed, mut misplaced) = (0u64, false, None);
     loop {

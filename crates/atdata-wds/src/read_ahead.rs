@@ -1,6 +1,10 @@
-//! [`ReadAhead`]: the tar reader's buffer, which steps aside for large member data.
+//! [`ReadAhead`]: the tar reader's buffer, which steps aside for large member data; and what
+//! it reads from ([`Plain`], [`ShardFile`]), filling memory not yet initialised where it can.
 
+use std::fs::File;
 use std::io::{self, BufRead, Read};
+
+use atdata_codec::{FillUninit, UninitBuf};
 
 /// Bytes the buffer holds (and reads at once while members are small).
 const CAPACITY: usize = 256 << 10;
@@ -55,6 +59,90 @@ impl<R: Read> Read for ReadAhead<R> {
     }
 }
 
+impl<R: FillUninit> FillUninit for ReadAhead<R> {
+    /// What the buffer holds first; then, while the rest is large, straight from the input.
+    fn fill_uninit(&mut self, buf: &mut UninitBuf<'_>) -> io::Result<()> {
+        while buf.remaining() > 0 {
+            if self.start == self.end && buf.remaining() >= BYPASS {
+                self.bypassed = true;
+                return self.input.fill_uninit(buf);
+            }
+            let n = match self.fill_buf()? {
+                [] => return Err(io::ErrorKind::UnexpectedEof.into()),
+                buffered => buf.put(buffered),
+            };
+            self.consume(n);
+        }
+        Ok(())
+    }
+}
+
+/// A reader filling memory not yet initialised as any reader does: zeroed first.
+pub(crate) struct Plain<R>(pub(crate) R);
+
+impl<R: Read> Read for Plain<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.0.read(out)
+    }
+}
+
+impl<R: Read> FillUninit for Plain<R> {}
+
+/// A shard that is a local file, read from where it stands: into memory not yet initialised
+/// without zeroing it first.
+pub(crate) struct ShardFile(pub(crate) File);
+
+impl Read for ShardFile {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.0.read(out)
+    }
+}
+
+impl FillUninit for ShardFile {
+    fn fill_uninit(&mut self, buf: &mut UninitBuf<'_>) -> io::Result<()> {
+        fill_from_file(&self.0, buf, None)
+    }
+}
+
+/// Fills the rest of `buf` from `file`, from where it stands or (positioned reads) from byte
+/// `offset`, reading straight into the memory (no zeroing pass); the file's end first is
+/// `UnexpectedEof`.
+#[cfg(unix)]
+pub(crate) fn fill_from_file(
+    file: &File,
+    buf: &mut UninitBuf<'_>,
+    mut offset: Option<u64>,
+) -> io::Result<()> {
+    while buf.remaining() > 0 {
+        let read = buf.read_with(|rest| {
+            let read = match offset {
+                Some(at) => rustix::io::pread(file, rest, at),
+                None => rustix::io::read(file, rest),
+            };
+            read.map(|(init, _)| init).map_err(io::Error::from)
+        });
+        match read {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => offset = offset.map(|at| at + n as u64),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub(crate) fn fill_from_file(
+    mut file: &File,
+    buf: &mut UninitBuf<'_>,
+    offset: Option<u64>,
+) -> io::Result<()> {
+    if let Some(at) = offset {
+        io::Seek::seek(&mut file, io::SeekFrom::Start(at))?;
+    }
+    buf.read_exact_from(&mut file)
+}
+
 impl<R: Read> BufRead for ReadAhead<R> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.start == self.end {
@@ -84,6 +172,45 @@ mod tests {
         fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
             self.asked.push(out.len());
             self.bytes.read(out)
+        }
+    }
+
+    #[test]
+    fn memory_not_yet_initialised_fills_as_reads_do() {
+        use std::mem::MaybeUninit;
+        let bytes: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shard.tar");
+        std::fs::write(&path, &bytes).unwrap();
+        let mut reader = ReadAhead::new(ShardFile(File::open(&path).unwrap()));
+        let mut got = Vec::new();
+        // Reads and fills interleaved: from the buffer, then (large) straight from the file.
+        for (len, fill) in [(512, false), (300_000, true), (100, true), (200_000, false)] {
+            let mut memory = vec![MaybeUninit::uninit(); len];
+            let mut buf = UninitBuf::new(&mut memory);
+            match fill {
+                true => reader.fill_uninit(&mut buf).unwrap(),
+                false => buf.read_exact_from(&mut reader).unwrap(),
+            }
+            got.extend_from_slice(buf.filled());
+        }
+        assert_eq!(got, bytes[..got.len()]);
+        let mut memory = vec![MaybeUninit::uninit(); bytes.len()];
+        let mut past_end = UninitBuf::new(&mut memory);
+        let error = reader.fill_uninit(&mut past_end).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+
+        // Positioned fills, from any offset, and past the end.
+        let file = File::open(&path).unwrap();
+        for (at, len) in [(0, 10), (777_777, 222_223), (999_999, 2)] {
+            let mut memory = vec![MaybeUninit::uninit(); len];
+            let mut buf = UninitBuf::new(&mut memory);
+            match fill_from_file(&file, &mut buf, Some(at as u64)) {
+                Ok(()) => assert_eq!(buf.filled(), &bytes[at..at + len]),
+                Err(e) => {
+                    assert!(at + len > bytes.len() && e.kind() == io::ErrorKind::UnexpectedEof)
+                }
+            }
         }
     }
 

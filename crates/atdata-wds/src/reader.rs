@@ -6,11 +6,11 @@
 
 use std::io::{self, BufRead, Read};
 
-use atdata_codec::WdsSample;
+use atdata_codec::{FillUninit, UninitBuf, WdsSample};
 use flate2::bufread::MultiGzDecoder;
 
 use crate::error::{Error, Result};
-use crate::read_ahead::ReadAhead;
+use crate::read_ahead::{Plain, ReadAhead, ShardFile};
 use crate::sidecar::Sidecar;
 
 const BLOCK: usize = 512;
@@ -105,7 +105,13 @@ impl Iterator for TarReader<'_> {
 
 /// What is given a member as it streams in ([`Grouper::advance_streaming`]): its sample's
 /// key, its first bytes, a reader of the rest, and how many bytes the rest holds.
-pub(crate) type StreamedMember<'r> = dyn FnMut(&str, &[u8], &mut dyn Read, usize) + 'r;
+pub(crate) type StreamedMember<'r> = dyn FnMut(&str, &[u8], &mut dyn FillUninit, usize) + 'r;
+
+/// What a [`Grouper`] reads an archive from: buffered, and able to fill memory not yet
+/// initialised.
+trait Stream: BufRead + FillUninit + Send {}
+
+impl<S: BufRead + FillUninit + Send> Stream for S {}
 
 /// A sample borrowed from a [`Grouper`]'s buffers.
 #[derive(Clone, Copy)]
@@ -151,7 +157,7 @@ struct Member {
 
 /// Groups a shard's members into samples, reusing its buffers from sample to sample.
 pub(crate) struct Grouper<'a> {
-    members: Members<Box<dyn BufRead + Send + 'a>>,
+    members: Members<Box<dyn Stream + 'a>>,
     key: String,
     /// `slots[..len]` hold the current sample's members; the rest keep their capacity.
     slots: Vec<(String, Vec<u8>)>,
@@ -173,14 +179,24 @@ pub(crate) struct Grouper<'a> {
 
 impl<'a> Grouper<'a> {
     pub fn new(input: impl Read + Send + 'a, shard: String, max_member: u64) -> Grouper<'a> {
+        Grouper::over(Plain(input), shard, max_member)
+    }
+
+    /// A grouper over a shard that is a local file, from where it stands: large member data
+    /// is read into memory not yet initialised ([`FillUninit`]), with no zeroing pass.
+    pub fn from_file(file: std::fs::File, shard: String, max_member: u64) -> Grouper<'a> {
+        Grouper::over(ShardFile(file), shard, max_member)
+    }
+
+    fn over(input: impl FillUninit + Send + 'a, shard: String, max_member: u64) -> Grouper<'a> {
         let mut buffered = ReadAhead::new(input);
         // Sniff for gzip; an error here (a missing object, say) is reported as the first item.
         let (gzip, error) = match buffered.fill_buf() {
             Ok(head) => (head.starts_with(&[0x1f, 0x8b]), None),
             Err(e) => (false, Some(Error::io(shard.clone(), e))),
         };
-        let stream: Box<dyn BufRead + Send + 'a> = if gzip {
-            Box::new(ReadAhead::new(MultiGzDecoder::new(buffered)))
+        let stream: Box<dyn Stream + 'a> = if gzip {
+            Box::new(ReadAhead::new(Plain(MultiGzDecoder::new(buffered))))
         } else {
             Box::new(buffered)
         };
@@ -725,6 +741,29 @@ impl<R: BufRead> Read for MemberData<'_, R> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
             Err(e) => e,
         };
+        let kind = error.kind();
+        self.failed
+            .get_or_insert_with(|| self.members.io_error(error, self.name));
+        Err(kind.into())
+    }
+}
+
+impl<R: BufRead + FillUninit> FillUninit for MemberData<'_, R> {
+    fn fill_uninit(&mut self, buf: &mut UninitBuf<'_>) -> io::Result<()> {
+        let n = buf.remaining() as u64;
+        if n > self.left {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let error = match self.members.input.fill_uninit(buf) {
+            Ok(()) => {
+                self.left -= n;
+                self.members.position += n;
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        // What was read of it is not known: the member (and the archive) ends here.
+        self.left = 0;
         let kind = error.kind();
         self.failed
             .get_or_insert_with(|| self.members.io_error(error, self.name));
