@@ -647,6 +647,28 @@ const CASES: &[Case] = &[
     },
     Case {
         area: "payload",
+        input: "a key that is not UTF-8",
+        error: "codec::Error::Msgpack (not valid UTF-8)",
+        check: |_| {
+            // {"id": 1, b"\xff\xfe": 2, "text": "a"}
+            let bytes = [
+                0x83, 0xa2, b'i', b'd', 1, 0xa2, 0xff, 0xfe, 2, 0xa4, b't', b'e', b'x', b't', 0xa1,
+                b'a',
+            ];
+            use atdata_codec::{BatchBuilder, SampleType};
+            let mut batch = <Row as SampleType>::Builder::with_capacity(&(), 1);
+            expect!(
+                raw_row(&bytes),
+                CodecError::Msgpack("string is not valid UTF-8")
+            )?;
+            expect!(
+                batch.decode_into(&(), &bytes),
+                CodecError::Msgpack("string is not valid UTF-8")
+            )
+        },
+    },
+    Case {
+        area: "payload",
         input: "a key given twice",
         error: "codec::Error::DuplicateField",
         check: |_| {

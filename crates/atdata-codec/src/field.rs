@@ -438,12 +438,12 @@ impl<A: Element, D: Dimension> ArrayColumn<A, D> {
             return Ok(None);
         }
         let ndim = layout.shape.ndim();
-        D::from_dimension(&layout.shape)
-            .map(Some)
-            .ok_or(Error::Array(crate::error::ArrayError::DimensionMismatch {
+        D::from_dimension(&layout.shape).map(Some).ok_or_else(|| {
+            Error::Array(crate::error::ArrayError::DimensionMismatch {
                 expected: D::NDIM.unwrap_or(ndim),
                 found: ndim,
-            }))
+            })
+        })
     }
 
     /// Appends one parsed payload's elements, checked to be `A`s of rank `D`.
@@ -717,7 +717,7 @@ fn larger<A: Element, D: Dimension>(
     Array::from_shape_vec(IxDyn(shape), data)
         .ok()
         .and_then(|a| a.into_dimensionality::<D::Larger>().ok())
-        .ok_or(Error::ShapeMismatch {
+        .ok_or_else(|| Error::ShapeMismatch {
             index: 0,
             expected: row.to_vec(),
             found: row.to_vec(),

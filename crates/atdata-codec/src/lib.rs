@@ -69,11 +69,15 @@ pub mod __private {
     pub use crate::sample::Packable;
     pub use crate::schema::{Schema, SchemaField};
 
-    /// The error for a key the sample type does not declare.
-    pub fn unknown_field(sample: &str, name: &str) -> Error {
-        Error::UnknownField {
-            sample: sample.to_owned(),
-            name: name.to_owned(),
+    /// The error for a key (its bytes) the sample type does not declare: not UTF-8, or not
+    /// a field's name.
+    pub fn unknown_key(sample: &str, key: &[u8]) -> Error {
+        match std::str::from_utf8(key) {
+            Ok(name) => Error::UnknownField {
+                sample: sample.to_owned(),
+                name: name.to_owned(),
+            },
+            Err(_) => Error::Msgpack("string is not valid UTF-8"),
         }
     }
 

@@ -287,10 +287,11 @@ impl<'a> Decoder<'a> {
         if self.buf.is_empty() {
             self.spill()?;
         }
-        self.buf
-            .first()
-            .map(|&b| Marker::from_u8(b))
-            .ok_or(Error::Msgpack("unexpected end of input"))
+        // Not `ok_or`: the error would be built (and dropped) on every call.
+        match self.buf.first() {
+            Some(&b) => Ok(Marker::from_u8(b)),
+            None => Err(Error::Msgpack("unexpected end of input")),
+        }
     }
 
     fn marker(&mut self) -> Result<Marker> {
@@ -376,14 +377,20 @@ impl<'a> Decoder<'a> {
 
     /// Reads a string, borrowed from the input.
     pub fn str(&mut self) -> Result<&'a str> {
+        let bytes = self.str_bytes()?;
+        std::str::from_utf8(bytes).map_err(|_| Error::Msgpack("string is not valid UTF-8"))
+    }
+
+    /// Reads a string's bytes, borrowed from the input, not checked to be UTF-8 (a map key,
+    /// compared with field names that are).
+    pub fn str_bytes(&mut self) -> Result<&'a [u8]> {
         let m = self.marker()?;
         let len = match m {
             Marker::FixStr(n) => self.len_after(m, Some(n))?,
             Marker::Str8 | Marker::Str16 | Marker::Str32 => self.len_after(m, None)?,
             _ => return Self::mismatch("str", m),
         };
-        std::str::from_utf8(self.take(len)?)
-            .map_err(|_| Error::Msgpack("string is not valid UTF-8"))
+        self.take(len)
     }
 
     /// Reads a byte string (bin), borrowed from the input.

@@ -140,9 +140,9 @@ pub(crate) fn extend_pod<T: bytemuck::Pod>(
     count: usize,
     fill: impl FnOnce(&mut UninitBuf<'_>) -> Result<()>,
 ) -> Result<()> {
-    let bytes = count
-        .checked_mul(size_of::<T>())
-        .ok_or(Error::Msgpack("array larger than memory"))?;
+    let Some(bytes) = count.checked_mul(size_of::<T>()) else {
+        return Err(Error::Msgpack("array larger than memory"));
+    };
     out.reserve(count);
     let spare = &mut out.spare_capacity_mut()[..count];
     // SAFETY: `spare` is `count` elements of `out`'s allocation, borrowed exclusively; as bytes

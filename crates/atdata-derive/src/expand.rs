@@ -69,9 +69,10 @@ pub fn expand(sample: &Sample) -> TokenStream {
     });
     let arms = fields.iter().zip(&slots).map(|(f, slot)| {
         let (key, ty) = (&f.key, &f.ty);
+        let key_bytes = syn::LitByteStr::new(key.as_bytes(), proc_macro2::Span::call_site());
         let call = quote_spanned!(ty.span()=> <#ty as #p::Field>::decode(&mut dec));
         quote! {
-            #key => {
+            #key_bytes => {
                 if #slot.is_some() {
                     return ::core::result::Result::Err(#p::duplicate_field(#key));
                 }
@@ -118,8 +119,9 @@ pub fn expand(sample: &Sample) -> TokenStream {
     });
     let into_arms = fields.iter().zip(&indices).map(|(f, i)| {
         let (key, ty) = (&f.key, &f.ty);
+        let key_bytes = syn::LitByteStr::new(key.as_bytes(), proc_macro2::Span::call_site());
         quote! {
-            #key => {
+            #key_bytes => {
                 if seen[#i] {
                     return ::core::result::Result::Err(#p::duplicate_field(#key));
                 }
@@ -201,9 +203,9 @@ pub fn expand(sample: &Sample) -> TokenStream {
                     let len = dec.map_len()?;
                     #(#slot_decls)*
                     for _ in 0..len {
-                        match dec.str()? {
+                        match dec.str_bytes()? {
                             #(#arms)*
-                            other => return ::core::result::Result::Err(#p::unknown_field(#name_str, other)),
+                            other => return ::core::result::Result::Err(#p::unknown_key(#name_str, other)),
                         }
                     }
                     dec.finish()?;
@@ -227,9 +229,9 @@ pub fn expand(sample: &Sample) -> TokenStream {
                         let len = dec.map_len()?;
                         let mut seen = [false; #count];
                         for _ in 0..len {
-                            match dec.str()? {
+                            match dec.str_bytes()? {
                                 #(#into_arms)*
-                                other => return ::core::result::Result::Err(#p::unknown_field(#name_str, other)),
+                                other => return ::core::result::Result::Err(#p::unknown_key(#name_str, other)),
                             }
                         }
                         dec.finish()?;

@@ -489,6 +489,8 @@ struct Members<R: BufRead> {
     read_data: bool,
     /// Bytes consumed so far.
     position: u64,
+    /// The last PAX header's records (its buffer reused).
+    records: Vec<u8>,
 }
 
 impl<R: BufRead> Members<R> {
@@ -501,6 +503,7 @@ impl<R: BufRead> Members<R> {
             max_member,
             read_data: true,
             position: 0,
+            records: Vec::new(),
         }
     }
 
@@ -607,13 +610,21 @@ impl<R: BufRead> Members<R> {
         self.skip_padding(size, member)
     }
 
+    /// Skips the padding after `size` bytes of member data, in the buffer (not copied out).
     fn skip_padding(&mut self, size: u64, member: &str) -> Result<()> {
-        let pad = (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64;
-        let mut zeros = [0u8; BLOCK];
-        self.input
-            .read_exact(&mut zeros[..pad as usize])
-            .map_err(|e| self.io_error(e, member))?;
-        self.position += pad;
+        let pad = (BLOCK - (size % BLOCK as u64) as usize) % BLOCK;
+        let mut left = pad;
+        while left > 0 {
+            let n = match self.input.fill_buf() {
+                Ok([]) => return Err(self.truncated(Some(member))),
+                Ok(buffered) => buffered.len().min(left),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.io_error(e, member)),
+            };
+            self.input.consume(n);
+            left -= n;
+        }
+        self.position += pad as u64;
         Ok(())
     }
 
@@ -653,9 +664,14 @@ impl<R: BufRead> Members<R> {
             }
             match block[156] {
                 b'x' => {
-                    let mut records = Vec::new();
-                    self.data(size, &mut records, name)?;
-                    self.apply_pax(&records, name)?;
+                    // Its buffer is kept for the next member's (one per member in Python's
+                    // shards).
+                    let mut records = std::mem::take(&mut self.records);
+                    let applied = self
+                        .data(size, &mut records, name)
+                        .and_then(|()| self.apply_pax(&records, name));
+                    self.records = records;
+                    applied?;
                 }
                 b'L' => {
                     let mut long = Vec::new();
@@ -849,7 +865,9 @@ pub(crate) fn lowercase_ext(ext: &str) -> String {
 
 fn push_lowercase(ext: &str, out: &mut String) {
     if ext.is_ascii() {
-        out.extend(ext.chars().map(|c| c.to_ascii_lowercase()));
+        let start = out.len();
+        out.push_str(ext);
+        out[start..].make_ascii_lowercase();
     } else {
         out.push_str(&ext.to_lowercase());
     }
