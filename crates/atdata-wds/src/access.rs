@@ -16,7 +16,7 @@ use crate::error::{Error, Result, panic_message};
 use crate::opener::{ShardOpener, read_exact_at};
 use crate::pipeline::{Piece, Runs, Unit};
 use crate::read_ahead::fill_from_file;
-use crate::reader::{checksum_matches, lowercase_ext};
+use crate::reader::{checksum_matches, header_path, header_size, lowercase_ext};
 use crate::sidecar::{Entry, Sidecar, parse_head, scan, sidecar_url};
 use crate::writer::gzip_name;
 
@@ -902,8 +902,7 @@ fn check_header(block: &[u8; 512], entry: &Entry) -> Result<(), String> {
             entry.name
         ));
     }
-    let header = tar::Header::from_byte_slice(block);
-    let path = header.path_bytes();
+    let path = header_path(block);
     let name = entry.name.as_bytes();
     // A long name sits in a PAX or GNU record before the header, which holds its start.
     let named = *path == *name || (name.len() > 100 && path.len() >= 99 && name.starts_with(&path));
@@ -918,7 +917,7 @@ fn check_header(block: &[u8; 512], entry: &Entry) -> Result<(), String> {
     if !matches!(block[156], b'0' | 0 | b'7') {
         return Err(format!("{} is not a file (`{}`)", at(), entry.name));
     }
-    match header.entry_size() {
+    match header_size(block) {
         Ok(size) if size == entry.size => Ok(()),
         Ok(size) => Err(format!(
             "`{}` has {size} bytes, the sidecar says {}",

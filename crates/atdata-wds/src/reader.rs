@@ -4,6 +4,7 @@
 //! allocates nothing per member once warm (allocation churn across threads was the main cost of
 //! reading small samples). [`TarReader`] is its public, owning face.
 
+use std::borrow::Cow;
 use std::io::{self, BufRead, Read};
 
 use atdata_codec::{FillUninit, UninitBuf, WdsSample};
@@ -635,8 +636,7 @@ impl<R: BufRead> Members<R> {
             let Some(block) = self.header()? else {
                 return Ok(false);
             };
-            let header = tar::Header::from_byte_slice(&block);
-            let path = header.path_bytes();
+            let path = header_path(&block);
             if !checksum_matches(&block) {
                 let shown = String::from_utf8_lossy(&path).into_owned();
                 return Err(self.corrupt(Some(&shown), "checksum mismatch"));
@@ -655,9 +655,7 @@ impl<R: BufRead> Members<R> {
             };
             let size = match self.pax_size.take() {
                 Some(s) => s,
-                None => header
-                    .entry_size()
-                    .map_err(|e| self.corrupt(Some(name), e.to_string()))?,
+                None => header_size(&block).map_err(|e| self.corrupt(Some(name), e))?,
             };
             if matches!(block[156], b'x' | b'L') && size > MAX_HEADER_EXTENSION {
                 return Err(self.over_limit(name, size, MAX_HEADER_EXTENSION));
@@ -804,6 +802,60 @@ impl<R: BufRead> MemberData<'_, R> {
     }
 }
 
+/// A header's path, as the `tar` crate reads it (`Header::path_bytes`): a ustar header's
+/// prefix, `/` and name (each up to its first NUL), any other's name; without the crate's
+/// passes over the block (a per-member cost).
+pub(crate) fn header_path(block: &[u8; BLOCK]) -> Cow<'_, [u8]> {
+    let name = until_nul(&block[..100]);
+    let ustar = &block[257..265] == b"ustar\x0000";
+    if !ustar || block[345] == 0 {
+        return Cow::Borrowed(name);
+    }
+    let prefix = until_nul(&block[345..500]);
+    let mut path = Vec::with_capacity(prefix.len() + 1 + name.len());
+    path.extend_from_slice(prefix);
+    path.push(b'/');
+    path.extend_from_slice(name);
+    Cow::Owned(path)
+}
+
+/// A header's size field, as the `tar` crate reads it (`Header::entry_size`): octal digits
+/// (trimmed, up to the first NUL), or GNU's base-256 (the high bit set: the last 8 bytes, big
+/// endian). The error says why it is not a number.
+pub(crate) fn header_size(block: &[u8; BLOCK]) -> std::result::Result<u64, String> {
+    let field = &block[124..136];
+    if field[0] & 0x80 != 0 {
+        return Ok(field[4..]
+            .iter()
+            .fold(0u64, |n, &b| (n << 8) | u64::from(b)));
+    }
+    let text = until_nul(field).trim_ascii();
+    let digits = text.strip_prefix(b"+").unwrap_or(text);
+    let value = (!digits.is_empty())
+        .then(|| {
+            digits.iter().try_fold(0u64, |n, &b| match b {
+                b'0'..=b'7' => n.checked_mul(8)?.checked_add(u64::from(b - b'0')),
+                _ => None,
+            })
+        })
+        .flatten();
+    value.ok_or_else(|| {
+        format!(
+            "numeric field was not a number: {} when getting size for {}",
+            String::from_utf8_lossy(until_nul(field)),
+            String::from_utf8_lossy(&header_path(block))
+        )
+    })
+}
+
+/// `bytes` up to its first NUL.
+fn until_nul(bytes: &[u8]) -> &[u8] {
+    bytes
+        .iter()
+        .position(|&b| b == 0)
+        .map_or(bytes, |end| &bytes[..end])
+}
+
 /// Whether a header's stored checksum matches its bytes: the sum of all bytes with the checksum
 /// field counted as spaces (some writers sum signed bytes; that is accepted too).
 pub(crate) fn checksum_matches(block: &[u8; BLOCK]) -> bool {
@@ -876,6 +928,59 @@ fn push_lowercase(ext: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::{Just, Strategy, any};
+
+    proptest::proptest! {
+        /// Our reading of a header's path and size is the `tar` crate's, on any block.
+        #[test]
+        fn header_fields_read_as_the_tar_crate_reads_them(
+            name in proptest::collection::vec(proptest::prop_oneof![Just(0u8), Just(b'\\'), Just(b'/'), 32u8..127], 100),
+            prefix in proptest::collection::vec(proptest::prop_oneof![Just(0u8), 32u8..127], 155),
+            size in proptest::prop_oneof![
+                // Octal as writers pad it (zeros, spaces, NUL), with a sign, or base-256.
+                (any::<u64>(), 0usize..4).prop_map(|(n, style)| {
+                    let n = n >> (n % 64);
+                    let text = match style {
+                        0 => format!("{:011o}\0", n % (1 << 33)),
+                        1 => format!("  {:o} ", n % (1 << 30)),
+                        2 => format!("+{:o}", n % (1 << 30)),
+                        _ => format!("{:o}", n),
+                    };
+                    let mut field = text.into_bytes();
+                    field.resize(12, 0);
+                    field
+                }),
+                (any::<u64>(), any::<[u8; 4]>()).prop_map(|(n, high)| {
+                    let mut field = high.to_vec();
+                    field[0] |= 0x80;
+                    field.extend_from_slice(&n.to_be_bytes());
+                    field
+                }),
+                proptest::collection::vec(proptest::prop_oneof![Just(0u8), Just(b' '), Just(b'+'), b'0'..=b'9', any::<u8>()], 12),
+            ],
+            ustar in any::<bool>(),
+        ) {
+            let mut block = [0u8; BLOCK];
+            block[..100].copy_from_slice(&name);
+            block[124..136].copy_from_slice(&size);
+            block[345..500].copy_from_slice(&prefix);
+            if ustar {
+                block[257..265].copy_from_slice(b"ustar\x0000");
+            }
+            let header = tar::Header::from_byte_slice(&block);
+            proptest::prop_assert_eq!(header_path(&block), header.path_bytes());
+            let ours = header_size(&block);
+            proptest::prop_assert_eq!(ours.as_ref().ok().copied(), header.entry_size().ok());
+            if let (Err(ours), Err(theirs)) = (ours, header.entry_size()) {
+                let theirs = theirs.to_string();
+                proptest::prop_assert!(
+                    theirs.contains("not a number") || theirs.contains("utf-8"),
+                    "{theirs}"
+                );
+                proptest::prop_assert!(ours.contains("not a number"), "{ours}");
+            }
+        }
+    }
 
     #[test]
     fn an_error_on_the_first_read_is_reported_not_taken_for_the_end() {
