@@ -539,9 +539,9 @@ impl<R: BufRead> Members<R> {
         }
     }
 
-    /// Reads one header block; `None` at the end-of-archive marker (the trailer read).
-    fn header(&mut self) -> Result<Option<[u8; BLOCK]>> {
-        let mut block = [0u8; BLOCK];
+    /// Reads one header block into `block`; `false` at the end-of-archive marker (the trailer
+    /// read).
+    fn header(&mut self, block: &mut [u8; BLOCK]) -> Result<bool> {
         let mut filled = 0;
         while filled < BLOCK {
             match self.input.read(&mut block[filled..]) {
@@ -554,9 +554,9 @@ impl<R: BufRead> Members<R> {
         self.position += BLOCK as u64;
         if block.iter().all(|&b| b == 0) {
             self.read_trailer()?;
-            return Ok(None);
+            return Ok(false);
         }
-        Ok(Some(block))
+        Ok(true)
     }
 
     /// Reads what follows the end-of-archive marker (its second block and the record's
@@ -632,10 +632,12 @@ impl<R: BufRead> Members<R> {
     /// Reads up to the next data member's data: its name, key, extension, offset and size
     /// into `out` (its data is left as it was); `false` at the end of the archive.
     fn next_header(&mut self, out: &mut Member) -> Result<bool> {
+        // Read in place (not returned by value: a block moved is a block copied).
+        let mut block = [0u8; BLOCK];
         loop {
-            let Some(block) = self.header()? else {
+            if !self.header(&mut block)? {
                 return Ok(false);
-            };
+            }
             let path = header_path(&block);
             if !checksum_matches(&block) {
                 let shown = String::from_utf8_lossy(&path).into_owned();
@@ -709,11 +711,12 @@ impl<R: BufRead> Members<R> {
             let record = &records[space + 1..len];
             let record = record.strip_suffix(b"\n").unwrap_or(record);
             if let Some(eq) = record.iter().position(|&b| b == b'=') {
-                let value = String::from_utf8_lossy(&record[eq + 1..]);
+                // Only these two records are read (others, `mtime` say, are not decoded).
+                let value = || String::from_utf8_lossy(&record[eq + 1..]);
                 match &record[..eq] {
-                    b"path" => self.long_name = Some(value.into_owned()),
+                    b"path" => self.long_name = Some(value().into_owned()),
                     b"size" => {
-                        let size = value
+                        let size = value()
                             .parse()
                             .map_err(|_| self.corrupt(Some(member), "malformed PAX size"))?;
                         self.pax_size = Some(size);
