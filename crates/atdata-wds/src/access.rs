@@ -13,9 +13,8 @@ use atdata_codec::{BatchBuilder, FillUninit, SampleType, UninitBuf};
 use crate::batches::{DEFERRED_BYTES, Deferred, KeyedRows, Row, RowChunk, Spares};
 use crate::dataset::{Dataset, decode_payload};
 use crate::error::{Error, Result, panic_message};
-use crate::opener::{ShardOpener, read_exact_at};
+use crate::opener::{ShardOpener, fill_from_file, read_exact_at};
 use crate::pipeline::{Piece, Runs, Unit};
-use crate::read_ahead::fill_from_file;
 use crate::reader::{checksum_matches, header_path, header_size, lowercase_ext};
 use crate::sidecar::{Entry, Sidecar, parse_head, scan, sidecar_url};
 use crate::writer::gzip_name;
@@ -677,19 +676,18 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
         Ok(out)
     }
 
-    /// Shard `url`'s samples in tar order, as [`read_run`](Self::read_run) reads them a run
+    /// Shard `k`'s samples in tar order, as [`read_run`](Self::read_run) reads them a run
     /// at a time (its large samples left in the shard, [`Located`]), then a check that no
     /// member follows the sidecar's last sample: when the shard is a local, uncompressed file
     /// with a stored sidecar whose first sample is large. `None` otherwise, or when the
     /// sidecar cannot be read (the shard is then read by its reader, which reports what is
-    /// wrong).
-    pub(crate) fn located_runs(&self, url: &str) -> Option<Runs<RowChunk<T>>> {
-        let k = self.shards.iter().position(|s| s == url)?;
+    /// wrong). A shard that is not a local file is let go before its sidecar is looked for.
+    pub(crate) fn located_runs(&self, k: usize) -> Option<Runs<RowChunk<T>>> {
+        let file = self.opener.open_file(&self.shards[k]).ok().flatten()?;
         let sidecar = self.stored_sidecar(k).ok().flatten()?;
         if !locatable(&sidecar, 0) {
             return None;
         }
-        let file = self.opener.open_file(url).ok().flatten()?;
         Some(Box::new(LocatedRuns {
             dataset: self.clone(),
             k,

@@ -43,7 +43,7 @@ enum Source<T: SampleType, I> {
         deferred: VecDeque<(String, Deferred)>,
         streamed: Option<Streamed>,
     },
-    /// Shuffled rows (decoded samples, or large samples' payloads), built into each batch's
+    /// Shuffled rows (decoded samples, large samples' payloads, or where they lie), built into each batch's
     /// columns as they are drawn.
     Rows {
         rows: Box<Samples<(String, Row<T>)>>,

@@ -478,7 +478,10 @@ impl<T: SampleType, O: ShardOpener> Dataset<T, O> {
     #[must_use = "the batches are read only when the iterator is used (and it is inside the Result)"]
     pub fn shuffled(&self, batch_size: usize, options: ShuffleOptions) -> Result<Batches<T>> {
         let dataset = self.clone();
-        let locate = Box::new(move |shard: &str| dataset.located_runs(shard));
+        // The pipeline names a shard by its URL; random access, by its place in the list.
+        let position: HashMap<String, usize> = self.shards.iter().cloned().zip(0..).collect();
+        let locate =
+            Box::new(move |shard: &str| position.get(shard).and_then(|&k| dataset.located_runs(k)));
         let gather = ShuffledRows::<T>::new(self.context.clone(), locate);
         Batches::from_rows(
             self.shuffled_by(options, gather),

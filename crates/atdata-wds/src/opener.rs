@@ -4,6 +4,8 @@ use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::ops::Range;
 
+use atdata_codec::UninitBuf;
+
 use crate::error::{Error, Result};
 
 /// Opens a shard URL for streaming reads. [`LocalOpener`] reads local paths and `file://` URLs;
@@ -183,6 +185,45 @@ impl ShardOpener for LocalOpener {
     fn open_file(&self, url: &str) -> Result<Option<File>> {
         LocalOpener::file(url).map(Some)
     }
+}
+
+/// Fills the rest of `buf` from `file`, from where it stands or (positioned reads) from byte
+/// `offset`, reading straight into the memory (no zeroing pass); the file's end first is
+/// `UnexpectedEof`.
+#[cfg(unix)]
+pub(crate) fn fill_from_file(
+    file: &File,
+    buf: &mut UninitBuf<'_>,
+    mut offset: Option<u64>,
+) -> io::Result<()> {
+    while buf.remaining() > 0 {
+        let read = buf.read_with(|rest| {
+            let read = match offset {
+                Some(at) => rustix::io::pread(file, rest, at),
+                None => rustix::io::read(file, rest),
+            };
+            read.map(|(init, _)| init).map_err(io::Error::from)
+        });
+        match read {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => offset = offset.map(|at| at + n as u64),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub(crate) fn fill_from_file(
+    mut file: &File,
+    buf: &mut UninitBuf<'_>,
+    offset: Option<u64>,
+) -> io::Result<()> {
+    if let Some(at) = offset {
+        io::Seek::seek(&mut file, io::SeekFrom::Start(at))?;
+    }
+    buf.read_exact_from(&mut file)
 }
 
 #[cfg(unix)]

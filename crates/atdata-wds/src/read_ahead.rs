@@ -1,10 +1,12 @@
 //! [`ReadAhead`]: the tar reader's buffer, which steps aside for large member data; and what
-//! it reads from ([`Plain`], [`ShardFile`]), filling memory not yet initialised where it can.
+//! it reads from ([`Plain`], [`FileInput`]), filling memory not yet initialised where it can.
 
 use std::fs::File;
 use std::io::{self, BufRead, Read};
 
 use atdata_codec::{FillUninit, UninitBuf};
+
+use crate::opener::fill_from_file;
 
 /// Bytes the buffer holds (and reads at once while members are small).
 const CAPACITY: usize = 256 << 10;
@@ -90,57 +92,18 @@ impl<R: Read> FillUninit for Plain<R> {}
 
 /// A shard that is a local file, read from where it stands: into memory not yet initialised
 /// without zeroing it first.
-pub(crate) struct ShardFile(pub(crate) File);
+pub(crate) struct FileInput(pub(crate) File);
 
-impl Read for ShardFile {
+impl Read for FileInput {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         self.0.read(out)
     }
 }
 
-impl FillUninit for ShardFile {
+impl FillUninit for FileInput {
     fn fill_uninit(&mut self, buf: &mut UninitBuf<'_>) -> io::Result<()> {
         fill_from_file(&self.0, buf, None)
     }
-}
-
-/// Fills the rest of `buf` from `file`, from where it stands or (positioned reads) from byte
-/// `offset`, reading straight into the memory (no zeroing pass); the file's end first is
-/// `UnexpectedEof`.
-#[cfg(unix)]
-pub(crate) fn fill_from_file(
-    file: &File,
-    buf: &mut UninitBuf<'_>,
-    mut offset: Option<u64>,
-) -> io::Result<()> {
-    while buf.remaining() > 0 {
-        let read = buf.read_with(|rest| {
-            let read = match offset {
-                Some(at) => rustix::io::pread(file, rest, at),
-                None => rustix::io::read(file, rest),
-            };
-            read.map(|(init, _)| init).map_err(io::Error::from)
-        });
-        match read {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => offset = offset.map(|at| at + n as u64),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-pub(crate) fn fill_from_file(
-    mut file: &File,
-    buf: &mut UninitBuf<'_>,
-    offset: Option<u64>,
-) -> io::Result<()> {
-    if let Some(at) = offset {
-        io::Seek::seek(&mut file, io::SeekFrom::Start(at))?;
-    }
-    buf.read_exact_from(&mut file)
 }
 
 impl<R: Read> BufRead for ReadAhead<R> {
@@ -182,7 +145,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shard.tar");
         std::fs::write(&path, &bytes).unwrap();
-        let mut reader = ReadAhead::new(ShardFile(File::open(&path).unwrap()));
+        let mut reader = ReadAhead::new(FileInput(File::open(&path).unwrap()));
         let mut got = Vec::new();
         // Reads and fills interleaved: from the buffer, then (large) straight from the file.
         for (len, fill) in [(512, false), (300_000, true), (100, true), (200_000, false)] {

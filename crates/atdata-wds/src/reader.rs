@@ -11,7 +11,7 @@ use atdata_codec::{FillUninit, UninitBuf, WdsSample};
 use flate2::bufread::MultiGzDecoder;
 
 use crate::error::{Error, Result};
-use crate::read_ahead::{Plain, ReadAhead, ShardFile};
+use crate::read_ahead::{FileInput, Plain, ReadAhead};
 use crate::sidecar::Sidecar;
 
 const BLOCK: usize = 512;
@@ -186,7 +186,7 @@ impl<'a> Grouper<'a> {
     /// A grouper over a shard that is a local file, from where it stands: large member data
     /// is read into memory not yet initialised ([`FillUninit`]), with no zeroing pass.
     pub fn from_file(file: std::fs::File, shard: String, max_member: u64) -> Grouper<'a> {
-        Grouper::over(ShardFile(file), shard, max_member)
+        Grouper::over(FileInput(file), shard, max_member)
     }
 
     fn over(input: impl FillUninit + Send + 'a, shard: String, max_member: u64) -> Grouper<'a> {
