@@ -492,6 +492,8 @@ struct Members<R: BufRead> {
     position: u64,
     /// The last PAX header's records (its buffer reused).
     records: Vec<u8>,
+    /// The last header's path (its buffer reused).
+    path: Vec<u8>,
 }
 
 impl<R: BufRead> Members<R> {
@@ -505,6 +507,7 @@ impl<R: BufRead> Members<R> {
             read_data: true,
             position: 0,
             records: Vec::new(),
+            path: Vec::new(),
         }
     }
 
@@ -539,24 +542,42 @@ impl<R: BufRead> Members<R> {
         }
     }
 
-    /// Reads one header block into `block`; `false` at the end-of-archive marker (the trailer
-    /// read).
-    fn header(&mut self, block: &mut [u8; BLOCK]) -> Result<bool> {
-        let mut filled = 0;
-        while filled < BLOCK {
-            match self.input.read(&mut block[filled..]) {
-                Ok(0) => return Err(self.truncated(None)),
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io(self.shard.clone(), e)),
+    /// Reads the next header block, where it lies in the buffer when the buffer holds it whole
+    /// (a copy otherwise): its facts, its path into `self.path`; `None` at the end-of-archive
+    /// marker (the trailer read).
+    fn header(&mut self) -> Result<Option<Header>> {
+        let in_buffer = match self.input.fill_buf() {
+            Ok(buffered) => buffered
+                .first_chunk::<BLOCK>()
+                .map(|block| Header::of(block, &mut self.path)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+            Err(e) => return Err(Error::io(self.shard.clone(), e)),
+        };
+        let header = match in_buffer {
+            Some(header) => {
+                self.input.consume(BLOCK);
+                header
             }
-        }
+            None => {
+                let mut block = [0u8; BLOCK];
+                let mut filled = 0;
+                while filled < BLOCK {
+                    match self.input.read(&mut block[filled..]) {
+                        Ok(0) => return Err(self.truncated(None)),
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(Error::io(self.shard.clone(), e)),
+                    }
+                }
+                Header::of(&block, &mut self.path)
+            }
+        };
         self.position += BLOCK as u64;
-        if block.iter().all(|&b| b == 0) {
+        let Some(header) = header else {
             self.read_trailer()?;
-            return Ok(false);
-        }
-        Ok(true)
+            return Ok(None);
+        };
+        Ok(Some(header))
     }
 
     /// Reads what follows the end-of-archive marker (its second block and the record's
@@ -577,28 +598,32 @@ impl<R: BufRead> Members<R> {
         Ok(())
     }
 
-    /// Reads `size` bytes of member data into `out` (replacing its contents), then the padding.
-    /// The buffer grows by doubling as bytes arrive, never past `size`, so it ends `size` bytes
-    /// long. Each piece is read with one call, so that large data goes from the input straight
-    /// into `out` ([`ReadAhead`]); memory `out` held before is read into as it is, and only
-    /// memory it never held is zeroed first.
+    /// Reads `size` bytes of member data into `out` (replacing its contents), then the padding;
+    /// errors name `member`.
     fn data(&mut self, size: u64, out: &mut Vec<u8>, member: &str) -> Result<()> {
-        let size_usize =
+        let size =
             usize::try_from(size).map_err(|_| self.over_limit(member, size, usize::MAX as u64))?;
+        self.read_data(size, out)
+            .map_err(|e| self.io_error(e, member))
+    }
+
+    /// [`data`](Self::data)'s read. The buffer grows by doubling as bytes arrive, never past
+    /// `size`, so it ends `size` bytes long. Each piece is read with one call, so that large
+    /// data goes from the input straight into `out` ([`ReadAhead`]); memory `out` held before
+    /// is read into as it is, and only memory it never held is zeroed first.
+    fn read_data(&mut self, size: usize, out: &mut Vec<u8>) -> io::Result<()> {
         let mut done = 0;
-        while done < size_usize {
-            let end = size_usize.min(done.saturating_mul(2).max(TRUSTED_CAPACITY as usize));
+        while done < size {
+            let end = size.min(done.saturating_mul(2).max(TRUSTED_CAPACITY as usize));
             if out.len() < end {
                 out.resize(end, 0);
             }
-            self.input
-                .read_exact(&mut out[done..end])
-                .map_err(|e| self.io_error(e, member))?;
+            self.input.read_exact(&mut out[done..end])?;
             done = end;
         }
-        out.truncate(size_usize);
-        self.position += size;
-        self.skip_padding(size, member)
+        out.truncate(size);
+        self.position += size as u64;
+        self.pad(size as u64)
     }
 
     fn skip(&mut self, size: u64, member: &str) -> Result<()> {
@@ -611,16 +636,21 @@ impl<R: BufRead> Members<R> {
         self.skip_padding(size, member)
     }
 
-    /// Skips the padding after `size` bytes of member data, in the buffer (not copied out).
+    /// Skips the padding after `size` bytes of member data; errors name `member`.
     fn skip_padding(&mut self, size: u64, member: &str) -> Result<()> {
+        self.pad(size).map_err(|e| self.io_error(e, member))
+    }
+
+    /// [`skip_padding`](Self::skip_padding)'s skip, in the buffer (not copied out).
+    fn pad(&mut self, size: u64) -> io::Result<()> {
         let pad = (BLOCK - (size % BLOCK as u64) as usize) % BLOCK;
         let mut left = pad;
         while left > 0 {
             let n = match self.input.fill_buf() {
-                Ok([]) => return Err(self.truncated(Some(member))),
+                Ok([]) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(buffered) => buffered.len().min(left),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.io_error(e, member)),
+                Err(e) => return Err(e),
             };
             self.input.consume(n);
             left -= n;
@@ -629,84 +659,110 @@ impl<R: BufRead> Members<R> {
         Ok(())
     }
 
+    /// The last header's path as errors show it (decoded only for them: a PAX header's name
+    /// is read for nothing else).
+    fn shown_path(&self) -> String {
+        String::from_utf8_lossy(&self.path).into_owned()
+    }
+
     /// Reads up to the next data member's data: its name, key, extension, offset and size
     /// into `out` (its data is left as it was); `false` at the end of the archive.
     fn next_header(&mut self, out: &mut Member) -> Result<bool> {
-        // Read in place (not returned by value: a block moved is a block copied).
-        let mut block = [0u8; BLOCK];
         loop {
-            if !self.header(&mut block)? {
+            let Some(header) = self.header()? else {
                 return Ok(false);
-            }
-            let path = header_path(&block);
-            if !checksum_matches(&block) {
-                let shown = String::from_utf8_lossy(&path).into_owned();
-                return Err(self.corrupt(Some(&shown), "checksum mismatch"));
-            }
-            let long_name = self.long_name.take();
-            let lossy;
-            let name: &str = match &long_name {
-                Some(name) => name,
-                None => match std::str::from_utf8(&path) {
-                    Ok(name) => name,
-                    Err(_) => {
-                        lossy = String::from_utf8_lossy(&path).into_owned();
-                        &lossy
-                    }
-                },
             };
-            let size = match self.pax_size.take() {
-                Some(s) => s,
-                None => header_size(&block).map_err(|e| self.corrupt(Some(name), e))?,
-            };
-            if matches!(block[156], b'x' | b'L') && size > MAX_HEADER_EXTENSION {
-                return Err(self.over_limit(name, size, MAX_HEADER_EXTENSION));
+            if !header.checksum_matches {
+                return Err(self.corrupt(Some(&self.shown_path()), "checksum mismatch"));
             }
-            match block[156] {
-                b'x' => {
-                    // Its buffer is kept for the next member's (one per member in Python's
-                    // shards).
-                    let mut records = std::mem::take(&mut self.records);
-                    let applied = self
-                        .data(size, &mut records, name)
-                        .and_then(|()| self.apply_pax(&records, name));
-                    self.records = records;
-                    applied?;
+            if header.kind == b'x' {
+                // PAX records, for the next member. Its buffer is kept for the next member's
+                // (one per member in Python's shards).
+                let size = match self.pax_size.take() {
+                    Some(s) => s,
+                    None => header
+                        .size
+                        .map_err(|e| self.corrupt(Some(&self.shown_path()), e))?,
+                };
+                if size > MAX_HEADER_EXTENSION {
+                    return Err(self.over_limit(&self.shown_path(), size, MAX_HEADER_EXTENSION));
                 }
-                b'L' => {
-                    let mut long = Vec::new();
-                    self.data(size, &mut long, name)?;
-                    let end = long.iter().position(|&b| b == 0).unwrap_or(long.len());
-                    self.long_name = Some(String::from_utf8_lossy(&long[..end]).into_owned());
-                }
-                b'0' | 0 | b'7' if split_name(name, &mut out.key, &mut out.ext) => {
-                    if size > self.max_member {
-                        return Err(self.over_limit(name, size, self.max_member));
-                    }
-                    out.name.clear();
-                    out.name.push_str(name);
-                    out.offset = self.position;
-                    out.size = size;
-                    return Ok(true);
-                }
-                _ => self.skip(size, name)?,
+                let mut records = std::mem::take(&mut self.records);
+                let applied = match self.read_data(size as usize, &mut records) {
+                    Ok(()) => self
+                        .apply_pax(&records)
+                        .map_err(|reason| self.corrupt(Some(&self.shown_path()), reason)),
+                    Err(e) => Err(self.io_error(e, &self.shown_path())),
+                };
+                self.records = records;
+                applied?;
+                continue;
+            }
+            // The path is moved out while the name borrows it (its buffer comes back).
+            let path = std::mem::take(&mut self.path);
+            let found = self.member(header, &path, out);
+            self.path = path;
+            if found? {
+                return Ok(true);
             }
         }
     }
 
-    /// Applies the `path` and `size` records of a PAX extended header to the next member.
-    fn apply_pax(&mut self, mut records: &[u8], member: &str) -> Result<()> {
+    /// Takes a header other than a PAX header, whose path is `path`: a data member's into
+    /// `out` (`true`), or a GNU long name read, or another member skipped.
+    fn member(&mut self, header: Header, path: &[u8], out: &mut Member) -> Result<bool> {
+        let long_name = self.long_name.take();
+        let lossy;
+        let name: &str = match &long_name {
+            Some(name) => name,
+            None => match std::str::from_utf8(path) {
+                Ok(name) => name,
+                Err(_) => {
+                    lossy = String::from_utf8_lossy(path);
+                    &lossy
+                }
+            },
+        };
+        let size = match self.pax_size.take() {
+            Some(s) => s,
+            None => header.size.map_err(|e| self.corrupt(Some(name), e))?,
+        };
+        match header.kind {
+            b'L' => {
+                if size > MAX_HEADER_EXTENSION {
+                    return Err(self.over_limit(name, size, MAX_HEADER_EXTENSION));
+                }
+                let mut long = Vec::new();
+                self.data(size, &mut long, name)?;
+                let end = long.iter().position(|&b| b == 0).unwrap_or(long.len());
+                self.long_name = Some(String::from_utf8_lossy(&long[..end]).into_owned());
+            }
+            b'0' | 0 | b'7' if split_name(name, &mut out.key, &mut out.ext) => {
+                if size > self.max_member {
+                    return Err(self.over_limit(name, size, self.max_member));
+                }
+                out.name.clear();
+                out.name.push_str(name);
+                out.offset = self.position;
+                out.size = size;
+                return Ok(true);
+            }
+            _ => self.skip(size, name)?,
+        }
+        Ok(false)
+    }
+
+    /// Applies the `path` and `size` records of a PAX extended header to the next member; the
+    /// error says what is malformed.
+    fn apply_pax(&mut self, mut records: &[u8]) -> std::result::Result<(), &'static str> {
         while !records.is_empty() {
             // "<len> <key>=<value>\n", where <len> counts the whole record.
             let parsed = records.iter().position(|&b| b == b' ').and_then(|space| {
-                let len = std::str::from_utf8(&records[..space])
-                    .ok()?
-                    .parse::<usize>()
-                    .ok()?;
+                let len = decimal(&records[..space])?;
                 (len > space && len <= records.len()).then_some((space, len))
             });
             let Some((space, len)) = parsed else {
-                return Err(self.corrupt(Some(member), "malformed PAX record"));
+                return Err("malformed PAX record");
             };
             let record = &records[space + 1..len];
             let record = record.strip_suffix(b"\n").unwrap_or(record);
@@ -716,9 +772,7 @@ impl<R: BufRead> Members<R> {
                 match &record[..eq] {
                     b"path" => self.long_name = Some(value().into_owned()),
                     b"size" => {
-                        let size = value()
-                            .parse()
-                            .map_err(|_| self.corrupt(Some(member), "malformed PAX size"))?;
+                        let size = value().parse().map_err(|_| "malformed PAX size")?;
                         self.pax_size = Some(size);
                     }
                     _ => {}
@@ -728,6 +782,45 @@ impl<R: BufRead> Members<R> {
         }
         Ok(())
     }
+}
+
+/// What the reader needs of a header block, read in one pass where the block lies.
+struct Header {
+    /// The type flag (`0`, `x`, `L`, ...).
+    kind: u8,
+    /// The size field, or why it is not a number.
+    size: std::result::Result<u64, String>,
+    checksum_matches: bool,
+}
+
+impl Header {
+    /// The facts of `block`, its path written into `path`; `None` for a block of zeros (the
+    /// end-of-archive marker).
+    fn of(block: &[u8; BLOCK], path: &mut Vec<u8>) -> Option<Header> {
+        if block.iter().all(|&b| b == 0) {
+            return None;
+        }
+        path.clear();
+        path.extend_from_slice(&header_path(block));
+        Some(Header {
+            kind: block[156],
+            size: header_size(block),
+            checksum_matches: checksum_matches(block),
+        })
+    }
+}
+
+/// A PAX record's length: decimal digits (a `+` before them allowed, as `str::parse` allows
+/// it), or `None`.
+fn decimal(text: &[u8]) -> Option<usize> {
+    let digits = text.strip_prefix(b"+").unwrap_or(text);
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0usize, |n, &b| match b {
+        b'0'..=b'9' => n.checked_mul(10)?.checked_add(usize::from(b - b'0')),
+        _ => None,
+    })
 }
 
 /// A member's data read as a stream, from an archive whose reader stands at its start; what
@@ -832,6 +925,14 @@ pub(crate) fn header_size(block: &[u8; BLOCK]) -> std::result::Result<u64, Strin
             .iter()
             .fold(0u64, |n, &b| (n << 8) | u64::from(b)));
     }
+    // The usual form, 11 octal digits and a NUL or a space, read in one pass without branches.
+    let (usual, value) = field[..11].iter().fold((true, 0u64), |(usual, n), &b| {
+        let digit = b.wrapping_sub(b'0');
+        (usual & (digit < 8), (n << 3) | u64::from(digit & 7))
+    });
+    if usual && matches!(field[11], 0 | b' ') {
+        return Ok(value);
+    }
     let text = until_nul(field).trim_ascii();
     let digits = text.strip_prefix(b"+").unwrap_or(text);
     let value = (!digits.is_empty())
@@ -853,10 +954,7 @@ pub(crate) fn header_size(block: &[u8; BLOCK]) -> std::result::Result<u64, Strin
 
 /// `bytes` up to its first NUL.
 fn until_nul(bytes: &[u8]) -> &[u8] {
-    bytes
-        .iter()
-        .position(|&b| b == 0)
-        .map_or(bytes, |end| &bytes[..end])
+    memchr::memchr(0, bytes).map_or(bytes, |end| &bytes[..end])
 }
 
 /// Whether a header's stored checksum matches its bytes: the sum of all bytes with the checksum
@@ -1009,19 +1107,22 @@ mod tests {
             b"x path=x\n",
             b"nospace",
             b"0 \n",
+            b"- path=x\n",
         ] {
             let mut m = Members::new(&b""[..], "s.tar".into(), DEFAULT_MAX_MEMBER_BYTES);
-            assert!(
-                matches!(
-                    m.apply_pax(records, "pax"),
-                    Err(Error::CorruptHeader { .. })
-                ),
+            assert_eq!(
+                m.apply_pax(records),
+                Err("malformed PAX record"),
                 "{records:?}"
             );
         }
         let mut m = Members::new(&b""[..], "s.tar".into(), DEFAULT_MAX_MEMBER_BYTES);
-        m.apply_pax(b"12 path=abc\n9 size=7\n", "pax").unwrap();
-        assert_eq!((m.long_name.as_deref(), m.pax_size), (Some("abc"), Some(7)));
+        m.apply_pax(b"12 path=abc\n9 size=7\n+12 size=12\n")
+            .unwrap();
+        assert_eq!(
+            (m.long_name.as_deref(), m.pax_size),
+            (Some("abc"), Some(12))
+        );
     }
 
     #[test]
