@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "first batch: features {:?}, keys {}...",
                 batch.features.shape(),
-                batch.keys()[0]
+                &batch.keys()[0]
             );
         }
         n += batch.len();

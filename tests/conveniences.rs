@@ -76,7 +76,13 @@ fn samples_and_batches_carry_their_keys() {
     let shuffled: Vec<String> = ds
         .shuffled(3, ShuffleOptions::seeded(1))
         .unwrap()
-        .flat_map(|b| b.unwrap().keys().to_vec())
+        .flat_map(|b| {
+            b.unwrap()
+                .keys()
+                .iter()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
         .collect();
     let mut sorted = shuffled.clone();
     sorted.sort();

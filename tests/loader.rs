@@ -636,7 +636,7 @@ async fn an_indexed_dataset_loads_in_its_sources_order_typed_and_dynamic() {
         let mut rows = Vec::new();
         for batch in dynamic.loader(base).unwrap() {
             let batch = batch.unwrap();
-            rows.push(batch.keys().to_vec());
+            rows.push(batch.keys().iter().map(String::from).collect::<Vec<_>>());
         }
         (got, rows)
     })

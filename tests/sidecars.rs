@@ -523,7 +523,7 @@ fn a_large_shard_is_read_in_pieces_in_order_alike() {
                     ds.ordered(size).unwrap().map(Result::unwrap).collect();
                 assert_eq!(batches.len(), 3_001usize.div_ceil(size));
                 let rows: Vec<Row> = batches.iter().flat_map(|b| b.samples().to_vec()).collect();
-                let keys: Vec<&String> = batches.iter().flat_map(|b| b.keys()).collect();
+                let keys: Vec<&str> = batches.iter().flat_map(|b| b.keys()).collect();
                 assert!(
                     rows.iter().eq(expected.iter().map(|(_, r)| r)),
                     "batches of {size}"

@@ -203,7 +203,7 @@ fn bool_arrays_stream_as_they_decode_in_memory() {
         }
         builder.decode_into(&(), &payload).unwrap();
         builder
-            .finish(&(), vec!["a".into(), "b".into(), "c".into()])
+            .finish(&(), ["a", "b", "c"].into_iter().collect())
             .unwrap()
     };
     for head in [0, 3, 40, 4097, 50_000, payload.len()] {
@@ -217,7 +217,7 @@ fn bool_arrays_stream_as_they_decode_in_memory() {
             .decode_streaming(&(), first, &mut rest, len, &mut Vec::new())
             .unwrap();
         let batch = builder
-            .finish(&(), vec!["a".into(), "b".into(), "c".into()])
+            .finish(&(), ["a", "b", "c"].into_iter().collect())
             .unwrap();
         assert_eq!(batch.mask, expected.mask, "{head} bytes in memory");
         assert_eq!(batch.into_samples(), expected.clone().into_samples());
@@ -267,7 +267,7 @@ fn streamed_payloads_fail_as_they_do_in_memory() {
         .unwrap_err();
     assert!(err.to_string().contains("reading the payload"), "{err}");
     assert_eq!(builder.rows(), 1);
-    let batch = builder.finish(&(), vec!["0".into()]).unwrap();
+    let batch = builder.finish(&(), ["0"].into_iter().collect()).unwrap();
     assert_eq!(batch.into_samples(), [frame(1, 30)]);
 }
 
@@ -537,7 +537,7 @@ fn load(
             for (key, row) in batch.keys().iter().zip(batch.samples()) {
                 assert_eq!(*row, ds.get_key(key).unwrap(), "{key}");
             }
-            Ok(batch.keys().to_vec())
+            Ok(batch.keys().iter().map(String::from).collect::<Vec<_>>())
         })
         .collect();
     (batches, loader.state())
@@ -648,7 +648,10 @@ fn shuffled(url: &str, size: usize) -> Vec<BatchRead> {
         .unwrap()
         .map(|b| {
             let batch = b.map_err(|e| e.to_string())?;
-            Ok((batch.keys().to_vec(), batch.samples().to_vec()))
+            Ok((
+                batch.keys().iter().map(String::from).collect::<Vec<_>>(),
+                batch.samples().to_vec(),
+            ))
         })
         .collect()
 }

@@ -2,6 +2,7 @@
 
 use crate::array::ArrayPayload;
 use crate::error::{Error, Result};
+use crate::keys::Keys;
 use crate::msgpack::{Decoder, Encoder, Int, kind_name};
 use crate::sample::SampleType;
 use crate::schema::{FieldType, Primitive, Schema};
@@ -272,7 +273,7 @@ pub enum Column {
 pub struct DynamicBatch {
     columns: Vec<(String, Column)>,
     samples: Vec<DynamicSample>,
-    keys: Vec<String>,
+    keys: Keys,
 }
 
 impl DynamicBatch {
@@ -302,14 +303,14 @@ impl DynamicBatch {
         Ok(DynamicBatch {
             columns,
             samples,
-            keys: Vec::new(),
+            keys: Keys::new(),
         })
     }
 
     /// Builds the columns of `samples` by `schema`, with their `__key__`s (one each).
     pub fn from_keyed(
         schema: &Schema,
-        keys: Vec<String>,
+        keys: Keys,
         samples: Vec<DynamicSample>,
     ) -> Result<DynamicBatch> {
         crate::sample::check_keys(&keys, samples.len())?;
@@ -321,7 +322,7 @@ impl DynamicBatch {
 
     /// The samples' `__key__`s, in batch order (empty for a batch made by
     /// [`from_samples`](Self::from_samples)).
-    pub fn keys(&self) -> &[String] {
+    pub fn keys(&self) -> &Keys {
         &self.keys
     }
 
@@ -415,11 +416,7 @@ impl SampleType for DynamicSample {
         DynamicSample::from_bytes(schema, payload)
     }
 
-    fn batch(
-        schema: &Schema,
-        keys: Vec<String>,
-        samples: Vec<DynamicSample>,
-    ) -> Result<DynamicBatch> {
+    fn batch(schema: &Schema, keys: Keys, samples: Vec<DynamicSample>) -> Result<DynamicBatch> {
         DynamicBatch::from_keyed(schema, keys, samples)
     }
 

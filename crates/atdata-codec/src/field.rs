@@ -6,7 +6,7 @@
 use ndarray::{Array, ArrayView, Axis, Dimension, IxDyn};
 
 use crate::array::{self, Layout, Parsed, check_element, payload_len, to_typed, write_array};
-use crate::dtype::Element;
+use crate::dtype::{ByteOrder, Element};
 use crate::error::{Error, Result};
 use crate::msgpack::{Decoder, Encoder, StreamedBin};
 use crate::schema::{FieldType, Primitive};
@@ -399,9 +399,23 @@ pub enum ArrayColumn<A, D: Dimension> {
         rows: usize,
         /// The rows to make room for when the first arrives.
         capacity: usize,
+        /// The header of a payload laid out as these rows, if one was parsed.
+        seen: Option<SeenHeader>,
     },
     /// Rows whose shapes differ.
     Ragged(Vec<Array<A, D>>),
+}
+
+/// A payload's header (its bytes up to the elements) and the payload's length, checked to lay
+/// out a row of a column's shape: a payload of that length that starts with the same bytes is
+/// laid out the same way (a layout is a function of these alone), so it is not parsed again.
+/// Consecutive samples usually repeat their arrays' headers.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct SeenHeader {
+    header: Vec<u8>,
+    len: usize,
+    order: ByteOrder,
 }
 
 impl<A: Element, D: Dimension> ArrayColumn<A, D> {
@@ -503,13 +517,18 @@ impl<A: Element, D: Dimension> ArrayColumn<A, D> {
     fn keep_rows(&mut self, keep: usize) {
         match self {
             ArrayColumn::Dense {
-                data, shape, rows, ..
+                data,
+                shape,
+                rows,
+                seen,
+                ..
             } => {
                 if keep < *rows {
                     data.truncate(keep * shape.as_ref().map_or(0, Dimension::size));
                     *rows = keep;
                     if keep == 0 {
                         *shape = None;
+                        *seen = None;
                     }
                 }
             }
@@ -534,6 +553,7 @@ impl<A: Element, D: Dimension> ArrayColumn<A, D> {
                 shape,
                 rows,
                 capacity,
+                ..
             } if shape.as_ref().is_none_or(|s| s == dim) => {
                 if shape.is_none() {
                     if reserve {
@@ -545,6 +565,44 @@ impl<A: Element, D: Dimension> ArrayColumn<A, D> {
                 Some(data)
             }
             _ => None,
+        }
+    }
+
+    /// Appends a payload whose header is the one [`remember`](Self::remember)ed (of the same
+    /// length): its elements, with no parse; `false` (nothing done) for any other.
+    fn push_seen(&mut self, bytes: &[u8]) -> bool {
+        let ArrayColumn::Dense {
+            data,
+            rows,
+            seen: Some(seen),
+            ..
+        } = self
+        else {
+            return false;
+        };
+        if bytes.len() != seen.len || !bytes.starts_with(&seen.header) {
+            return false;
+        }
+        A::extend_from_bytes(data, &bytes[seen.header.len()..], seen.order);
+        *rows += 1;
+        true
+    }
+
+    /// Remembers the header of a payload just appended as a dense row (laid out as `layout`),
+    /// for [`push_seen`](Self::push_seen).
+    fn remember(&mut self, bytes: &[u8], layout: &Layout<'_>) {
+        if let ArrayColumn::Dense { seen, .. } = self
+            && !layout.fortran_order
+        {
+            let seen = seen.get_or_insert_with(|| SeenHeader {
+                header: Vec::new(),
+                len: 0,
+                order: layout.dtype.order,
+            });
+            seen.header.clear();
+            seen.header.extend_from_slice(&bytes[..layout.data_start]);
+            seen.len = bytes.len();
+            seen.order = layout.dtype.order;
         }
     }
 
@@ -574,6 +632,7 @@ impl<A: Element, D: Dimension + 'static> ColumnBuilder<Array<A, D>> for ArrayCol
             shape: None,
             rows: 0,
             capacity: rows,
+            seen: None,
         }
     }
 
@@ -582,7 +641,13 @@ impl<A: Element, D: Dimension + 'static> ColumnBuilder<Array<A, D>> for ArrayCol
             return self.push_streamed(bin);
         }
         let bytes = dec.bin()?;
-        self.push_parsed(&array::parse(bytes)?)
+        if self.push_seen(bytes) {
+            return Ok(());
+        }
+        let parsed = array::parse(bytes)?;
+        self.push_parsed(&parsed)?;
+        self.remember(bytes, &parsed.layout);
+        Ok(())
     }
 
     fn push(&mut self, value: Array<A, D>) {
@@ -622,6 +687,7 @@ impl<A: Element, D: Dimension + 'static> ColumnBuilder<Array<A, D>> for ArrayCol
                 shape,
                 rows,
                 capacity,
+                seen,
             } => {
                 let at = at.min(*rows);
                 let size = shape.as_ref().map_or(0, Dimension::size);
@@ -634,10 +700,12 @@ impl<A: Element, D: Dimension + 'static> ColumnBuilder<Array<A, D>> for ArrayCol
                     shape: shape.clone().filter(|_| *rows > at),
                     rows: *rows - at,
                     capacity: *capacity,
+                    seen: None,
                 };
                 *rows = at;
                 if at == 0 {
                     *shape = None;
+                    *seen = None;
                 }
                 tail
             }

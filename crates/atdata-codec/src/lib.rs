@@ -2,7 +2,8 @@
 //! byte-identical to Python atdata.
 //!
 //! - [`Packable`]: a typed sample, implemented with `#[packable]` (crate `atdata-derive`).
-//! - [`SampleBatch`]: samples stacked into columns, arrays with a leading batch dimension.
+//! - [`SampleBatch`]: samples stacked into columns, arrays with a leading batch dimension, with
+//!   their [`Keys`].
 //! - [`encode_array`] / [`decode_array`] / [`ArrayPayload`]: the NDArray payload format.
 //! - [`Schema`], [`SchemaRecord`], [`SchemaRef`]: schema records as the index stores them.
 //! - [`DynamicSample`]: a sample typed at run time by a schema.
@@ -39,6 +40,7 @@ mod error;
 mod field;
 mod infer;
 mod json;
+mod keys;
 mod msgpack;
 mod sample;
 mod schema;
@@ -55,6 +57,7 @@ pub use crate::error::{ArrayError, Error, Result};
 pub use crate::field::{Field, ListItem, Required};
 pub use crate::infer::SchemaInference;
 pub use crate::json::{json_to_msgpack, msgpack_to_json};
+pub use crate::keys::{Keys, KeysIter};
 pub use crate::sample::{BatchBuilder, Packable, SampleBatch, SampleType, WdsSample};
 pub use crate::schema::{FieldType, Primitive, Schema, SchemaField, SchemaRecord};
 pub use crate::schema_ref::{SchemaRef, SchemaRefForm};

@@ -4,6 +4,7 @@ use std::ops::Deref;
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
+use crate::keys::Keys;
 use crate::msgpack::Decoder;
 use crate::schema::Schema;
 use crate::uninit::FillUninit;
@@ -165,7 +166,7 @@ impl WdsSample {
 pub struct SampleBatch<T: Packable> {
     columns: T::Columns,
     samples: OnceLock<Vec<T>>,
-    keys: Vec<String>,
+    keys: Keys,
     len: usize,
 }
 
@@ -180,7 +181,7 @@ impl<T: Packable> SampleBatch<T> {
             columns: T::stack(&samples)?,
             len: samples.len(),
             samples: OnceLock::from(samples),
-            keys: Vec::new(),
+            keys: Keys::new(),
         })
     }
 
@@ -191,10 +192,11 @@ impl<T: Packable> SampleBatch<T> {
     /// # use atdata_derive::packable;
     /// # #[packable(crate = "atdata_codec")]
     /// # struct Row { id: i64 }
-    /// let batch = atdata_codec::SampleBatch::from_keyed(vec!["a".into(), "b".into()], vec![Row { id: 1 }, Row { id: 2 }]).unwrap();
+    /// let keys = ["a", "b"].into_iter().collect();
+    /// let batch = atdata_codec::SampleBatch::from_keyed(keys, vec![Row { id: 1 }, Row { id: 2 }]).unwrap();
     /// assert_eq!(batch.keys(), ["a", "b"]);
     /// ```
-    pub fn from_keyed(keys: Vec<String>, samples: Vec<T>) -> Result<SampleBatch<T>> {
+    pub fn from_keyed(keys: Keys, samples: Vec<T>) -> Result<SampleBatch<T>> {
         check_keys(&keys, samples.len())?;
         Ok(SampleBatch {
             keys,
@@ -204,7 +206,7 @@ impl<T: Packable> SampleBatch<T> {
 
     /// The samples' `__key__`s, in batch order (empty for a batch made by
     /// [`from_samples`](Self::from_samples), which has none).
-    pub fn keys(&self) -> &[String] {
+    pub fn keys(&self) -> &Keys {
         &self.keys
     }
 
@@ -273,7 +275,7 @@ where
 }
 
 /// `keys` has one key per sample, or none at all.
-pub(crate) fn check_keys(keys: &[String], samples: usize) -> Result<()> {
+pub(crate) fn check_keys(keys: &Keys, samples: usize) -> Result<()> {
     if keys.len() == samples {
         Ok(())
     } else {
@@ -298,7 +300,7 @@ pub(crate) fn check_keys(keys: &[String], samples: usize) -> Result<()> {
 ///
 /// let bytes = Point { x: 2.0 }.packed().unwrap();
 /// let p = <Point as SampleType>::decode(&(), &bytes).unwrap();
-/// let batch = <Point as SampleType>::batch(&(), vec!["k".into()], vec![p]).unwrap();
+/// let batch = <Point as SampleType>::batch(&(), ["k"].into_iter().collect(), vec![p]).unwrap();
 /// assert_eq!(batch.x, vec![2.0]);
 /// ```
 pub trait SampleType: Sized + Send + 'static {
@@ -312,8 +314,7 @@ pub trait SampleType: Sized + Send + 'static {
     fn decode(context: &Self::Context, payload: &[u8]) -> Result<Self>;
 
     /// Groups samples (at least one) and their keys (one each) into a batch.
-    fn batch(context: &Self::Context, keys: Vec<String>, samples: Vec<Self>)
-    -> Result<Self::Batch>;
+    fn batch(context: &Self::Context, keys: Keys, samples: Vec<Self>) -> Result<Self::Batch>;
 
     /// Decodes payloads straight into a batch (what readers' batches use).
     #[doc(hidden)]
@@ -340,7 +341,7 @@ where
         T::from_bytes(payload)
     }
 
-    fn batch(_: &(), keys: Vec<String>, samples: Vec<T>) -> Result<SampleBatch<T>> {
+    fn batch(_: &(), keys: Keys, samples: Vec<T>) -> Result<SampleBatch<T>> {
         SampleBatch::from_keyed(keys, samples)
     }
 
@@ -393,7 +394,7 @@ pub trait BatchBuilder<T: SampleType>: Send + Sized + 'static {
     fn split_off(&mut self, at: usize) -> Self;
 
     /// The batch, with one key per row; fails as [`SampleType::batch`] would.
-    fn finish(self, context: &T::Context, keys: Vec<String>) -> Result<T::Batch>;
+    fn finish(self, context: &T::Context, keys: Keys) -> Result<T::Batch>;
 }
 
 /// Samples decoded one at a time and batched at the end (the dynamic path).
@@ -423,7 +424,7 @@ impl<T: SampleType> BatchBuilder<T> for Vec<T> {
         Vec::split_off(self, at.min(self.len()))
     }
 
-    fn finish(self, context: &T::Context, keys: Vec<String>) -> Result<T::Batch> {
+    fn finish(self, context: &T::Context, keys: Keys) -> Result<T::Batch> {
         T::batch(context, keys, self)
     }
 }
@@ -491,7 +492,7 @@ where
         tail
     }
 
-    fn finish(self, _: &(), keys: Vec<String>) -> Result<SampleBatch<T>> {
+    fn finish(self, _: &(), keys: Keys) -> Result<SampleBatch<T>> {
         if self.rows == 0 {
             return Err(Error::EmptyBatch);
         }

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use atdata_codec::{BatchBuilder, SampleType};
+use atdata_codec::{BatchBuilder, Keys, SampleType};
 
 use crate::access::Located;
 use crate::dataset::{Samples, decode_member};
@@ -30,7 +30,7 @@ enum Source<T: SampleType, I> {
     /// Decoded samples, stacked a batch at a time.
     Samples {
         samples: I,
-        keys: Vec<String>,
+        keys: Keys,
         pending: Vec<T>,
     },
     /// Batches decoded straight into their columns on the shard threads, whole or in pieces
@@ -59,7 +59,7 @@ impl<T: SampleType, I: Iterator<Item = Result<(String, T)>>> Batches<T, I> {
     ) -> Result<Batches<T, I>> {
         let source = Source::Samples {
             samples,
-            keys: Vec::with_capacity(batch_size.min(ROOM_AHEAD)),
+            keys: Keys::with_capacity(batch_size.min(ROOM_AHEAD), 0),
             pending: Vec::with_capacity(batch_size.min(ROOM_AHEAD)),
         };
         Batches::checked(source, context, batch_size)
@@ -129,7 +129,7 @@ impl<T: SampleType, I: Iterator<Item = Result<(String, T)>>> Iterator for Batche
             } => loop {
                 match samples.next() {
                     Some(Ok((key, sample))) => {
-                        keys.push(key);
+                        keys.push(&key);
                         pending.push(sample);
                         if pending.len() == size {
                             return Some(emit(context, size, keys, pending));
@@ -180,7 +180,7 @@ impl<T: SampleType, I: Iterator<Item = Result<(String, T)>>> Iterator for Batche
                     Rows::Columns(builder) => Building { keys, builder },
                     // Large samples' payloads, decoded one at a time above.
                     Rows::Deferred(payloads) => {
-                        deferred.extend(keys.into_iter().zip(payloads));
+                        deferred.extend(keys.iter().map(str::to_owned).zip(payloads));
                         continue;
                     }
                     Rows::Streamed(samples) => {
@@ -230,10 +230,10 @@ impl<T: SampleType, I: Iterator<Item = Result<(String, T)>>> Iterator for Batche
 fn emit<T: SampleType>(
     context: &T::Context,
     size: usize,
-    keys: &mut Vec<String>,
+    keys: &mut Keys,
     pending: &mut Vec<T>,
 ) -> Result<T::Batch> {
-    let keys = std::mem::replace(keys, Vec::with_capacity(size.min(ROOM_AHEAD)));
+    let keys = std::mem::replace(keys, Keys::with_capacity(size.min(ROOM_AHEAD), 0));
     let samples = std::mem::replace(pending, Vec::with_capacity(size.min(ROOM_AHEAD)));
     T::batch(context, keys, samples).map_err(Error::Batch)
 }
@@ -444,7 +444,7 @@ impl<T: SampleType> BatchColumns<T> {
 
 /// Rows of batches and their keys: columns under construction, or deferred payloads.
 pub(crate) struct Keyed<T: SampleType> {
-    keys: Vec<String>,
+    keys: Keys,
     rows: Rows<T>,
 }
 
@@ -467,7 +467,7 @@ struct Streamed {
 impl<T: SampleType> Keyed<T> {
     fn empty() -> Keyed<T> {
         Keyed {
-            keys: Vec::new(),
+            keys: Keys::new(),
             rows: Rows::Empty,
         }
     }
@@ -477,7 +477,7 @@ impl<T: SampleType> Keyed<T> {
     }
 
     fn split_off(&mut self, at: usize) -> Keyed<T> {
-        let keys = self.keys.split_off(at.min(self.keys.len()));
+        let keys = self.keys.split_off(at);
         let rows = match &mut self.rows {
             Rows::Empty => Rows::Empty,
             Rows::Columns(builder) => Rows::Columns(builder.split_off(at)),
@@ -490,7 +490,7 @@ impl<T: SampleType> Keyed<T> {
 
 /// A batch being built where it is handed out: whole columns joined, rows added one at a time.
 pub(crate) struct Building<T: SampleType> {
-    keys: Vec<String>,
+    keys: Keys,
     builder: T::Builder,
 }
 
@@ -499,7 +499,7 @@ impl<T: SampleType> Building<T> {
     pub(crate) fn new(context: &T::Context, size: usize) -> Building<T> {
         let room = size.min(ROOM_AHEAD);
         Building {
-            keys: Vec::with_capacity(room),
+            keys: Keys::with_capacity(room, 0),
             builder: T::Builder::with_capacity(context, room),
         }
     }
@@ -518,7 +518,7 @@ impl<T: SampleType> Building<T> {
                 return self.add_located(context, key, &located, &mut Vec::new())?;
             }
         }
-        self.keys.push(key);
+        self.keys.push(&key);
         Ok(())
     }
 
@@ -533,7 +533,7 @@ impl<T: SampleType> Building<T> {
         spill: &mut Vec<u8>,
     ) -> Result<Result<()>> {
         let decoded = located.read_into::<T>(context, &mut self.builder, spill)?;
-        Ok(decoded.map(|()| self.keys.push(key)))
+        Ok(decoded.map(|()| self.keys.push(&key)))
     }
 
     /// Reads the next sample of a shard read here, its payload decoded into the columns as it
@@ -558,7 +558,7 @@ impl<T: SampleType> Building<T> {
         let key = samples.sample().key;
         Some(match decoded {
             Some(Ok(())) => {
-                self.keys.push(key.to_owned());
+                self.keys.push(key);
                 Ok(())
             }
             Some(Err(source)) => Err(Error::Decode {
@@ -576,14 +576,14 @@ impl<T: SampleType> Building<T> {
 
     fn split_off(&mut self, at: usize) -> Building<T> {
         Building {
-            keys: self.keys.split_off(at.min(self.keys.len())),
+            keys: self.keys.split_off(at),
             builder: self.builder.split_off(at),
         }
     }
 
     /// Moves `other`'s rows onto the end of these.
-    fn append(&mut self, mut other: Building<T>) {
-        self.keys.append(&mut other.keys);
+    fn append(&mut self, other: Building<T>) {
+        self.keys.append(other.keys);
         self.builder.append(other.builder);
     }
 
@@ -609,30 +609,36 @@ impl<T: SampleType> Gather for BatchColumns<T> {
                 .is_some_and(|p| p.len() >= DEFERRED_BYTES);
             chunk.rows = if !large && sample.len().saturating_mul(self.batch) <= COLUMN_BATCH_BYTES
             {
-                chunk.keys.reserve(self.batch);
+                // Keys of a shard are usually as long as each other.
+                chunk
+                    .keys
+                    .reserve(self.batch, self.batch * sample.key.len());
                 Rows::Columns(T::Builder::with_capacity(&self.context, self.batch))
             } else {
                 Rows::Deferred(Vec::new())
             };
         }
-        let key = sample.key.to_owned();
         match &mut chunk.rows {
             Rows::Columns(builder) => {
-                decode_member(samples.shard(), &key, sample.member("msgpack"), |payload| {
-                    builder.decode_into(&self.context, payload)
-                })?
+                decode_member(
+                    samples.shard(),
+                    sample.key,
+                    sample.member("msgpack"),
+                    |payload| builder.decode_into(&self.context, payload),
+                )?;
+                chunk.keys.push(sample.key);
             }
             Rows::Deferred(payloads) => {
-                let Some(payload) = sample.member("msgpack") else {
-                    return decode_member(samples.shard(), &key, None, |_| Ok(()));
+                let Some(len) = sample.member("msgpack").map(<[u8]>::len) else {
+                    return decode_member(samples.shard(), sample.key, None, |_| Ok(()));
                 };
-                let spare = self.spares.take(payload.len());
+                chunk.keys.push(sample.key);
+                let spare = self.spares.take(len);
                 let bytes = samples.take_member("msgpack", spare).unwrap_or_default();
                 payloads.push(Deferred::whole(samples.shard(), bytes, &self.spares));
             }
-            Rows::Empty | Rows::Streamed(_) => {}
+            Rows::Empty | Rows::Streamed(_) => chunk.keys.push(sample.key),
         }
-        chunk.keys.push(key);
         Ok(())
     }
 
@@ -659,7 +665,7 @@ impl<T: SampleType> Gather for BatchColumns<T> {
                 if payloads.iter().any(|p| p.payload().len() >= DEFERRED_BYTES) =>
             {
                 Ok(Keyed {
-                    keys: Vec::new(),
+                    keys: Keys::new(),
                     rows: Rows::Streamed(samples),
                 })
             }
@@ -691,7 +697,7 @@ impl<T: SampleType> Gather for BatchColumns<T> {
 /// let even = ds.samples_with_keys()?.filter(|r| r.as_ref().map_or(true, |(_, row)| row.id % 2 == 0));
 /// let first = even.batched(4)?.next().unwrap()?;
 /// assert_eq!(first.id, [0, 2, 4, 6]);
-/// assert_eq!(first.keys()[1], "000002");
+/// assert_eq!(&first.keys()[1], "000002");
 ///
 /// let dynamic = atdata_wds::Dataset::<atdata_codec::DynamicSample>::with_schema(&path, Row::schema())?;
 /// let batch = dynamic.samples_with_keys()?.take(3).batched_with(Row::schema(), 2)?.next().unwrap()?;

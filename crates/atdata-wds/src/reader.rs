@@ -988,7 +988,7 @@ fn byte_sum(block: &[u8; BLOCK]) -> u32 {
 /// Writes WebDataset's key and (lowercased) extension of a member name into `key` and `ext`;
 /// `false` for names it skips.
 fn split_name(name: &str, key: &mut String, ext: &mut String) -> bool {
-    let (dir, base) = match name.rfind('/') {
+    let (dir, base) = match memchr::memrchr(b'/', name.as_bytes()) {
         Some(i) => name.split_at(i + 1),
         None => ("", name),
     };
@@ -999,13 +999,18 @@ fn split_name(name: &str, key: &mut String, ext: &mut String) -> bool {
         return false;
     }
     key.clear();
-    ext.clear();
-    let Some(dot) = base.find('.') else {
+    let Some(dot) = memchr::memchr(b'.', base.as_bytes()) else {
         key.push_str(name);
+        ext.clear();
         return true;
     };
     key.push_str(&name[..dir.len() + dot]);
-    push_lowercase(&base[dot + 1..], ext);
+    // The last member's extension, lowercased, is usually this one already.
+    let given = &base[dot + 1..];
+    if *ext != *given || !given.is_ascii() {
+        ext.clear();
+        push_lowercase(given, ext);
+    }
     true
 }
 
@@ -1127,12 +1132,15 @@ mod tests {
 
     #[test]
     fn names_split_as_webdataset_splits_them() {
-        let s = |n: &str| {
-            let (mut key, mut ext) = (String::new(), String::new());
-            split_name(n, &mut key, &mut ext).then(|| format!("{key}|{ext}"))
-        };
+        // One pair of buffers for all, as a reader reuses them from member to member.
+        let (mut key, mut ext) = (String::new(), String::new());
+        let mut s = |n: &str| split_name(n, &mut key, &mut ext).then(|| format!("{key}|{ext}"));
         assert_eq!(s("000001.msgpack").as_deref(), Some("000001|msgpack"));
+        assert_eq!(s("000002.msgpack").as_deref(), Some("000002|msgpack"));
         assert_eq!(s("a/b/c.seg.PNG").as_deref(), Some("a/b/c|seg.png"));
+        assert_eq!(s("a/b/d.seg.png").as_deref(), Some("a/b/d|seg.png"));
+        assert_eq!(s("a/b/e.Seg.png").as_deref(), Some("a/b/e|seg.png"));
+        assert_eq!(s("k.äb").as_deref(), Some("k|äb"));
         assert_eq!(s("a.b/c.txt").as_deref(), Some("a.b/c|txt"));
         assert_eq!(s("k.ÄB").as_deref(), Some("k|äb"));
         assert_eq!(s("__index__"), None);
