@@ -698,31 +698,29 @@ impl<R: BufRead> Members<R> {
                 applied?;
                 continue;
             }
-            // The path is moved out while the name borrows it (its buffer comes back).
-            let path = std::mem::take(&mut self.path);
-            let found = self.member(header, &path, out);
-            self.path = path;
-            if found? {
+            if self.member(header, out)? {
                 return Ok(true);
             }
         }
     }
 
-    /// Takes a header other than a PAX header, whose path is `path`: a data member's into
-    /// `out` (`true`), or a GNU long name read, or another member skipped.
-    fn member(&mut self, header: Header, path: &[u8], out: &mut Member) -> Result<bool> {
-        let long_name = self.long_name.take();
-        let lossy;
-        let name: &str = match &long_name {
+    /// Takes a header other than a PAX header: a data member's into `out` (`true`), or a GNU
+    /// long name read, or another member skipped. Its name (the header's path, checked to be
+    /// UTF-8, or the long name before it) becomes `out.name`, whose old buffer takes the next
+    /// header's path: a name is neither copied nor allocated.
+    fn member(&mut self, header: Header, out: &mut Member) -> Result<bool> {
+        let name = match self.long_name.take() {
             Some(name) => name,
-            None => match std::str::from_utf8(path) {
+            None => match String::from_utf8(std::mem::take(&mut self.path)) {
                 Ok(name) => name,
-                Err(_) => {
-                    lossy = String::from_utf8_lossy(path);
-                    &lossy
-                }
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
             },
         };
+        let old = std::mem::replace(&mut out.name, name);
+        if self.path.capacity() == 0 {
+            self.path = old.into_bytes();
+        }
+        let name = out.name.as_str();
         let size = match self.pax_size.take() {
             Some(s) => s,
             None => header.size.map_err(|e| self.corrupt(Some(name), e))?,
@@ -741,8 +739,6 @@ impl<R: BufRead> Members<R> {
                 if size > self.max_member {
                     return Err(self.over_limit(name, size, self.max_member));
                 }
-                out.name.clear();
-                out.name.push_str(name);
                 out.offset = self.position;
                 out.size = size;
                 return Ok(true);
