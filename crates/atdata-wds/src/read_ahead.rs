@@ -11,7 +11,7 @@ use crate::opener::fill_from_file;
 /// Bytes the buffer holds (and reads at once while members are small).
 const CAPACITY: usize = 256 << 10;
 /// A read of at least this much, with the buffer empty, goes straight to the input.
-const BYPASS: usize = 64 << 10;
+pub(crate) const BYPASS: usize = 64 << 10;
 /// What the buffer reads after a read that went straight to the input: enough for the next
 /// member's headers (a PAX record and its header take 1.5 KiB), little of its data.
 const SMALL_FILL: usize = 4 << 10;

@@ -11,7 +11,7 @@ use atdata_codec::{FillUninit, UninitBuf, WdsSample};
 use flate2::bufread::MultiGzDecoder;
 
 use crate::error::{Error, Result};
-use crate::read_ahead::{FileInput, Plain, ReadAhead};
+use crate::read_ahead::{BYPASS, FileInput, Plain, ReadAhead};
 use crate::sidecar::Sidecar;
 
 const BLOCK: usize = 512;
@@ -612,6 +612,23 @@ impl<R: BufRead> Members<R> {
     /// data goes from the input straight into `out` ([`ReadAhead`]); memory `out` held before
     /// is read into as it is, and only memory it never held is zeroed first.
     fn read_data(&mut self, size: usize, out: &mut Vec<u8>) -> io::Result<()> {
+        // Small data and its padding, whole in the buffer (or whole once it is filled, as a
+        // read of it would fill it): one copy out, and no read calls.
+        let padded = size.next_multiple_of(BLOCK);
+        if padded < BYPASS {
+            match self.input.fill_buf() {
+                Ok(buffered) if buffered.len() >= padded => {
+                    out.clear();
+                    out.extend_from_slice(&buffered[..size]);
+                    self.input.consume(padded);
+                    self.position += padded as u64;
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
         let mut done = 0;
         while done < size {
             let end = size.min(done.saturating_mul(2).max(TRUSTED_CAPACITY as usize));
