@@ -185,7 +185,13 @@ impl<S: AsRef<str>> PartialEq<Vec<S>> for &Keys {
     }
 }
 
-/// The keys of a [`Keys`], in order (from [`Keys::iter`]).
+/// The keys of a [`Keys`], in order (from [`Keys::iter`]), from either end.
+///
+/// ```
+/// let keys: atdata_codec::Keys = ["a", "b", "c"].into_iter().collect();
+/// let mut iter = keys.iter();
+/// assert_eq!((iter.next(), iter.next_back(), iter.len()), (Some("a"), Some("c"), 1));
+/// ```
 #[derive(Clone)]
 pub struct KeysIter<'k> {
     keys: &'k Keys,
