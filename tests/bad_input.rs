@@ -120,7 +120,7 @@ fn array(bytes: &[u8]) -> Result<ndarray::ArrayD<f32>, ArrayError> {
 }
 
 /// A compact NDArray payload with a hand-written header.
-fn array_payload(dtype: &str, shape: &[i64], data: &[u8]) -> Vec<u8> {
+pub(crate) fn array_payload(dtype: &str, shape: &[i64], data: &[u8]) -> Vec<u8> {
     let mut out = vec![dtype.len() as u8];
     out.extend_from_slice(dtype.as_bytes());
     out.push(shape.len() as u8);

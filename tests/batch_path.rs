@@ -13,6 +13,7 @@ use atdata::prelude::*;
 use atdata::wds::{BatchedExt, Dataset, TarWriter};
 use atdata::{DynamicBatch, Packable, SampleType};
 
+use crate::bad_input::array_payload;
 use crate::golden;
 use crate::samples::{GoldenImage, GoldenPoint, python_record};
 
@@ -110,6 +111,29 @@ where
         .collect();
     assert_eq!(new.len(), old.len(), "batches of {size}");
     new.into_iter().zip(old).collect()
+}
+
+/// Both paths' batches of `size` compared (keys, the samples rebuilt from the columns, the
+/// errors' texts): how many rows and errors they held.
+pub(crate) fn compared<T>(ds: &Dataset<T>, size: usize) -> (usize, usize)
+where
+    T: Packable + SampleType<Context = (), Batch = SampleBatch<T>> + PartialEq + std::fmt::Debug,
+{
+    let (mut rows, mut errors) = (0, 0);
+    for (i, pair) in both(ds, size).into_iter().enumerate() {
+        match pair {
+            (Ok(new), Ok(old)) => {
+                assert_eq!(new.keys(), old.keys(), "batch {i} of {size}");
+                assert_eq!(new.samples(), old.samples(), "batch {i} of {size}");
+                rows += new.len();
+            }
+            (new, old) => {
+                assert_eq!(new.err(), old.err(), "batch {i} of {size}: the same error");
+                errors += 1;
+            }
+        }
+    }
+    (rows, errors)
 }
 
 /// The batches are equal: keys, the columns named, and the samples rebuilt from the columns.
@@ -303,13 +327,7 @@ struct Grid {
 
 /// `{"v": <array>}` with the array's header as given: dtype, shape, then `elements` (raw).
 fn grid_payload(dtype: &str, shape: &[i64], elements: &[u8]) -> Vec<u8> {
-    let mut array = vec![dtype.len() as u8];
-    array.extend_from_slice(dtype.as_bytes());
-    array.push(shape.len() as u8);
-    for d in shape {
-        array.extend_from_slice(&d.to_le_bytes());
-    }
-    array.extend_from_slice(elements);
+    let array = array_payload(dtype, shape, elements);
     let mut payload = vec![0x81, 0xa1, b'v', 0xc4, array.len() as u8];
     payload.extend(array);
     payload
@@ -348,21 +366,7 @@ fn payloads_that_repeat_all_but_a_byte_of_a_header_batch_as_parsed() {
     assert!(samples[4].is_err());
     assert_eq!(samples[6].as_ref().unwrap().v.shape(), [3, 2]);
     for size in [1, 2, 3, 4, 9, 18] {
-        let (mut rows, mut errors) = (0, 0);
-        for (i, pair) in both(&ds, size).into_iter().enumerate() {
-            match pair {
-                (Ok(new), Ok(old)) => {
-                    assert_eq!(new.keys(), old.keys(), "batch {i} of {size}");
-                    assert_eq!(new.v, old.v, "batch {i} of {size}");
-                    assert_eq!(new.samples(), old.samples(), "batch {i} of {size}");
-                    rows += new.len();
-                }
-                (new, old) => {
-                    assert_eq!(new.err(), old.err(), "batch {i} of {size}");
-                    errors += 1;
-                }
-            }
-        }
+        let (rows, errors) = compared(&ds, size);
         // The int32 array of each shard is an error; so is a batch holding the 3 x 2 one (each
         // batch, from 9 samples on).
         assert!(errors >= 2, "size {size}: {errors} errors");

@@ -19,7 +19,7 @@ use atdata::{Packable, SampleType, encode_array};
 use atdata_codec::BatchBuilder;
 
 use crate::bad_input::{peak_rss_of, print_peak_rss};
-use crate::batch_path::both;
+use crate::batch_path::compared;
 
 /// A large array between small fields, and a `bool` array after it.
 #[packable]
@@ -302,24 +302,10 @@ fn shard(
 
 /// Both paths give the same batches of every size: keys, samples, and errors.
 fn same_on_both_paths(ds: &Dataset<Frame>) -> (usize, usize) {
-    let (mut rows, mut errors) = (0, 0);
-    for size in [1, 4, 32] {
-        for (i, pair) in both(ds, size).into_iter().enumerate() {
-            match pair {
-                (Ok(new), Ok(old)) => {
-                    assert_eq!(new.keys(), old.keys(), "batch {i} of {size}");
-                    assert_eq!(new.image, old.image, "batch {i} of {size}");
-                    assert_eq!(new.samples(), old.samples(), "batch {i} of {size}");
-                    rows += new.len();
-                }
-                (new, old) => {
-                    assert_eq!(new.err(), old.err(), "batch {i} of {size}: the same error");
-                    errors += 1;
-                }
-            }
-        }
-    }
-    (rows, errors)
+    [1, 4, 32].into_iter().fold((0, 0), |(rows, errors), size| {
+        let (more_rows, more_errors) = compared(ds, size);
+        (rows + more_rows, errors + more_errors)
+    })
 }
 
 #[test]
