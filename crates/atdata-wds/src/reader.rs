@@ -614,8 +614,9 @@ impl<R: BufRead> Members<R> {
     fn read_data(&mut self, size: usize, out: &mut Vec<u8>) -> io::Result<()> {
         // Small data and its padding, whole in the buffer (or whole once it is filled, as a
         // read of it would fill it): one copy out, and no read calls.
-        let padded = size.next_multiple_of(BLOCK);
-        if padded < BYPASS {
+        if let Some(padded) = size.checked_next_multiple_of(BLOCK)
+            && padded < BYPASS
+        {
             match self.input.fill_buf() {
                 Ok(buffered) if buffered.len() >= padded => {
                     out.clear();
@@ -946,16 +947,16 @@ pub(crate) fn header_size(block: &[u8; BLOCK]) -> std::result::Result<u64, Strin
     if usual && matches!(field[11], 0 | b' ') {
         return Ok(value);
     }
-    let text = until_nul(field).trim_ascii();
-    let digits = text.strip_prefix(b"+").unwrap_or(text);
-    let value = (!digits.is_empty())
-        .then(|| {
-            digits.iter().try_fold(0u64, |n, &b| match b {
-                b'0'..=b'7' => n.checked_mul(8)?.checked_add(u64::from(b - b'0')),
-                _ => None,
-            })
+    // Trimmed as `str::trim` trims (Unicode whitespace, a vertical tab included), as the
+    // crate does; a field that is not UTF-8 is not a number.
+    let text = std::str::from_utf8(until_nul(field)).map(str::trim);
+    let digits = text.map(|t| t.strip_prefix('+').unwrap_or(t));
+    let value = digits.ok().filter(|d| !d.is_empty()).and_then(|d| {
+        d.bytes().try_fold(0u64, |n, b| match b {
+            b'0'..=b'7' => n.checked_mul(8)?.checked_add(u64::from(b - b'0')),
+            _ => None,
         })
-        .flatten();
+    });
     value.ok_or_else(|| {
         format!(
             "numeric field was not a number: {} when getting size for {}",
@@ -1075,7 +1076,8 @@ mod tests {
                     field.extend_from_slice(&n.to_be_bytes());
                     field
                 }),
-                proptest::collection::vec(proptest::prop_oneof![Just(0u8), Just(b' '), Just(b'+'), b'0'..=b'9', any::<u8>()], 12),
+                // Any bytes, whitespace that `str::trim` trims (a vertical tab, form feed) among them.
+                proptest::collection::vec(proptest::prop_oneof![Just(0u8), Just(b' '), Just(b'\x0b'), Just(b'\x0c'), Just(b'+'), b'0'..=b'9', any::<u8>()], 12),
             ],
             ustar in any::<bool>(),
         ) {
@@ -1113,6 +1115,29 @@ mod tests {
         assert_eq!(items.len(), 1);
         assert!(
             matches!(&items[0], Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound),
+            "{items:?}"
+        );
+    }
+
+    #[test]
+    fn a_header_claiming_the_largest_size_is_truncated_with_no_limit() {
+        // Base-256 `u64::MAX`, with the member limit lifted: the read finds the bytes missing
+        // (no overflow rounding the size up to its padding, no allocation from the claim).
+        let mut block = [0u8; BLOCK];
+        block[..10].copy_from_slice(b"a.msgpack\0");
+        block[124] = 0x80;
+        block[128..136].copy_from_slice(&u64::MAX.to_be_bytes());
+        block[156] = b'0';
+        block[148..156].copy_from_slice(b"        ");
+        let sum: u32 = block.iter().map(|&b| u32::from(b)).sum();
+        block[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        let mut shard = block.to_vec();
+        shard.extend_from_slice(&[7; 100]);
+        let items: Vec<_> = TarReader::new(&shard[..], "s.tar")
+            .with_max_member_bytes(u64::MAX)
+            .collect();
+        assert!(
+            matches!(&items[..], [Err(Error::Truncated { member: Some(m), .. })] if m == "a.msgpack"),
             "{items:?}"
         );
     }
