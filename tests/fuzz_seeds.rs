@@ -43,3 +43,11 @@ fn schema_inference_seeds_and_golden_payloads_hold_the_fuzz_properties() {
     }
     assert_eq!(payloads, 9);
 }
+
+#[test]
+fn batch_columns_seeds_hold_the_fuzz_properties() {
+    for (name, seed) in seeds("batch_columns") {
+        // Every seed has rows that decode (and headers that repeat), most also ones that fail.
+        assert!(checks::batch_columns(&seed) >= 2, "{name}");
+    }
+}
