@@ -594,15 +594,15 @@ impl<A: Element, D: Dimension> ArrayColumn<A, D> {
         if let ArrayColumn::Dense { seen, .. } = self
             && !layout.fortran_order
         {
-            let seen = seen.get_or_insert_with(|| SeenHeader {
-                header: Vec::new(),
-                len: 0,
+            // The old header's buffer is reused.
+            let mut header = seen.take().map(|s| s.header).unwrap_or_default();
+            header.clear();
+            header.extend_from_slice(&bytes[..layout.data_start]);
+            *seen = Some(SeenHeader {
+                header,
+                len: bytes.len(),
                 order: layout.dtype.order,
             });
-            seen.header.clear();
-            seen.header.extend_from_slice(&bytes[..layout.data_start]);
-            seen.len = bytes.len();
-            seen.order = layout.dtype.order;
         }
     }
 

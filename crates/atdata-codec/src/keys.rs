@@ -179,12 +179,6 @@ impl<S: AsRef<str>> PartialEq<Vec<S>> for Keys {
     }
 }
 
-impl<S: AsRef<str>> PartialEq<Vec<S>> for &Keys {
-    fn eq(&self, other: &Vec<S>) -> bool {
-        **self == other[..]
-    }
-}
-
 /// The keys of a [`Keys`], in order (from [`Keys::iter`]), from either end.
 ///
 /// ```

@@ -154,7 +154,7 @@ impl<T: SampleType, I: Iterator<Item = Result<(String, T)>>> Iterator for Batche
                 }
                 if let Some((key, payload)) = deferred.pop_front() {
                     let building = pending.get_or_insert_with(|| Building::new(context, size));
-                    if let Err(e) = building.add(context, key, Row::Deferred(payload)) {
+                    if let Err(e) = building.add(context, &key, Row::Deferred(payload)) {
                         return Some(Err(e));
                     }
                     continue;
@@ -211,7 +211,7 @@ impl<T: SampleType, I: Iterator<Item = Result<(String, T)>>> Iterator for Batche
                 match rows.next() {
                     Some(Ok((key, row))) => {
                         let building = pending.get_or_insert_with(|| Building::new(context, size));
-                        if let Err(e) = building.add(context, key, row) {
+                        if let Err(e) = building.add(context, &key, row) {
                             return Some(Err(e));
                         }
                         if building.rows() == size {
@@ -506,11 +506,11 @@ impl<T: SampleType> Building<T> {
 
     /// Adds a row: a deferred payload is decoded into the columns, a located one read into
     /// them. On an error (naming the shard and key) the rows are as before.
-    pub(crate) fn add(&mut self, context: &T::Context, key: String, row: Row<T>) -> Result<()> {
+    pub(crate) fn add(&mut self, context: &T::Context, key: &str, row: Row<T>) -> Result<()> {
         match row {
             Row::Decoded(sample) => self.builder.push(sample),
             Row::Deferred(payload) => {
-                decode_member(&payload.shard, &key, Some(payload.payload()), |bytes| {
+                decode_member(&payload.shard, key, Some(payload.payload()), |bytes| {
                     self.builder.decode_into(context, bytes)
                 })?
             }
@@ -518,7 +518,7 @@ impl<T: SampleType> Building<T> {
                 return self.add_located(context, key, &located, &mut Vec::new())?;
             }
         }
-        self.keys.push(&key);
+        self.keys.push(key);
         Ok(())
     }
 
@@ -528,12 +528,12 @@ impl<T: SampleType> Building<T> {
     pub(crate) fn add_located(
         &mut self,
         context: &T::Context,
-        key: String,
+        key: &str,
         located: &Located,
         spill: &mut Vec<u8>,
     ) -> Result<Result<()>> {
         let decoded = located.read_into::<T>(context, &mut self.builder, spill)?;
-        Ok(decoded.map(|()| self.keys.push(&key)))
+        Ok(decoded.map(|()| self.keys.push(key)))
     }
 
     /// Reads the next sample of a shard read here, its payload decoded into the columns as it
@@ -791,7 +791,7 @@ mod tests {
         assert_eq!(kinds, [("small", false), ("below", false), ("large", true)]);
         let mut batch = Building::<Blob>::new(&(), 3);
         for (key, row) in rows {
-            batch.add(&(), key, row).unwrap();
+            batch.add(&(), &key, row).unwrap();
         }
         let batch = batch.finish(&()).unwrap();
         assert_eq!(batch.keys(), ["small", "below", "large"]);

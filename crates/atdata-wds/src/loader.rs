@@ -462,7 +462,7 @@ impl<T: SampleType, O> Iterator for Loader<T, O> {
                     // A large sample left in its shard is read here, straight into the batch;
                     // a failed read stops the loader as a failed block read does.
                     Ok(Ok((key, Row::Located(located)))) => {
-                        match batch.add_located(context, key, &located, &mut self.spill) {
+                        match batch.add_located(context, &key, &located, &mut self.spill) {
                             Ok(decoded) => bad = decoded.err(),
                             Err(e) => {
                                 self.stopped = true;
@@ -470,7 +470,7 @@ impl<T: SampleType, O> Iterator for Loader<T, O> {
                             }
                         }
                     }
-                    Ok(Ok((key, row))) => bad = batch.add(context, key, row).err(),
+                    Ok(Ok((key, row))) => bad = batch.add(context, &key, row).err(),
                     Ok(Err(e)) => {
                         bad.get_or_insert(e);
                     }

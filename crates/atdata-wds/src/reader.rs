@@ -772,7 +772,7 @@ impl<R: BufRead> Members<R> {
         while !records.is_empty() {
             // "<len> <key>=<value>\n", where <len> counts the whole record.
             let parsed = records.iter().position(|&b| b == b' ').and_then(|space| {
-                let len = decimal(&records[..space])?;
+                let len = usize::try_from(unsigned(&records[..space], 10)?).ok()?;
                 (len > space && len <= records.len()).then_some((space, len))
             });
             let Some((space, len)) = parsed else {
@@ -824,16 +824,18 @@ impl Header {
     }
 }
 
-/// A PAX record's length: decimal digits (a `+` before them allowed, as `str::parse` allows
-/// it), or `None`.
-fn decimal(text: &[u8]) -> Option<usize> {
+/// An unsigned number of `radix` (up to 10) digits, a `+` before them allowed (as
+/// `str::parse` and `from_str_radix` allow it), or `None` (no digits, another byte, overflow).
+fn unsigned(text: &[u8], radix: u8) -> Option<u64> {
     let digits = text.strip_prefix(b"+").unwrap_or(text);
     if digits.is_empty() {
         return None;
     }
-    digits.iter().try_fold(0usize, |n, &b| match b {
-        b'0'..=b'9' => n.checked_mul(10)?.checked_add(usize::from(b - b'0')),
-        _ => None,
+    digits.iter().try_fold(0u64, |n, &b| {
+        let digit = b.wrapping_sub(b'0');
+        (digit < radix).then_some(())?;
+        n.checked_mul(u64::from(radix))?
+            .checked_add(u64::from(digit))
     })
 }
 
@@ -950,13 +952,7 @@ pub(crate) fn header_size(block: &[u8; BLOCK]) -> std::result::Result<u64, Strin
     // Trimmed as `str::trim` trims (Unicode whitespace, a vertical tab included), as the
     // crate does; a field that is not UTF-8 is not a number.
     let text = std::str::from_utf8(until_nul(field)).map(str::trim);
-    let digits = text.map(|t| t.strip_prefix('+').unwrap_or(t));
-    let value = digits.ok().filter(|d| !d.is_empty()).and_then(|d| {
-        d.bytes().try_fold(0u64, |n, b| match b {
-            b'0'..=b'7' => n.checked_mul(8)?.checked_add(u64::from(b - b'0')),
-            _ => None,
-        })
-    });
+    let value = text.ok().and_then(|t| unsigned(t.as_bytes(), 8));
     value.ok_or_else(|| {
         format!(
             "numeric field was not a number: {} when getting size for {}",
